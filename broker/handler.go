@@ -1,0 +1,445 @@
+package broker
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate/tollgate/broker/scope"
+	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/policies"
+)
+
+// Limits on a token request. Real clients send a few hundred bytes.
+const (
+	maxQueryBytes    = 16 << 10
+	maxBodyBytes     = 16 << 10
+	maxUserBytes     = 256
+	maxPasswordBytes = 8 << 10 // OIDC tokens are accepted as passwords
+)
+
+// tokenRequest is a parsed GET or POST /token.
+type tokenRequest struct {
+	svc      *Service
+	scopes   []scope.Scope
+	grant    string // "" (GET), "password" or "refresh_token"
+	user     string
+	password string
+	bearer   string
+	refresh  string
+	basic    bool // credentials were given (Basic header or password grant)
+	offline  bool
+	account  string
+	clientID string
+}
+
+type tokenResponse struct {
+	Token        string `json:"token"`
+	AccessToken  string `json:"access_token"`
+	ExpiresIn    int    `json:"expires_in"`
+	IssuedAt     string `json:"issued_at"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+}
+
+// handleToken is the whole request path: parse, authenticate, authorize,
+// intersect, sign, answer, and one decision log line.
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := decision{}
+	status, err := s.serveToken(w, r, &rec)
+	if err != nil {
+		status = s.writeError(w, r, err)
+	}
+	rec.log(s.log, r, status, err, time.Since(start))
+}
+
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, rec *decision) (int, error) {
+	ctx := r.Context()
+	req, err := s.parseRequest(w, r)
+	if err != nil {
+		return 0, err
+	}
+	rec.req = req
+
+	id, err := s.authenticate(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	rec.id = &id
+
+	access, ttl, err := s.authorize(ctx, r, req, id, rec)
+	if err != nil {
+		return 0, err
+	}
+	rec.granted = access
+
+	now := s.now()
+	key := req.svc.Keys.Signer(now)
+	if key == nil {
+		return 0, newError(kindUnavailable, nil, "no signing key is valid for service %q", req.svc.Name)
+	}
+	tok, err := req.svc.signAccess(key, id.Subject, access, now, ttl)
+	if err != nil {
+		return 0, err
+	}
+	resp := tokenResponse{Token: tok, AccessToken: tok, ExpiresIn: int(ttl / time.Second), IssuedAt: now.UTC().Format(time.RFC3339)}
+	if req.offline && req.grant != "refresh_token" && s.opts.RefreshTTL > 0 && !id.Anonymous {
+		if resp.RefreshToken, err = req.svc.signRefresh(key, id.Subject, id.Connector, now, s.opts.RefreshTTL); err != nil {
+			return 0, err
+		}
+		rec.refreshIssued = true
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(resp)
+	return http.StatusOK, nil
+}
+
+func (s *Server) parseRequest(w http.ResponseWriter, r *http.Request) (*tokenRequest, error) {
+	if len(r.URL.RawQuery) > maxQueryBytes {
+		return nil, newError(kindTooLarge, nil, "query string longer than %d bytes", maxQueryBytes)
+	}
+	req := &tokenRequest{}
+	var params map[string][]string
+	switch r.Method {
+	case http.MethodGet:
+		q, err := parseQuery(r.URL.RawQuery)
+		if err != nil {
+			return nil, err
+		}
+		params = q
+		req.offline = single(q, "offline_token") == "true"
+		if err := req.parseAuthorization(r.Header.Values("Authorization")); err != nil {
+			return nil, err
+		}
+	case http.MethodPost:
+		form, err := parseForm(w, r)
+		if err != nil {
+			return nil, err
+		}
+		params = form
+		if err := req.parseGrant(form); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, newError(kindMethod, nil, "method %s not allowed: use GET or POST", r.Method)
+	}
+	for _, p := range []string{"account", "client_id", "grant_type", "username", "password", "refresh_token", "access_type", "offline_token"} {
+		if len(params[p]) > 1 {
+			return nil, newError(kindBadRequest, nil, "parameter %s given %d times", p, len(params[p]))
+		}
+	}
+	req.account = truncate(single(params, "account"), maxUserBytes)
+	req.clientID = truncate(single(params, "client_id"), maxUserBytes)
+
+	svc, err := s.service(params["service"])
+	if err != nil {
+		return nil, err
+	}
+	req.svc = svc
+	if req.scopes, err = scope.Parse(params["scope"]); err != nil {
+		return nil, newError(kindBadScope, nil, "%s", err.Error())
+	}
+	return req, nil
+}
+
+func parseQuery(raw string) (map[string][]string, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, newError(kindBadRequest, nil, "malformed query string")
+	}
+	return q, nil
+}
+
+func parseForm(w http.ResponseWriter, r *http.Request) (map[string][]string, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, newError(kindBadRequest, nil, "POST /token wants Content-Type application/x-www-form-urlencoded")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, newError(kindTooLarge, nil, "request body larger than %d bytes", maxBodyBytes)
+		}
+		return nil, newError(kindBadRequest, nil, "malformed form body")
+	}
+	return r.PostForm, nil
+}
+
+// parseGrant reads the OAuth2 form of POST /token.
+func (req *tokenRequest) parseGrant(form map[string][]string) error {
+	req.grant = single(form, "grant_type")
+	req.offline = single(form, "access_type") == "offline"
+	switch req.grant {
+	case "password":
+		req.user, req.password, req.basic = single(form, "username"), single(form, "password"), true
+		if req.user == "" || req.password == "" {
+			return newError(kindBadRequest, nil, "grant_type=password needs username and password")
+		}
+	case "refresh_token":
+		req.refresh = single(form, "refresh_token")
+		if req.refresh == "" {
+			return newError(kindBadRequest, nil, "grant_type=refresh_token needs refresh_token")
+		}
+	case "":
+		return newError(kindBadRequest, nil, "missing grant_type")
+	default:
+		return newError(kindUnsupportedGrant, nil, "grant_type %q is not supported: use password or refresh_token", truncate(req.grant, 50))
+	}
+	return req.checkCredentialSizes()
+}
+
+// parseAuthorization reads the Authorization header of GET /token.
+func (req *tokenRequest) parseAuthorization(values []string) error {
+	if len(values) == 0 {
+		return nil
+	}
+	if len(values) > 1 {
+		return newError(kindBadRequest, nil, "more than one Authorization header")
+	}
+	scheme, cred, _ := strings.Cut(strings.TrimSpace(values[0]), " ")
+	cred = strings.TrimSpace(cred)
+	switch {
+	case strings.EqualFold(scheme, "Basic"):
+		raw, err := base64.StdEncoding.DecodeString(cred)
+		if err != nil {
+			return newError(kindBadRequest, nil, "malformed Basic authorization header: not base64")
+		}
+		user, pass, ok := strings.Cut(string(raw), ":")
+		if !ok {
+			return newError(kindBadRequest, nil, "malformed Basic authorization header: no ':' between user and password")
+		}
+		req.user, req.password, req.basic = user, pass, true
+	case strings.EqualFold(scheme, "Bearer"):
+		if cred == "" {
+			return newError(kindBadRequest, nil, "empty Bearer token")
+		}
+		req.bearer = cred
+	default:
+		return newError(kindBadRequest, nil, "unsupported authorization scheme %q: use Basic or Bearer", truncate(scheme, 20))
+	}
+	return req.checkCredentialSizes()
+}
+
+func (req *tokenRequest) checkCredentialSizes() error {
+	if len(req.user) > maxUserBytes || len(req.password) > maxPasswordBytes ||
+		len(req.bearer) > maxPasswordBytes || len(req.refresh) > maxPasswordBytes {
+		return newError(kindBadRequest, nil, "credentials too long")
+	}
+	if strings.ContainsAny(req.user, "\x00\r\n") {
+		return newError(kindBadRequest, nil, "invalid character in user name")
+	}
+	return nil
+}
+
+func single(m map[string][]string, key string) string {
+	if v := m[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// authenticate resolves the caller. Wrong credentials are 401, an identity
+// backend that cannot answer is 503.
+func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.Identity, error) {
+	auth := s.opts.Authenticator
+	switch {
+	case req.refresh != "":
+		claims, err := req.svc.verifyRefresh(req.refresh, s.now())
+		if err != nil {
+			return identity.Identity{}, newError(kindUnauthorized, err, "invalid refresh token (expired, tampered, or for another service)")
+		}
+		id, ok, err := auth.Refresh(ctx, identity.Identity{Subject: claims.Subject, Connector: claims.Connector})
+		if err != nil {
+			return identity.Identity{}, newError(kindUnavailable, err, "identity backend unavailable; try again")
+		}
+		if !ok {
+			return identity.Identity{}, newError(kindUnauthorized, nil, "refresh token no longer valid: the user is unknown or disabled; log in again")
+		}
+		return normalize(id), nil
+
+	case req.bearer != "":
+		return s.verifyBearer(ctx, req, req.bearer)
+
+	case req.basic:
+		if looksLikeJWT(req.password) && auth.HasTokenConnectors() {
+			// `docker login -u anything -p $TOKEN`: the user name is arbitrary.
+			if id, ok, err := auth.VerifyToken(ctx, req.password); err == nil && ok {
+				return normalize(id), nil
+			}
+		}
+		id, ok, err := auth.Login(ctx, req.user, req.password)
+		if err != nil {
+			return identity.Identity{}, newError(kindUnavailable, err, "identity backend unavailable; try again")
+		}
+		if !ok {
+			return identity.Identity{}, newError(kindUnauthorized, nil, "invalid user name or password")
+		}
+		return normalize(id), nil
+
+	default:
+		if !s.opts.Anonymous {
+			return identity.Identity{}, newError(kindUnauthorized, nil, "authentication required")
+		}
+		return identity.Anonymous(), nil
+	}
+}
+
+func (s *Server) verifyBearer(ctx context.Context, req *tokenRequest, raw string) (identity.Identity, error) {
+	if s.opts.Authenticator.HasTokenConnectors() {
+		id, ok, err := s.opts.Authenticator.VerifyToken(ctx, raw)
+		if err != nil && !ok {
+			return identity.Identity{}, newError(kindUnavailable, err, "token verifier unavailable; try again")
+		}
+		if ok {
+			return normalize(id), nil
+		}
+	}
+	if s.isOwnToken(raw) {
+		return identity.Identity{}, newError(kindUnauthorized, nil,
+			"this is a registry access token issued by this broker, not a credential: send a user name and password (Basic) instead")
+	}
+	return identity.Identity{}, newError(kindUnauthorized, nil, "bearer token not accepted")
+}
+
+// isOwnToken tells whether raw looks like a token this broker issued, only to
+// word the error for clients that replay a cached registry token.
+func (s *Server) isOwnToken(raw string) bool {
+	var c jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(raw, &c); err != nil {
+		return false
+	}
+	for _, svc := range s.opts.Services {
+		if c.Issuer == svc.Issuer {
+			return true
+		}
+	}
+	return false
+}
+
+func looksLikeJWT(s string) bool {
+	return strings.Count(s, ".") == 2 && strings.HasPrefix(s, "eyJ")
+}
+
+func normalize(id identity.Identity) identity.Identity {
+	if id.Groups == nil {
+		id.Groups = []string{}
+	}
+	if id.Claims == nil {
+		id.Claims = map[string]any{}
+	}
+	return id
+}
+
+// authorize asks the policy and intersects its answer with the request: the
+// broker signs only what was both asked and allowed.
+func (s *Server) authorize(ctx context.Context, r *http.Request, req *tokenRequest, id identity.Identity, rec *decision) ([]AccessEntry, time.Duration, error) {
+	ttl := req.svc.TokenTTL
+	if len(req.scopes) == 0 {
+		return nil, ttl, nil // login check: authenticate, grant nothing
+	}
+	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+	dec, err := s.opts.Authorizer.Authorize(ctx, policies.Input{
+		Service:  req.svc.Name,
+		Identity: id,
+		Scopes:   req.scopes,
+		Client:   policies.Client{IP: ip, UserAgent: truncate(r.UserAgent(), 256)},
+	})
+	if errors.Is(err, policies.ErrNoPolicy) {
+		return nil, 0, newError(kindUnavailable, err, "no policy loaded; try again")
+	}
+	if err != nil {
+		return nil, 0, newError(kindInternal, err, "policy evaluation failed")
+	}
+	rec.revision, rec.cached = dec.Revision, dec.Cached
+	var access []AccessEntry
+	for i, sc := range req.scopes {
+		var allowed map[string]bool
+		if i < len(dec.Allowed) {
+			allowed = dec.Allowed[i]
+		}
+		if acts := scope.Intersect(sc.Actions, allowed); len(acts) > 0 {
+			access = append(access, AccessEntry{Type: sc.Type, Name: sc.Name, Actions: acts})
+		}
+	}
+	if dec.TokenTTL > 0 {
+		ttl = min(max(dec.TokenTTL, minTokenTTL), req.svc.MaxTokenTTL)
+	}
+	return access, ttl, nil
+}
+
+// decision gathers what the decision log line says about one request.
+type decision struct {
+	req           *tokenRequest
+	id            *identity.Identity
+	granted       []AccessEntry
+	revision      string
+	cached        bool
+	refreshIssued bool
+}
+
+// log writes one line per token request. It never logs a password or token.
+func (d *decision) log(l *slog.Logger, r *http.Request, status int, err error, elapsed time.Duration) {
+	attrs := make([]slog.Attr, 0, 16)
+	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+	attrs = append(attrs, slog.String("method", r.Method), slog.String("client_ip", ip), slog.Int("status", status))
+	if d.req != nil {
+		attrs = append(attrs, slog.String("service", d.req.svc.Name))
+		if d.req.grant != "" {
+			attrs = append(attrs, slog.String("grant", d.req.grant))
+		}
+		if d.req.user != "" {
+			attrs = append(attrs, slog.String("user", d.req.user))
+		}
+		if d.req.account != "" {
+			attrs = append(attrs, slog.String("account", d.req.account))
+		}
+		requested := make([]string, len(d.req.scopes))
+		for i, sc := range d.req.scopes {
+			requested[i] = sc.String()
+		}
+		attrs = append(attrs, slog.Any("requested", requested))
+	}
+	if d.id != nil {
+		attrs = append(attrs, slog.String("subject", d.id.Subject), slog.String("connector", d.id.Connector))
+	}
+	if status == http.StatusOK {
+		granted := make([]string, len(d.granted))
+		for i, a := range d.granted {
+			granted[i] = a.Type + ":" + a.Name + ":" + strings.Join(a.Actions, ",")
+		}
+		attrs = append(attrs, slog.Any("granted", granted), slog.Bool("refresh_token_issued", d.refreshIssued))
+	}
+	if d.revision != "" {
+		attrs = append(attrs, slog.String("policy_revision", d.revision), slog.Bool("decision_cached", d.cached))
+	}
+	outcome := "granted"
+	switch {
+	case err != nil:
+		outcome = "error"
+		attrs = append(attrs, slog.String("error", err.Error()))
+	case d.req != nil && len(d.req.scopes) == 0:
+		outcome = "login"
+	case len(d.granted) == 0:
+		outcome = "denied"
+	}
+	attrs = append(attrs, slog.String("outcome", outcome), slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000))
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	l.LogAttrs(r.Context(), level, "token", attrs...)
+}

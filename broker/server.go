@@ -1,0 +1,199 @@
+// Package broker is the registry token service: it parses token requests,
+// authenticates the caller, asks the policy, and signs the granted access.
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/policies"
+)
+
+// Authorizer is what the broker needs of the policy side.
+type Authorizer interface {
+	Authorize(ctx context.Context, in policies.Input) (policies.Decision, error)
+}
+
+// Authenticator is what the broker needs of the identity side.
+type Authenticator interface {
+	Login(ctx context.Context, user, password string) (identity.Identity, bool, error)
+	VerifyToken(ctx context.Context, raw string) (identity.Identity, bool, error)
+	Refresh(ctx context.Context, prev identity.Identity) (identity.Identity, bool, error)
+	HasTokenConnectors() bool
+}
+
+// Service is one audience the broker issues tokens for (a registry, a notary).
+type Service struct {
+	Name        string
+	Default     bool
+	Issuer      string
+	Realm       string
+	TokenTTL    time.Duration
+	MaxTokenTTL time.Duration
+	Keys        *KeySet
+}
+
+// Options configure a Server.
+type Options struct {
+	Services      []*Service
+	Authenticator Authenticator
+	Authorizer    Authorizer
+	// Anonymous lets callers without credentials through to the policy.
+	Anonymous bool
+	// RefreshTTL is the lifetime of refresh tokens; 0 disables them.
+	RefreshTTL time.Duration
+	Logger     *slog.Logger
+	// Ready reports whether a policy is loaded; nil means always.
+	Ready func() error
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server serves the token endpoint, the published keys and health checks.
+type Server struct {
+	opts     Options
+	services map[string]*Service
+	fallback *Service
+	log      *slog.Logger
+	now      func() time.Time
+	mux      *http.ServeMux
+	draining atomic.Bool
+}
+
+// minTokenTTL is the shortest lifetime the broker signs: clients assume 60
+// seconds when told less.
+const minTokenTTL = 60 * time.Second
+
+// New builds a Server. It fails when a service has no key that can sign.
+func New(opts Options) (*Server, error) {
+	s := &Server{opts: opts, services: map[string]*Service{}, log: opts.Logger, now: opts.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	for _, svc := range opts.Services {
+		if _, dup := s.services[svc.Name]; dup {
+			return nil, fmt.Errorf("service %q defined twice", svc.Name)
+		}
+		if svc.Keys == nil || svc.Keys.Signer(s.now()) == nil {
+			return nil, fmt.Errorf("service %q: no key valid for signing now", svc.Name)
+		}
+		s.services[svc.Name] = svc
+		if svc.Default {
+			s.fallback = svc
+		}
+	}
+	if len(opts.Services) == 1 && s.fallback == nil {
+		s.fallback = opts.Services[0]
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/token", s.handleToken)
+	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
+	mux.HandleFunc("GET /certs.pem", s.handleCerts)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	s.mux = mux
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+// SetDraining makes /readyz fail so load balancers stop sending traffic
+// while in-flight requests finish.
+func (s *Server) SetDraining() { s.draining.Store(true) }
+
+func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	if s.draining.Load() {
+		writeText(w, http.StatusServiceUnavailable, "draining\n")
+		return
+	}
+	if s.opts.Ready != nil {
+		if err := s.opts.Ready(); err != nil {
+			writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
+			return
+		}
+	}
+	now := s.now()
+	for _, svc := range s.opts.Services {
+		if svc.Keys.Signer(now) == nil {
+			writeText(w, http.StatusServiceUnavailable, "not ready: service "+svc.Name+" has no key valid for signing\n")
+			return
+		}
+	}
+	writeText(w, http.StatusOK, "ready\n")
+}
+
+// handleJWKS publishes every service's public keys. A kid names one key
+// whatever service it belongs to, so one document serves all of them.
+func (s *Server) handleJWKS(w http.ResponseWriter, _ *http.Request) {
+	now := s.now()
+	keys := []JWK{}
+	seen := map[string]bool{}
+	for _, svc := range s.opts.Services {
+		for _, k := range svc.Keys.JWKs(now) {
+			if !seen[k.Kid] {
+				seen[k.Kid] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	_ = json.NewEncoder(w).Encode(map[string]any{"keys": keys})
+}
+
+// handleCerts publishes the certificate bundle of a service (?service=), or
+// of the default service, for a registry's rootcertbundle.
+func (s *Server) handleCerts(w http.ResponseWriter, r *http.Request) {
+	svc, err := s.service(r.URL.Query()["service"])
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	_, _ = w.Write(svc.Keys.CertBundle(s.now()))
+}
+
+// service resolves the service parameter. A missing service is normal
+// (containerd omits it): the default service answers.
+func (s *Server) service(values []string) (*Service, error) {
+	if len(values) > 1 {
+		return nil, newError(kindBadRequest, nil, "service given %d times", len(values))
+	}
+	if len(values) == 0 || values[0] == "" {
+		if s.fallback == nil {
+			return nil, newError(kindBadRequest, nil, "missing service parameter and no default service configured")
+		}
+		return s.fallback, nil
+	}
+	svc, ok := s.services[values[0]]
+	if !ok {
+		return nil, newError(kindBadRequest, nil, "unknown service %q", truncate(values[0], 100))
+	}
+	return svc, nil
+}
+
+func writeText(w http.ResponseWriter, status int, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(text))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

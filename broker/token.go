@@ -1,0 +1,143 @@
+package broker
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// AccessEntry is one element of the `access` claim of a registry token.
+type AccessEntry struct {
+	Type    string   `json:"type"`
+	Name    string   `json:"name"`
+	Actions []string `json:"actions"`
+}
+
+// accessClaims are the claims of a registry token. `aud` is a plain string:
+// distribution 2.8 rejects an array.
+type accessClaims struct {
+	Issuer    string        `json:"iss"`
+	Subject   string        `json:"sub"`
+	Audience  string        `json:"aud"`
+	ExpiresAt int64         `json:"exp"`
+	NotBefore int64         `json:"nbf"`
+	IssuedAt  int64         `json:"iat"`
+	ID        string        `json:"jti"`
+	Access    []AccessEntry `json:"access"`
+}
+
+// clockSkew is how far in the past `nbf` is put, for registries whose clock
+// runs a little behind the broker's.
+const clockSkew = 5 * time.Second
+
+// sign encodes claims under the key's precomputed header and signs them with
+// jwt/v5's implementation of the key's algorithm.
+func (k *Key) sign(claims any) (string, error) {
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	buf := make([]byte, 0, len(k.header)+1+base64.RawURLEncoding.EncodedLen(len(payload))+1+200)
+	buf = append(buf, k.header...)
+	buf = append(buf, '.')
+	buf = base64.RawURLEncoding.AppendEncode(buf, payload)
+	sig, err := k.method.Sign(string(buf), k.signer)
+	if err != nil {
+		return "", fmt.Errorf("sign token: %w", err)
+	}
+	buf = append(buf, '.')
+	buf = base64.RawURLEncoding.AppendEncode(buf, sig)
+	return string(buf), nil
+}
+
+// signAccess makes a registry access token.
+func (svc *Service) signAccess(k *Key, subject string, access []AccessEntry, now time.Time, ttl time.Duration) (string, error) {
+	if access == nil {
+		access = []AccessEntry{}
+	}
+	return k.sign(accessClaims{
+		Issuer:    svc.Issuer,
+		Subject:   subject,
+		Audience:  svc.Name,
+		ExpiresAt: now.Add(ttl).Unix(),
+		NotBefore: now.Add(-clockSkew).Unix(),
+		IssuedAt:  now.Unix(),
+		ID:        rand.Text(),
+		Access:    access,
+	})
+}
+
+// Refresh tokens are signed JWTs that no registry accepts as an access token:
+// their audience is not the service name, they carry no `access` claim, and
+// their `token_use` is "refresh". They are bound to the service and subject.
+const (
+	refreshAudiencePrefix = "tollgate-refresh:"
+	refreshUse            = "refresh"
+)
+
+type refreshClaims struct {
+	jwt.RegisteredClaims
+	TokenUse  string `json:"token_use"`
+	Connector string `json:"connector"`
+}
+
+type refreshClaimsOut struct {
+	Issuer    string `json:"iss"`
+	Subject   string `json:"sub"`
+	Audience  string `json:"aud"`
+	ExpiresAt int64  `json:"exp"`
+	IssuedAt  int64  `json:"iat"`
+	ID        string `json:"jti"`
+	TokenUse  string `json:"token_use"`
+	Connector string `json:"connector"`
+}
+
+func (svc *Service) signRefresh(k *Key, subject, connector string, now time.Time, ttl time.Duration) (string, error) {
+	return k.sign(refreshClaimsOut{
+		Issuer:    svc.Issuer,
+		Subject:   subject,
+		Audience:  refreshAudiencePrefix + svc.Name,
+		ExpiresAt: now.Add(ttl).Unix(),
+		IssuedAt:  now.Unix(),
+		ID:        rand.Text(),
+		TokenUse:  refreshUse,
+		Connector: connector,
+	})
+}
+
+var errBadRefresh = errors.New("invalid refresh token")
+
+// verifyRefresh checks a refresh token's signature against the service's
+// published keys, its audience, issuer, use and expiry.
+func (svc *Service) verifyRefresh(raw string, now time.Time) (*refreshClaims, error) {
+	var c refreshClaims
+	_, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		k := svc.Keys.Lookup(kid, now)
+		if k == nil {
+			return nil, errors.New("unknown signing key")
+		}
+		if t.Method.Alg() != k.method.Alg() {
+			return nil, errors.New("algorithm does not match the key")
+		}
+		return k.signer.Public(), nil
+	},
+		jwt.WithValidMethods([]string{"ES256", "ES384", "ES512", "RS256"}),
+		jwt.WithAudience(refreshAudiencePrefix+svc.Name),
+		jwt.WithIssuer(svc.Issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadRefresh, err)
+	}
+	if c.TokenUse != refreshUse || c.Subject == "" {
+		return nil, fmt.Errorf("%w: not a refresh token", errBadRefresh)
+	}
+	return &c, nil
+}

@@ -1,0 +1,71 @@
+package identity
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+)
+
+// CredentialCache remembers verified passwords for a short time so bcrypt and
+// LDAP binds are not paid on every pull. It stores no password: the key is an
+// HMAC of (connector, user, password) under a random per-process key, so a
+// memory dump reveals nothing that can be replayed elsewhere. A nil
+// *CredentialCache is valid and remembers nothing.
+type CredentialCache struct {
+	key []byte
+	lru *expirable.LRU[[sha256.Size]byte, Identity]
+}
+
+// NewCredentialCache returns a cache of at most size entries, each kept for
+// ttl. size <= 0 or ttl <= 0 returns nil, a cache that remembers nothing.
+func NewCredentialCache(size int, ttl time.Duration) *CredentialCache {
+	if size <= 0 || ttl <= 0 {
+		return nil
+	}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go 1.24+)
+	return &CredentialCache{
+		key: key,
+		lru: expirable.NewLRU[[sha256.Size]byte, Identity](size, nil, ttl),
+	}
+}
+
+func (c *CredentialCache) mac(connector, user, password string) [sha256.Size]byte {
+	m := hmac.New(sha256.New, c.key)
+	// Length-prefix each field so ("ab","c") and ("a","bc") differ.
+	for _, f := range []string{connector, user, password} {
+		n := len(f)
+		m.Write([]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+		m.Write([]byte(f))
+	}
+	var out [sha256.Size]byte
+	m.Sum(out[:0])
+	return out
+}
+
+// Get returns the identity remembered for these credentials, if any.
+func (c *CredentialCache) Get(connector, user, password string) (Identity, bool) {
+	if c == nil {
+		return Identity{}, false
+	}
+	return c.lru.Get(c.mac(connector, user, password))
+}
+
+// Put remembers that these credentials verified as id.
+func (c *CredentialCache) Put(connector, user, password string, id Identity) {
+	if c == nil {
+		return
+	}
+	c.lru.Add(c.mac(connector, user, password), id)
+}
+
+// Purge forgets everything, for example after the user file changed.
+func (c *CredentialCache) Purge() {
+	if c == nil {
+		return
+	}
+	c.lru.Purge()
+}

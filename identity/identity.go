@@ -1,0 +1,52 @@
+// Package identity resolves who is calling: the Identity every adapter
+// produces, the connector interfaces adapters implement, and the chain that tries them.
+package identity
+
+import (
+	"context"
+	"errors"
+)
+
+// Identity is what every adapter returns and exactly what the policy sees.
+type Identity struct {
+	Subject   string         `json:"subject"`
+	Name      string         `json:"name"`
+	Groups    []string       `json:"groups"`
+	Connector string         `json:"connector"`
+	Anonymous bool           `json:"anonymous"`
+	Claims    map[string]any `json:"claims"`
+}
+
+// Anonymous is the identity of a caller that sent no credentials.
+func Anonymous() Identity {
+	return Identity{Connector: "anonymous", Anonymous: true, Groups: []string{}, Claims: map[string]any{}}
+}
+
+// ErrUnknownUser is returned (with ok=false) by a PasswordConnector that does
+// not know the user at all, so a Chain can ask the next connector. It is never
+// shown to clients: they see "wrong credentials" either way.
+var ErrUnknownUser = errors.New("unknown user")
+
+// ErrUnavailable marks an identity backend that could not answer. The broker
+// maps it to 503 so an outage is not mistaken for a wrong password.
+var ErrUnavailable = errors.New("identity backend unavailable")
+
+// PasswordConnector checks a user name and password. ok=false with a nil error
+// means wrong credentials; ok=false with ErrUnknownUser means the connector
+// does not know the user; any other error means the backend could not answer.
+type PasswordConnector interface {
+	Login(ctx context.Context, user, password string) (id Identity, ok bool, err error)
+}
+
+// TokenConnector verifies a bearer token (OIDC, workload identity). ok=false
+// means the token is not valid; err means the verifier could not answer.
+type TokenConnector interface {
+	Verify(ctx context.Context, rawToken string) (id Identity, ok bool, err error)
+}
+
+// RefreshConnector re-checks an identity when a refresh token is used, so a
+// removed or disabled user loses access at the next refresh. ok=false means
+// the user is gone; err means the backend could not answer.
+type RefreshConnector interface {
+	Refresh(ctx context.Context, prev Identity) (id Identity, ok bool, err error)
+}

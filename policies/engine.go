@@ -1,0 +1,328 @@
+// Package policies evaluates the Rego authorization policy: a query prepared
+// once per policy revision, and an LRU of decisions keyed by that revision.
+package policies
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+
+	"github.com/tollgate/tollgate/broker/scope"
+	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/identity"
+)
+
+// DefaultQuery is the package the policy's rules live in.
+const DefaultQuery = "data.registry.authz"
+
+// ErrNoPolicy means no policy has been loaded yet: every request is refused.
+var ErrNoPolicy = errors.New("no policy loaded")
+
+// Input is the document the policy sees as `input`.
+type Input struct {
+	Service  string            `json:"service"`
+	Identity identity.Identity `json:"identity"`
+	Scopes   []scope.Scope     `json:"scopes"`
+	Client   Client            `json:"client"`
+}
+
+// Client describes the network side of the request.
+type Client struct {
+	IP        string `json:"ip"`
+	UserAgent string `json:"user_agent"`
+}
+
+// Decision is the policy's answer for one Input.
+type Decision struct {
+	// Allowed holds, for each scope of the input in order, the set of
+	// actions the policy allows on it. Nil means nothing.
+	Allowed []map[string]bool
+	// TokenTTL is the lifetime the policy asked for, 0 when it did not.
+	TokenTTL time.Duration
+	// Revision of the policy that decided.
+	Revision string
+	// Cached is true when the decision came from the cache.
+	Cached bool
+}
+
+// Policy is one compiled revision of the policy.
+type Policy struct {
+	revision string
+	query    string
+	prepared rego.PreparedEvalQuery
+	// explain is prepared lazily; it also evaluates `reasons`.
+	explain atomic.Pointer[rego.PreparedEvalQuery]
+	store   func() rego.EvalOption
+	b       *bundles.Bundle
+}
+
+// Revision returns the revision id of the policy.
+func (p *Policy) Revision() string { return p.revision }
+
+// Compile compiles and prepares a bundle. query is the package path of the
+// rules (for example data.registry.authz); the package must define `allowed`.
+func Compile(ctx context.Context, b *bundles.Bundle, query string) (*Policy, error) {
+	ref, err := ast.ParseRef(query)
+	if err != nil || !ref.HasPrefix(ast.DefaultRootRef) || !ref.IsGround() {
+		return nil, fmt.Errorf("policy query %q: want a package path such as %s", query, DefaultQuery)
+	}
+	if !definesRule(b, ref, "allowed") {
+		return nil, fmt.Errorf("policy revision %s defines no rule %s.allowed", b.Revision, query)
+	}
+	store := inmem.NewFromObject(b.Data)
+	opts := []func(*rego.Rego){
+		rego.Query(fmt.Sprintf("allowed := %s.allowed; ttl := [t | t := %s.token_ttl]", query, query)),
+		rego.Store(store),
+	}
+	for name, m := range b.Modules {
+		opts = append(opts, rego.ParsedModule(m))
+		_ = name
+	}
+	pq, err := rego.New(opts...).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("policy revision %s: %w", b.Revision, err)
+	}
+	return &Policy{revision: b.Revision, query: query, prepared: pq, b: b}, nil
+}
+
+func definesRule(b *bundles.Bundle, pkg ast.Ref, rule string) bool {
+	for _, m := range b.Modules {
+		if !m.Package.Path.Equal(pkg) {
+			continue
+		}
+		for _, r := range m.Rules {
+			if r.Head.Name.String() == rule || (len(r.Head.Reference) > 0 && r.Head.Reference[0].Value.Compare(ast.Var(rule)) == 0) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Engine holds the current policy and the decision cache. It is safe for
+// concurrent use; Swap replaces the policy atomically.
+type Engine struct {
+	current atomic.Pointer[Policy]
+	cache   *expirable.LRU[[sha256.Size]byte, cachedDecision]
+}
+
+type cachedDecision struct {
+	allowed []map[string]bool
+	ttl     time.Duration
+}
+
+// NewEngine returns an engine with a decision cache of size entries kept for
+// ttl. size <= 0 or ttl <= 0 disables the cache (for policies that read the
+// client address or the time).
+func NewEngine(cacheSize int, cacheTTL time.Duration) *Engine {
+	e := &Engine{}
+	if cacheSize > 0 && cacheTTL > 0 {
+		e.cache = expirable.NewLRU[[sha256.Size]byte, cachedDecision](cacheSize, nil, cacheTTL)
+	}
+	return e
+}
+
+// Swap makes p the policy for every following request. Cached decisions of
+// older revisions become unreachable at once, because the revision is part of
+// the key; they are also dropped to free memory.
+func (e *Engine) Swap(p *Policy) {
+	old := e.current.Swap(p)
+	if e.cache != nil && old != nil && old.revision != p.revision {
+		e.cache.Purge()
+	}
+}
+
+// Current returns the policy in force, or nil.
+func (e *Engine) Current() *Policy { return e.current.Load() }
+
+// Authorize evaluates the policy for in. An error means deny.
+func (e *Engine) Authorize(ctx context.Context, in Input) (Decision, error) {
+	p := e.current.Load()
+	if p == nil {
+		return Decision{}, ErrNoPolicy
+	}
+	var key [sha256.Size]byte
+	if e.cache != nil {
+		key = cacheKey(p.revision, &in)
+		if d, ok := e.cache.Get(key); ok {
+			return Decision{Allowed: d.allowed, TokenTTL: d.ttl, Revision: p.revision, Cached: true}, nil
+		}
+	}
+	d, err := p.eval(ctx, &in)
+	if err != nil {
+		return Decision{}, err
+	}
+	if e.cache != nil {
+		e.cache.Add(key, cachedDecision{allowed: d.Allowed, ttl: d.TokenTTL})
+	}
+	return d, nil
+}
+
+func (p *Policy) eval(ctx context.Context, in *Input) (Decision, error) {
+	rs, err := p.prepared.Eval(ctx, rego.EvalParsedInput(in.astValue()))
+	if err != nil {
+		return Decision{}, fmt.Errorf("policy revision %s: %w", p.revision, err)
+	}
+	d := Decision{Revision: p.revision, Allowed: make([]map[string]bool, len(in.Scopes))}
+	if len(rs) == 0 {
+		return d, nil // undefined: deny
+	}
+	set, _ := rs[0].Bindings["allowed"].([]any)
+	for _, item := range set {
+		obj, _ := item.(map[string]any)
+		typ, _ := obj["type"].(string)
+		name, _ := obj["name"].(string)
+		action, _ := obj["action"].(string)
+		if action == "" {
+			continue
+		}
+		for i, s := range in.Scopes {
+			if s.Type == typ && s.Name == name {
+				if d.Allowed[i] == nil {
+					d.Allowed[i] = map[string]bool{}
+				}
+				d.Allowed[i][action] = true
+			}
+		}
+	}
+	if ttls, _ := rs[0].Bindings["ttl"].([]any); len(ttls) == 1 {
+		if n, ok := ttls[0].(json.Number); ok {
+			if secs, err := n.Float64(); err == nil && secs > 0 {
+				d.TokenTTL = time.Duration(secs * float64(time.Second))
+			}
+		}
+	}
+	return d, nil
+}
+
+// Explain evaluates the policy's optional `reasons` for in, for diagnostics.
+func (p *Policy) Explain(ctx context.Context, in Input) ([]string, error) {
+	pq := p.explain.Load()
+	if pq == nil {
+		opts := []func(*rego.Rego){
+			rego.Query(fmt.Sprintf("reasons := [r | some r in %s.reasons]", p.query)),
+			rego.Store(inmem.NewFromObject(p.b.Data)),
+		}
+		for _, m := range p.b.Modules {
+			opts = append(opts, rego.ParsedModule(m))
+		}
+		prepared, err := rego.New(opts...).PrepareForEval(ctx)
+		if err != nil {
+			return nil, err
+		}
+		pq = &prepared
+		p.explain.Store(pq)
+	}
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(in.astValue()))
+	if err != nil || len(rs) == 0 {
+		return nil, err
+	}
+	var out []string
+	items, _ := rs[0].Bindings["reasons"].([]any)
+	for _, r := range items {
+		if s, ok := r.(string); ok {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// astValue builds the input document directly as an OPA value, which avoids a
+// JSON round trip on every evaluation.
+func (in *Input) astValue() ast.Value {
+	groups := make([]*ast.Term, len(in.Identity.Groups))
+	for i, g := range in.Identity.Groups {
+		groups[i] = ast.StringTerm(g)
+	}
+	claims := ast.NewObject()
+	if len(in.Identity.Claims) > 0 {
+		if v, err := ast.InterfaceToValue(in.Identity.Claims); err == nil {
+			if o, ok := v.(ast.Object); ok {
+				claims = o
+			}
+		}
+	}
+	scopes := make([]*ast.Term, len(in.Scopes))
+	for i, s := range in.Scopes {
+		acts := make([]*ast.Term, len(s.Actions))
+		for j, a := range s.Actions {
+			acts[j] = ast.StringTerm(a)
+		}
+		scopes[i] = ast.ObjectTerm(
+			ast.Item(ast.StringTerm("type"), ast.StringTerm(s.Type)),
+			ast.Item(ast.StringTerm("name"), ast.StringTerm(s.Name)),
+			ast.Item(ast.StringTerm("actions"), ast.ArrayTerm(acts...)),
+		)
+	}
+	id := in.Identity
+	return ast.NewObject(
+		ast.Item(ast.StringTerm("service"), ast.StringTerm(in.Service)),
+		ast.Item(ast.StringTerm("identity"), ast.ObjectTerm(
+			ast.Item(ast.StringTerm("subject"), ast.StringTerm(id.Subject)),
+			ast.Item(ast.StringTerm("name"), ast.StringTerm(id.Name)),
+			ast.Item(ast.StringTerm("groups"), ast.ArrayTerm(groups...)),
+			ast.Item(ast.StringTerm("connector"), ast.StringTerm(id.Connector)),
+			ast.Item(ast.StringTerm("anonymous"), ast.BooleanTerm(id.Anonymous)),
+			ast.Item(ast.StringTerm("claims"), ast.NewTerm(claims)),
+		)),
+		ast.Item(ast.StringTerm("scopes"), ast.ArrayTerm(scopes...)),
+		ast.Item(ast.StringTerm("client"), ast.ObjectTerm(
+			ast.Item(ast.StringTerm("ip"), ast.StringTerm(in.Client.IP)),
+			ast.Item(ast.StringTerm("user_agent"), ast.StringTerm(in.Client.UserAgent)),
+		)),
+	)
+}
+
+// cacheKey digests everything a cached decision may depend on except the
+// client: the revision, the service, the whole identity and the scopes.
+// Policies that read input.client must run with the cache off.
+func cacheKey(revision string, in *Input) [sha256.Size]byte {
+	h := sha256.New()
+	var n [4]byte
+	field := func(s string) {
+		binary.BigEndian.PutUint32(n[:], uint32(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	field(revision)
+	field(in.Service)
+	id := &in.Identity
+	field(id.Subject)
+	field(id.Name)
+	field(id.Connector)
+	if id.Anonymous {
+		field("anonymous")
+	} else {
+		field("")
+	}
+	groups := slices.Clone(id.Groups)
+	slices.Sort(groups)
+	field(strings.Join(groups, "\x00"))
+	if len(id.Claims) > 0 {
+		c, _ := json.Marshal(id.Claims) // sorted keys: stable
+		field(string(c))
+	} else {
+		field("")
+	}
+	for _, s := range in.Scopes {
+		field(s.Type)
+		field(s.Name)
+		field(strings.Join(s.Actions, ","))
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}

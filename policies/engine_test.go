@@ -1,0 +1,153 @@
+package policies_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/broker/scope"
+	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/policies"
+)
+
+// compile builds a policy from Rego source in a temporary bundle directory.
+func compile(t testing.TB, rego string) *policies.Policy {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := bundles.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policies.Compile(context.Background(), b, policies.DefaultQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const pullForAlice = `package registry.authz
+allowed contains {"type": s.type, "name": s.name, "action": "pull"} if {
+	input.identity.subject == "alice"
+	some s in input.scopes
+}`
+
+const pushForAlice = `package registry.authz
+allowed contains {"type": s.type, "name": s.name, "action": "push"} if {
+	input.identity.subject == "alice"
+	some s in input.scopes
+}`
+
+func input(subject string) policies.Input {
+	return policies.Input{
+		Service:  "registry.test",
+		Identity: identity.Identity{Subject: subject, Groups: []string{}},
+		Scopes:   []scope.Scope{{Type: "repository", Name: "team/app", Actions: []string{"pull", "push"}}},
+	}
+}
+
+func TestEngineCachesDecisionsPerRevision(t *testing.T) {
+	e := policies.NewEngine(100, time.Minute)
+	ctx := context.Background()
+	if _, err := e.Authorize(ctx, input("alice")); err != policies.ErrNoPolicy {
+		t.Fatalf("no policy: err = %v, want ErrNoPolicy", err)
+	}
+	e.Swap(compile(t, pullForAlice))
+
+	d, err := e.Authorize(ctx, input("alice"))
+	if err != nil || d.Cached || !d.Allowed[0]["pull"] || d.Allowed[0]["push"] {
+		t.Fatalf("first decision: %+v %v", d, err)
+	}
+	d, err = e.Authorize(ctx, input("alice"))
+	if err != nil || !d.Cached || !d.Allowed[0]["pull"] {
+		t.Fatalf("second decision not cached: %+v %v", d, err)
+	}
+	if d, _ := e.Authorize(ctx, input("bob")); d.Cached || d.Allowed[0] != nil {
+		t.Fatalf("bob: %+v", d)
+	}
+
+	// A new revision: the cached pull decision must not survive.
+	e.Swap(compile(t, pushForAlice))
+	d, err = e.Authorize(ctx, input("alice"))
+	if err != nil || d.Cached || d.Allowed[0]["pull"] || !d.Allowed[0]["push"] {
+		t.Fatalf("after swap: %+v %v", d, err)
+	}
+}
+
+func TestEngineCacheEntriesExpire(t *testing.T) {
+	e := policies.NewEngine(100, 50*time.Millisecond)
+	e.Swap(compile(t, pullForAlice))
+	ctx := context.Background()
+	_, _ = e.Authorize(ctx, input("alice"))
+	time.Sleep(120 * time.Millisecond)
+	if d, _ := e.Authorize(ctx, input("alice")); d.Cached {
+		t.Fatal("decision served from cache after its TTL")
+	}
+}
+
+func TestEngineCacheOff(t *testing.T) {
+	e := policies.NewEngine(0, time.Minute)
+	e.Swap(compile(t, pullForAlice))
+	ctx := context.Background()
+	for range 2 {
+		if d, _ := e.Authorize(ctx, input("alice")); d.Cached || !d.Allowed[0]["pull"] {
+			t.Fatalf("cache off: %+v", d)
+		}
+	}
+}
+
+func TestEngineCacheKeyCoversIdentity(t *testing.T) {
+	e := policies.NewEngine(100, time.Minute)
+	e.Swap(compile(t, `package registry.authz
+allowed contains {"type": s.type, "name": s.name, "action": "pull"} if {
+	"dev" in input.identity.groups
+	input.identity.claims.team == "a"
+	some s in input.scopes
+}`))
+	ctx := context.Background()
+	in := input("x")
+	in.Identity.Groups = []string{"dev"}
+	in.Identity.Claims = map[string]any{"team": "a"}
+	if d, _ := e.Authorize(ctx, in); !d.Allowed[0]["pull"] {
+		t.Fatalf("group dev, team a: %+v", d)
+	}
+	in.Identity.Claims = map[string]any{"team": "b"}
+	if d, _ := e.Authorize(ctx, in); d.Cached || d.Allowed[0]["pull"] {
+		t.Fatalf("other claim answered from cache: %+v", d)
+	}
+	in.Identity.Claims = map[string]any{"team": "a"}
+	in.Identity.Groups = []string{"ops"}
+	if d, _ := e.Authorize(ctx, in); d.Cached || d.Allowed[0]["pull"] {
+		t.Fatalf("other group answered from cache: %+v", d)
+	}
+}
+
+func TestUndefinedDecisionDenies(t *testing.T) {
+	e := policies.NewEngine(100, time.Minute)
+	// allowed is defined, but only for another package shape of input.
+	e.Swap(compile(t, `package registry.authz
+allowed contains x if {
+	x := input.nothing.here
+}`))
+	d, err := e.Authorize(context.Background(), input("alice"))
+	if err != nil || d.Allowed[0] != nil {
+		t.Fatalf("undefined: %+v %v", d, err)
+	}
+}
+
+func TestCompileRefusesPolicyWithoutAllowedRule(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package registry.other\nallowed := true\n"), 0o644)
+	b, err := bundles.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := policies.Compile(context.Background(), b, policies.DefaultQuery); err == nil {
+		t.Fatal("compiled a bundle without data.registry.authz.allowed")
+	}
+}
