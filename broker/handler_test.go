@@ -83,7 +83,7 @@ type fixture struct {
 
 const svcName = "registry.test"
 
-func newFixture(t *testing.T, mutate ...func(*broker.Options)) *fixture {
+func newFixture(t testing.TB, mutate ...func(*broker.Options)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{htpasswd: filepath.Join(dir, "htpasswd"), now: time.Now()}
@@ -141,7 +141,7 @@ func newFixture(t *testing.T, mutate ...func(*broker.Options)) *fixture {
 	return f
 }
 
-func genKey(t *testing.T, dir, name string, typ broker.KeyType, notBefore time.Time) {
+func genKey(t testing.TB, dir, name string, typ broker.KeyType, notBefore time.Time) {
 	t.Helper()
 	k, c, err := broker.GenerateKey(typ, "test", notBefore, 24*time.Hour)
 	if err != nil {
@@ -152,7 +152,7 @@ func genKey(t *testing.T, dir, name string, typ broker.KeyType, notBefore time.T
 	}
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)

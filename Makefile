@@ -1,0 +1,43 @@
+# tollgate: `make run` starts a development broker, `make test` runs every test.
+GO       ?= go
+BIN      := bin/tollgate
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GOBIN    := $(shell $(GO) env GOPATH)/bin
+export PATH := $(GOBIN):$(PATH)
+# How long the scope-parser fuzz test runs in `make test`.
+FUZZTIME ?= 20s
+
+.PHONY: all build run test test-deps lint unit fuzz e2e bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/tollgate
+
+## run: build and start the broker on the embedded development default
+run: build
+	./$(BIN) serve --state-dir .tollgate
+
+## test: install missing test components, then lint, unit, Rego, fuzz and end-to-end tests
+test: test-deps lint unit fuzz
+
+test-deps:
+	./scripts/install-test-deps.sh
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+# Unit, Rego and end-to-end tests (test/e2e starts real registries and clients).
+unit:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+fuzz:
+	$(GO) test ./broker/scope -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+
+e2e: build
+	$(GO) test -count=1 -v -timeout 15m ./test/e2e/...
+
+clean:
+	rm -rf bin

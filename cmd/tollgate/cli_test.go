@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tollgate/tollgate/broker"
+)
+
+// run runs the CLI in-process with stdin and returns stdout+stderr.
+func run(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	app := newApp()
+	var out bytes.Buffer
+	app.Reader, app.Writer, app.ErrWriter = strings.NewReader(stdin), &out, &out
+	app.ExitErrHandler = func(*cli.Context, error) {}
+	err := app.Run(append([]string{"tollgate"}, args...))
+	return out.String(), err
+}
+
+func TestKeygenWritesALoadableKeyPair(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	for _, typ := range []string{"ec", "rsa"} {
+		out, err := run(t, "", "keygen", "--out", dir, "--type", typ, "--name", typ)
+		if err != nil {
+			t.Fatalf("keygen %s: %v\n%s", typ, err, out)
+		}
+		st, err := os.Stat(filepath.Join(dir, typ+".key"))
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("key file: %v %v", st, err)
+		}
+	}
+	ks, err := broker.LoadKeyDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(ks.Published(time.Now())); n != 2 {
+		t.Fatalf("%d published keys, want 2", n)
+	}
+	if _, err := run(t, "", "keygen", "--out", dir, "--name", "ec"); err == nil {
+		t.Fatal("keygen overwrote an existing key")
+	}
+	if _, err := run(t, "", "keygen", "--out", dir, "--type", "ed25519"); err == nil {
+		t.Fatal("keygen made an ed25519 key, which distribution 2.8 cannot use")
+	}
+}
+
+func TestHtpasswdCommands(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "users")
+	if out, err := run(t, "s3cret\n", "htpasswd", "add", "--cost", "4", file, "alice"); err != nil {
+		t.Fatalf("add: %v %s", err, out)
+	}
+	if out, err := run(t, "s3cret\n", "htpasswd", "verify", file, "alice"); err != nil {
+		t.Fatalf("verify right password: %v %s", err, out)
+	}
+	if _, err := run(t, "wrong\n", "htpasswd", "verify", file, "alice"); err == nil {
+		t.Fatal("verify accepted a wrong password")
+	}
+	if _, err := run(t, "", "htpasswd", "add", file, "bob"); err == nil {
+		t.Fatal("add without a password on stdin succeeded")
+	}
+	if _, err := run(t, "", "htpasswd", "remove", file, "alice"); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+	if _, err := run(t, "s3cret\n", "htpasswd", "verify", file, "alice"); err == nil {
+		t.Fatal("removed user verifies")
+	}
+}
+
+func TestRegistryConfigPrintsAuthSectionAndBundle(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := run(t, "", "keygen", "--out", filepath.Join(dir, "keys"), "--name", "a"); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "policy"), 0o755)
+	os.WriteFile(filepath.Join(dir, "users"), nil, 0o600)
+	cfg := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfg, []byte(validConfig), 0o600)
+	bundle := filepath.Join(dir, "bundle.pem")
+	out, err := run(t, "", "registry-config", "--config", cfg, "--bundle", bundle)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"auth:\n  token:\n", `realm: "http://localhost:5001/token"`, `service: "registry.test"`,
+		`issuer: "tollgate-test"`, `rootcertbundle: "` + bundle + `"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	pem, _ := os.ReadFile(bundle)
+	if strings.Count(string(pem), "BEGIN CERTIFICATE") != 1 {
+		t.Fatalf("bundle: %s", pem)
+	}
+}

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the broker's YAML configuration file.
+type Config struct {
+	Listen          string            `yaml:"listen"`
+	StateDir        string            `yaml:"state_dir"`
+	Services        []ServiceConfig   `yaml:"services"`
+	RefreshTokens   RefreshConfig     `yaml:"refresh_tokens"`
+	Anonymous       *bool             `yaml:"anonymous"`
+	Identity        []ConnectorConfig `yaml:"identity"`
+	Policy          PolicyConfig      `yaml:"policy"`
+	CredentialCache CacheConfig       `yaml:"credential_cache"`
+	Log             LogConfig         `yaml:"log"`
+
+	baseDir string // directory of the config file, for relative paths
+}
+
+// ServiceConfig is one audience tokens are issued for.
+type ServiceConfig struct {
+	Name        string        `yaml:"name"`
+	Default     bool          `yaml:"default"`
+	Issuer      string        `yaml:"issuer"`
+	Realm       string        `yaml:"realm"`
+	TokenTTL    time.Duration `yaml:"token_ttl"`
+	MaxTokenTTL time.Duration `yaml:"max_token_ttl"`
+	Keys        string        `yaml:"keys"`
+}
+
+// RefreshConfig controls refresh tokens (offline_token / access_type=offline).
+type RefreshConfig struct {
+	Enabled *bool         `yaml:"enabled"`
+	TTL     time.Duration `yaml:"ttl"`
+}
+
+// ConnectorConfig is one identity adapter. Its type-specific settings are
+// decoded by the adapter's factory (see connectors.go).
+type ConnectorConfig struct {
+	Name string
+	Type string
+	node yaml.Node
+}
+
+// UnmarshalYAML keeps the whole node for the adapter's own typed decoding.
+func (c *ConnectorConfig) UnmarshalYAML(n *yaml.Node) error {
+	var head struct {
+		Name string `yaml:"name"`
+		Type string `yaml:"type"`
+	}
+	if err := n.Decode(&head); err != nil {
+		return err
+	}
+	c.Name, c.Type, c.node = head.Name, head.Type, *n
+	return nil
+}
+
+// decodeStrict decodes the connector's node into out, refusing unknown keys.
+func (c *ConnectorConfig) decodeStrict(out any) error {
+	raw, err := yaml.Marshal(&c.node)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	return dec.Decode(out)
+}
+
+// PolicyConfig says where the policy comes from and how decisions are cached.
+type PolicyConfig struct {
+	Source        string      `yaml:"source"`
+	Query         string      `yaml:"query"`
+	DecisionCache CacheConfig `yaml:"decision_cache"`
+}
+
+// CacheConfig sizes a cache. size 0 turns it off.
+type CacheConfig struct {
+	Size *int          `yaml:"size"`
+	TTL  time.Duration `yaml:"ttl"`
+}
+
+// LogConfig sets the log level and format.
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// LoadConfig reads, defaults and validates the file at path. Relative paths
+// in it are taken relative to the file's directory.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	c.resolvePaths(filepath.Dir(path))
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: invalid configuration:\n%w", path, err)
+	}
+	return &c, nil
+}
+
+func (c *Config) resolvePaths(base string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	abs(&c.StateDir)
+	abs(&c.Policy.Source)
+	for i := range c.Services {
+		abs(&c.Services[i].Keys)
+	}
+	c.baseDir = base
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = ":5001"
+	}
+	for i := range c.Services {
+		s := &c.Services[i]
+		if s.TokenTTL == 0 {
+			s.TokenTTL = 5 * time.Minute
+		}
+		if s.MaxTokenTTL == 0 {
+			s.MaxTokenTTL = max(s.TokenTTL, time.Hour)
+		}
+	}
+	if c.RefreshTokens.Enabled == nil {
+		c.RefreshTokens.Enabled = ptr(true)
+	}
+	if c.RefreshTokens.TTL == 0 {
+		c.RefreshTokens.TTL = 30 * 24 * time.Hour
+	}
+	if c.Anonymous == nil {
+		c.Anonymous = ptr(true)
+	}
+	if c.Policy.Query == "" {
+		c.Policy.Query = "data.registry.authz"
+	}
+	defaultCache(&c.Policy.DecisionCache, 100_000, time.Minute)
+	defaultCache(&c.CredentialCache, 10_000, time.Minute)
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+}
+
+func defaultCache(cc *CacheConfig, size int, ttl time.Duration) {
+	if cc.Size == nil {
+		cc.Size = ptr(size)
+	}
+	if cc.TTL == 0 {
+		cc.TTL = ttl
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Validate checks the configuration and names every problem by its path.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	if len(c.Services) == 0 {
+		bad("services", "at least one service is required")
+	}
+	names := map[string]bool{}
+	defaults := 0
+	for i, s := range c.Services {
+		p := fmt.Sprintf("services[%d]", i)
+		if s.Name == "" {
+			bad(p+".name", "required")
+		} else if names[s.Name] {
+			bad(p+".name", "duplicate service %q", s.Name)
+		}
+		names[s.Name] = true
+		if s.Default {
+			defaults++
+		}
+		if s.Issuer == "" {
+			bad(p+".issuer", "required")
+		}
+		if s.Realm == "" {
+			bad(p+".realm", "required (the token URL clients reach, e.g. https://registry.example.com/token)")
+		} else if u, err := url.Parse(s.Realm); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(p+".realm", "want an absolute http(s) URL, got %q", s.Realm)
+		}
+		if s.TokenTTL < time.Minute {
+			bad(p+".token_ttl", "at least 1m (clients assume 60s for shorter lifetimes)")
+		}
+		if s.MaxTokenTTL < s.TokenTTL {
+			bad(p+".max_token_ttl", "must not be shorter than token_ttl")
+		}
+		if s.Keys == "" {
+			bad(p+".keys", "required: a directory of NAME.key + NAME.crt pairs (tollgate keygen)")
+		}
+	}
+	if defaults > 1 {
+		bad("services", "more than one service has default: true")
+	}
+	if c.RefreshTokens.TTL < 0 {
+		bad("refresh_tokens.ttl", "must not be negative")
+	}
+	cnames := map[string]bool{}
+	for i, ic := range c.Identity {
+		p := fmt.Sprintf("identity[%d]", i)
+		if ic.Name == "" {
+			bad(p+".name", "required")
+		} else if cnames[ic.Name] || ic.Name == "anonymous" {
+			bad(p+".name", "duplicate or reserved name %q", ic.Name)
+		}
+		cnames[ic.Name] = true
+		if _, ok := connectorFactories[ic.Type]; !ok {
+			bad(p+".type", "unknown connector type %q (known: %s)", ic.Type, factoryNames())
+		}
+	}
+	if c.Policy.Source == "" {
+		bad("policy.source", "required: a directory with .rego files and data.json")
+	}
+	for path, cc := range map[string]CacheConfig{"policy.decision_cache": c.Policy.DecisionCache, "credential_cache": c.CredentialCache} {
+		if *cc.Size < 0 {
+			bad(path+".size", "must not be negative (0 turns the cache off)")
+		}
+		if cc.TTL < 0 {
+			bad(path+".ttl", "must not be negative")
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "want debug, info, warn or error")
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		bad("log.format", "want json or text")
+	}
+	return errors.Join(errs...)
+}

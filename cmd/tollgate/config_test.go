@@ -1,0 +1,133 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+const validConfig = `
+services:
+  - name: registry.test
+    issuer: tollgate-test
+    realm: http://localhost:5001/token
+    keys: keys
+identity:
+  - {name: local, type: htpasswd, file: users}
+policy:
+  source: policy
+`
+
+func TestConfigDefaultsAndRelativePaths(t *testing.T) {
+	path := writeConfig(t, validConfig)
+	c, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(path)
+	if c.Services[0].Keys != filepath.Join(dir, "keys") || c.Policy.Source != filepath.Join(dir, "policy") {
+		t.Fatalf("relative paths not resolved against the file: %+v", c)
+	}
+	s := c.Services[0]
+	if s.TokenTTL != 5*time.Minute || s.MaxTokenTTL != time.Hour || c.Listen != ":5001" ||
+		!*c.Anonymous || !*c.RefreshTokens.Enabled || c.Policy.Query != "data.registry.authz" ||
+		*c.Policy.DecisionCache.Size != 100000 || *c.CredentialCache.Size != 10000 {
+		t.Fatalf("defaults: %+v %+v", c, s)
+	}
+}
+
+func TestConfigErrorsNameTheirPath(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       []string
+	}{
+		{"no services", "policy: {source: p}\n", []string{"services: at least one service is required"}},
+		{"missing fields", "services: [{name: a}]\npolicy: {source: p}\n",
+			[]string{"services[0].issuer: required", "services[0].realm: required", "services[0].keys: required"}},
+		{"bad realm", strings.Replace(validConfig, "http://localhost:5001/token", "localhost/token", 1),
+			[]string{"services[0].realm: want an absolute http(s) URL"}},
+		{"short ttl", strings.Replace(validConfig, "keys: keys", "keys: keys\n    token_ttl: 30s", 1),
+			[]string{"services[0].token_ttl: at least 1m"}},
+		{"max below ttl", strings.Replace(validConfig, "keys: keys", "keys: keys\n    token_ttl: 10m\n    max_token_ttl: 5m", 1),
+			[]string{"services[0].max_token_ttl: must not be shorter"}},
+		{"duplicate service", strings.Replace(validConfig, "services:", "services:\n  - {name: registry.test, issuer: x, realm: 'http://a/token', keys: k}", 1),
+			[]string{"services[1].name: duplicate service"}},
+		{"two defaults", "services:\n  - {name: a, default: true, issuer: x, realm: 'http://a/t', keys: k}\n  - {name: b, default: true, issuer: x, realm: 'http://a/t', keys: k}\npolicy: {source: p}\n",
+			[]string{"services: more than one service has default: true"}},
+		{"unknown connector type", strings.Replace(validConfig, "type: htpasswd", "type: kerberos", 1),
+			[]string{`identity[0].type: unknown connector type "kerberos"`}},
+		{"reserved connector name", strings.Replace(validConfig, "name: local", "name: anonymous", 1),
+			[]string{`identity[0].name: duplicate or reserved name "anonymous"`}},
+		{"no policy", strings.Replace(validConfig, "  source: policy", "  query: data.x", 1),
+			[]string{"policy.source: required"}},
+		{"negative cache", validConfig + "credential_cache: {size: -1}\n", []string{"credential_cache.size: must not be negative"}},
+		{"log level", validConfig + "log: {level: loud}\n", []string{"log.level: want debug, info, warn or error"}},
+		{"unknown key", validConfig + "listne: ':1'\n", []string{"field listne not found"}},
+		{"bad duration", strings.Replace(validConfig, "keys: keys", "keys: keys\n    token_ttl: soon", 1), []string{"soon"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadConfig(writeConfig(t, tt.body))
+			if err == nil {
+				t.Fatal("invalid configuration accepted")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestConnectorConfigRefusesUnknownKeys(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, strings.Replace(validConfig, "file: users", "file: users, passwrd: x", 1))
+	c, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = buildChain(connectorEnv{baseDir: dir}, c.Identity)
+	if err == nil || !strings.Contains(err.Error(), "identity[0] (local)") || !strings.Contains(err.Error(), "passwrd") {
+		t.Fatalf("err = %v, want the unknown key named under identity[0]", err)
+	}
+}
+
+func TestParseWhen(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"now":                  now,
+		"24h":                  now.Add(24 * time.Hour),
+		"2026-12-01T00:00:00Z": time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		if got, err := parseWhen(in, now); err != nil || !got.Equal(want) {
+			t.Errorf("parseWhen(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := parseWhen("tomorrow", now); err == nil {
+		t.Error("parseWhen(tomorrow) accepted")
+	}
+}
+
+func TestRealmWarning(t *testing.T) {
+	if realmWarning("http://127.0.0.1:5001/token") == "" || realmWarning("http://10.1.2.3/token") == "" {
+		t.Error("no warning for a private IP literal realm")
+	}
+	if w := realmWarning("https://registry.example.com/token"); w != "" {
+		t.Errorf("warning for a public name: %s", w)
+	}
+	if w := realmWarning("http://localhost:5001/token"); w != "" {
+		t.Errorf("warning for localhost: %s", w)
+	}
+}

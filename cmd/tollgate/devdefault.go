@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bufio"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/identity/htpasswd"
+	"github.com/tollgate/tollgate/policies"
+)
+
+// The development default: everything lives in one state directory, made on
+// first start and reused after, so `make run` works on a fresh machine.
+const (
+	devListen   = "127.0.0.1:5001"
+	devService  = "localhost:5000"
+	devIssuer   = "tollgate-dev"
+	devRegistry = "localhost:5000"
+)
+
+var devUsers = []struct{ name, role string }{
+	{"alice", `developer in project "team", maintainer of the public project "library"`},
+	{"bob", `guest in project "team"`},
+}
+
+type devSetup struct {
+	stateDir  string
+	config    string
+	registry  string
+	passwords [][2]string
+}
+
+// devConfig makes (on first start) and loads the development configuration.
+func devConfig(stateDir, listen string) (*Config, *devSetup, error) {
+	dir, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	d := &devSetup{stateDir: dir, config: filepath.Join(dir, "config.yaml"), registry: filepath.Join(dir, "registry.yml")}
+	if listen == "" {
+		listen = devListen
+	}
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--listen: %w", err)
+	}
+	steps := []func() error{
+		func() error { return d.ensureKey() },
+		func() error { return d.ensureUsers() },
+		func() error { return d.ensurePolicy() },
+		func() error { return d.ensureConfig(listen, port) },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return nil, nil, fmt.Errorf("development state in %s: %w", dir, err)
+		}
+	}
+	cfg, err := LoadConfig(d.config)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := d.writeRegistryConfig(cfg); err != nil {
+		return nil, nil, err
+	}
+	return cfg, d, nil
+}
+
+func (d *devSetup) ensureKey() error {
+	keys := filepath.Join(d.stateDir, "keys")
+	if m, _ := filepath.Glob(filepath.Join(keys, "*.key")); len(m) > 0 {
+		return nil
+	}
+	keyPEM, certPEM, err := broker.GenerateKey(broker.KeyEC, "tollgate development signer", time.Now().Add(-time.Minute), 5*365*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	return broker.WriteKeyPair(keys, "dev", keyPEM, certPEM)
+}
+
+func (d *devSetup) ensureUsers() error {
+	file := filepath.Join(d.stateDir, "htpasswd")
+	pwFile := filepath.Join(d.stateDir, "passwords.txt")
+	if _, err := os.Stat(file); err == nil {
+		return d.readPasswords(pwFile)
+	}
+	var sb strings.Builder
+	for _, u := range devUsers {
+		pw := rand.Text()[:16]
+		if err := htpasswd.Set(file, u.name, pw, 10); err != nil {
+			return err
+		}
+		d.passwords = append(d.passwords, [2]string{u.name, pw})
+		fmt.Fprintf(&sb, "%s %s\n", u.name, pw)
+	}
+	return os.WriteFile(pwFile, []byte(sb.String()), 0o600)
+}
+
+func (d *devSetup) readPasswords(file string) error {
+	f, err := os.Open(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if user, pw, ok := strings.Cut(sc.Text(), " "); ok {
+			d.passwords = append(d.passwords, [2]string{user, pw})
+		}
+	}
+	return sc.Err()
+}
+
+// ensurePolicy copies the embedded default policy into the state directory,
+// where it can be edited: the broker reloads it on change.
+func (d *devSetup) ensurePolicy() error {
+	dst := filepath.Join(d.stateDir, "policy")
+	if _, err := os.Stat(dst); err == nil {
+		return nil
+	}
+	src := policies.DefaultFS()
+	return fs.WalkDir(src, ".", func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, p)
+		if e.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		data, err := fs.ReadFile(src, p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, data, 0o644)
+	})
+}
+
+func (d *devSetup) ensureConfig(listen, port string) error {
+	if _, err := os.Stat(d.config); err == nil {
+		return nil
+	}
+	cfg := fmt.Sprintf(`# tollgate development configuration, written on first start.
+# Edit it freely; see README.md for every setting.
+listen: %q
+state_dir: .
+services:
+  - name: %q
+    default: true
+    issuer: %q
+    realm: "http://localhost:%s/token"
+    token_ttl: 5m
+    keys: keys
+identity:
+  - {name: local, type: htpasswd, file: htpasswd}
+policy:
+  source: policy
+log: {level: info, format: json}
+`, listen, devService, devIssuer, port)
+	return os.WriteFile(d.config, []byte(cfg), 0o600)
+}
+
+// writeRegistryConfig writes a distribution configuration that trusts this
+// broker, and the certificate bundle it points at.
+func (d *devSetup) writeRegistryConfig(cfg *Config) error {
+	services, err := loadServices(cfg)
+	if err != nil {
+		return err
+	}
+	svc := services[0]
+	bundle := filepath.Join(d.stateDir, "registry-bundle.pem")
+	if err := os.WriteFile(bundle, svc.Keys.CertBundle(time.Now()), 0o644); err != nil {
+		return err
+	}
+	reg := fmt.Sprintf(`# A distribution (2.8 or 3.x) configuration that trusts the development broker.
+version: 0.1
+log: {level: info}
+storage:
+  filesystem: {rootdirectory: %q}
+  delete: {enabled: true}
+http:
+  addr: %q
+%s`, filepath.Join(d.stateDir, "registry-data"), devRegistry, registryAuthSection(svc, bundle))
+	return os.WriteFile(d.registry, []byte(reg), 0o644)
+}
+
+func registryAuthSection(svc *broker.Service, bundle string) string {
+	return fmt.Sprintf(`auth:
+  token:
+    realm: %q
+    service: %q
+    issuer: %q
+    rootcertbundle: %q
+`, svc.Realm, svc.Name, svc.Issuer, bundle)
+}
+
+func (d *devSetup) printBanner(w io.Writer, addr string) {
+	pw := map[string]string{}
+	for _, p := range d.passwords {
+		pw[p[0]] = p[1]
+	}
+	fmt.Fprintf(w, "\ntollgate development broker listening on %s\n", addr)
+	fmt.Fprintf(w, "state directory: %s (config.yaml, keys/, htpasswd, policy/)\n\n", d.stateDir)
+	fmt.Fprintf(w, "users (passwords are also in %s):\n", filepath.Join(d.stateDir, "passwords.txt"))
+	for _, u := range devUsers {
+		fmt.Fprintf(w, "  %-6s %-18s %s\n", u.name, pw[u.name], u.role)
+	}
+	fmt.Fprintf(w, `
+1. start a registry that trusts this broker (in another terminal):
+     docker-registry serve %[1]s      # Debian's distribution 2.8
+     registry serve %[1]s             # or distribution 3.x
+
+2. push as alice, pull anonymously from the public project:
+     crane auth login %[2]s -u alice -p %[3]s
+     tar -cf layer.tar README.md && crane append -f layer.tar -t %[2]s/team/app:v1
+     crane ls %[2]s/team/app
+     crane auth logout %[2]s && crane ls %[2]s/team/app        # anonymous: denied, team is private
+
+3. policies live in %[4]s: edit data.json and the broker reloads it within seconds.
+`, d.registry, devRegistry, pw["alice"], filepath.Join(d.stateDir, "policy"))
+}

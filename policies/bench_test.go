@@ -1,0 +1,85 @@
+package policies_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/broker/scope"
+	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/policies"
+)
+
+// defaultPolicyWith compiles the shipped default policy over generated data:
+// users users spread over projects projects, each a developer somewhere.
+func defaultPolicyWith(b *testing.B, users, projects int) *policies.Policy {
+	b.Helper()
+	bundle, err := bundles.LoadFS(policies.DefaultFS(), "default")
+	if err != nil {
+		b.Fatal(err)
+	}
+	proj := map[string]any{}
+	for p := range projects {
+		members := map[string]any{}
+		for u := p; u < users; u += projects {
+			members[fmt.Sprintf("user%d", u)] = "developer"
+		}
+		proj[fmt.Sprintf("project%d", p)] = map[string]any{
+			"public": p%10 == 0, "members": members, "groups": map[string]any{"group" + fmt.Sprint(p): "guest"},
+		}
+	}
+	bundle.Data = map[string]any{"registry": map[string]any{
+		"projects":      proj,
+		"system_admins": map[string]any{"users": []any{"admin"}, "groups": []any{"registry-admins"}},
+	}}
+	bundle.Revision = fmt.Sprintf("bench-%d-%d", users, projects)
+	p, err := policies.Compile(context.Background(), bundle, policies.DefaultQuery)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+func benchInput(user, project int) policies.Input {
+	return policies.Input{
+		Service:  "registry.test",
+		Identity: identity.Identity{Subject: fmt.Sprintf("user%d", user), Connector: "local", Groups: []string{"dev"}, Claims: map[string]any{}},
+		Scopes:   []scope.Scope{{Type: "repository", Name: fmt.Sprintf("project%d/app", project), Actions: []string{"pull", "push"}}},
+	}
+}
+
+// BenchmarkDefaultPolicy measures one decision of the default policy, from
+// the cache and evaluated, with 100 and 10,000 users over 1,000 projects.
+func BenchmarkDefaultPolicy(b *testing.B) {
+	ctx := context.Background()
+	for _, users := range []int{100, 10_000} {
+		p := defaultPolicyWith(b, users, 1000)
+		b.Run(fmt.Sprintf("users=%d/uncached", users), func(b *testing.B) {
+			e := policies.NewEngine(0, 0)
+			e.Swap(p)
+			in := benchInput(users-1, (users-1)%1000)
+			b.ReportAllocs()
+			for b.Loop() {
+				d, err := e.Authorize(ctx, in)
+				if err != nil || !d.Allowed[0]["push"] {
+					b.Fatalf("decision %+v, %v", d, err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("users=%d/cached", users), func(b *testing.B) {
+			e := policies.NewEngine(1000, time.Minute)
+			e.Swap(p)
+			in := benchInput(users-1, (users-1)%1000)
+			_, _ = e.Authorize(ctx, in)
+			b.ReportAllocs()
+			for b.Loop() {
+				d, err := e.Authorize(ctx, in)
+				if err != nil || !d.Cached {
+					b.Fatalf("decision %+v, %v", d, err)
+				}
+			}
+		})
+	}
+}
