@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -435,6 +436,8 @@ func (d *decision) log(l *slog.Logger, r *http.Request, status int, err error, e
 		outcome = "login"
 	case len(d.granted) == 0:
 		outcome = "denied"
+	case d.partial():
+		outcome = "partial"
 	}
 	attrs = append(attrs, slog.String("outcome", outcome), slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000))
 	level := slog.LevelInfo
@@ -442,4 +445,23 @@ func (d *decision) log(l *slog.Logger, r *http.Request, status int, err error, e
 		level = slog.LevelError
 	}
 	l.LogAttrs(r.Context(), level, "token", attrs...)
+}
+
+// partial reports whether some requested action was not granted. A requested
+// "*" counts as satisfied by any grant on its scope.
+func (d *decision) partial() bool {
+	for _, sc := range d.req.scopes {
+		var got []string
+		for _, a := range d.granted {
+			if a.Type == sc.Type && a.Name == sc.Name {
+				got = a.Actions
+			}
+		}
+		for _, want := range sc.Actions {
+			if !slices.Contains(got, want) && (want != "*" || len(got) == 0) {
+				return true
+			}
+		}
+	}
+	return false
 }

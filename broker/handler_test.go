@@ -1,12 +1,14 @@
 package broker_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,6 +16,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -633,4 +636,67 @@ func mustRequest(t *testing.T, u string) *http.Request {
 		t.Fatal(err)
 	}
 	return req
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) lines(t *testing.T) []map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestDecisionLogLineNeverHoldsSecrets(t *testing.T) {
+	var logs syncBuffer
+	f := newFixture(t, func(o *broker.Options) { o.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
+	a := f.get(t, "service=registry.test&scope=repository:team/app:pull,delete&offline_token=true", "Authorization", basic("alice", "alice-secret"))
+	f.get(t, "service=registry.test&scope=repository:team/app:pull", "Authorization", basic("alice", "wrong-secret"))
+	f.get(t, "service=registry.test&scope=repository:team/app:pull")
+	f.post(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {a.body["refresh_token"].(string)}, "service": {svcName}})
+
+	lines := logs.lines(t)
+	if len(lines) != 4 {
+		t.Fatalf("%d log lines for 4 requests", len(lines))
+	}
+	want := []struct {
+		status  float64
+		outcome string
+	}{{200, "partial"}, {401, "error"}, {200, "denied"}, {200, "login"}}
+	for i, w := range want {
+		if lines[i]["msg"] != "token" || lines[i]["status"] != w.status || lines[i]["outcome"] != w.outcome {
+			t.Errorf("line %d: %v, want status %v outcome %s", i, lines[i], w.status, w.outcome)
+		}
+	}
+	first := lines[0]
+	if first["subject"] != "alice" || first["connector"] != "local" || first["service"] != svcName ||
+		first["policy_revision"] == "" || first["latency_ms"] == nil {
+		t.Errorf("first line lacks fields: %v", first)
+	}
+	if g, _ := first["granted"].([]any); len(g) != 1 || g[0] != "repository:team/app:pull" {
+		t.Errorf("granted = %v", first["granted"])
+	}
+	all := logs.buf.String()
+	for _, secret := range []string{"alice-secret", "wrong-secret", a.body["token"].(string), a.body["refresh_token"].(string)} {
+		if strings.Contains(all, secret) {
+			t.Fatalf("the log holds a secret: %q", secret)
+		}
+	}
 }

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/policies"
+)
+
+func TestPolicyWatcherSwapsGoodRevisionsAndKeepsTheLastGood(t *testing.T) {
+	dir := t.TempDir()
+	rego := func(action string) string {
+		return "package registry.authz\nallowed contains {\"type\": \"repository\", \"name\": \"x\", \"action\": \"" + action + "\"} if true\n"
+	}
+	os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego("pull")), 0o644)
+	e := policies.NewEngine(10, time.Minute)
+	w := &policyWatcher{dir: dir, query: policies.DefaultQuery, engine: e, log: slog.New(slog.DiscardHandler)}
+	if err := w.load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first := e.Current().Revision()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.run(ctx, 20*time.Millisecond)
+
+	waitRevision := func(cond func(string) bool) string {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			if r := e.Current().Revision(); cond(r) {
+				return r
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("revision stayed %s", e.Current().Revision())
+		return ""
+	}
+	os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego("push")), 0o644)
+	second := waitRevision(func(r string) bool { return r != first })
+
+	// A broken policy is logged and ignored: the last good one stays.
+	os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package registry.authz\nallowed contains if {"), 0o644)
+	time.Sleep(200 * time.Millisecond)
+	if r := e.Current().Revision(); r != second {
+		t.Fatalf("broken policy replaced the last good one: %s", r)
+	}
+	// Fixed again: picked up.
+	os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego("delete")), 0o644)
+	waitRevision(func(r string) bool { return r != second })
+}
+
+func TestDevServeMakesItsStateAndUsesTheDefaultPolicy(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	state := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	app := newApp()
+	app.Writer, app.ErrWriter = io.Discard, io.Discard
+	started := time.Now()
+	go func() {
+		done <- app.RunContext(ctx, []string{"tollgate", "serve", "--state-dir", state, "--listen", addr})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+
+	var ready time.Duration
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				ready = time.Since(started)
+				break
+			}
+		}
+	}
+	if ready == 0 {
+		t.Fatal("dev broker never became ready")
+	}
+	t.Logf("dev broker ready after %v (first start: key, bcrypt users, policy copy)", ready)
+
+	pw := map[string]string{}
+	data, _ := os.ReadFile(filepath.Join(state, "passwords.txt"))
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		u, p, _ := strings.Cut(line, " ")
+		pw[u] = p
+	}
+	if len(pw["alice"]) < 16 || len(pw["bob"]) < 16 {
+		t.Fatalf("generated passwords: %q", data)
+	}
+	grant := func(user, scope string) string {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/token?scope="+scope, nil)
+		req.SetBasicAuth(user, pw[user])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Token string }
+		json.NewDecoder(resp.Body).Decode(&body)
+		parts := strings.Split(body.Token, ".")
+		if resp.StatusCode != 200 || len(parts) != 3 {
+			t.Fatalf("%s %s: %d", user, scope, resp.StatusCode)
+		}
+		payload, _ := decodeSegment(parts[1])
+		return string(payload)
+	}
+	if got := grant("alice", "repository:team/app:pull,push"); !strings.Contains(got, `"actions":["pull","push"]`) {
+		t.Fatalf("alice on team: %s", got)
+	}
+	if got := grant("bob", "repository:team/app:pull,push"); !strings.Contains(got, `"actions":["pull"]`) || strings.Contains(got, "push") {
+		t.Fatalf("bob on team: %s", got)
+	}
+	for _, f := range []string{"config.yaml", "registry.yml", "registry-bundle.pem", "policy/authz.rego", "policy/data.json"} {
+		if _, err := os.Stat(filepath.Join(state, f)); err != nil {
+			t.Errorf("dev state lacks %s: %v", f, err)
+		}
+	}
+}
+
+func decodeSegment(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
