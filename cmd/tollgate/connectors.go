@@ -25,6 +25,7 @@ type connectorEnv struct {
 // Adding an adapter means adding a row here; nothing registers itself.
 var connectorFactories = map[string]func(env connectorEnv, c *ConnectorConfig) (any, error){
 	"htpasswd": newHtpasswdConnector,
+	"ldap":     newLDAPConnector,
 }
 
 func factoryNames() string {

@@ -1,0 +1,305 @@
+// Package ldaptest runs a real OpenLDAP slapd for tests: on loopback ports,
+// in a temporary directory, with the memberOf overlay, plain LDAP, StartTLS
+// and LDAPS under a CA made for the test. Never a system service.
+package ldaptest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// Suffix is the directory's base DN; Admin and AdminPassword its root account.
+const (
+	Suffix        = "dc=example,dc=org"
+	Admin         = "cn=admin," + Suffix
+	AdminPassword = "admin-secret"
+	Reader        = "cn=reader," + Suffix
+	ReaderPass    = "reader-secret"
+)
+
+// Server is a running slapd.
+type Server struct {
+	t       testing.TB
+	dir     string
+	bin     string
+	conf    string
+	port    int
+	tlsPort int
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the running slapd has exited
+	// CAFile is the PEM CA that signed the server certificate (for localhost).
+	CAFile string
+}
+
+// URL is the plain ldap:// URL (StartTLS is offered on it).
+func (s *Server) URL() string { return fmt.Sprintf("ldap://localhost:%d", s.port) }
+
+// TLSURL is the ldaps:// URL.
+func (s *Server) TLSURL() string { return fmt.Sprintf("ldaps://localhost:%d", s.tlsPort) }
+
+// installHint names the command that installs slapd.
+const installHint = "slapd is not installed: run `make test` (scripts/install-test-deps.sh installs slapd and ldap-utils)"
+
+// Start runs slapd with the given extra schema (may be empty) and loads ldif
+// (entries under Suffix; the suffix entry and the reader account are added
+// here). It fails under CI=true when slapd is missing, and skips otherwise.
+func Start(t testing.TB, extraSchema, ldif string) *Server {
+	t.Helper()
+	bin := "/usr/sbin/slapd"
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(installHint)
+		}
+		t.Skip(installHint)
+	}
+	dir := t.TempDir()
+	s := &Server{t: t, dir: dir, bin: bin, port: freePort(t), tlsPort: freePort(t)}
+	s.CAFile = writeTLS(t, dir)
+	if extraSchema != "" {
+		if err := os.WriteFile(filepath.Join(dir, "extra.schema"), []byte(extraSchema), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var schema strings.Builder
+	for _, f := range []string{"core", "cosine", "nis", "inetorgperson"} {
+		fmt.Fprintf(&schema, "include /etc/ldap/schema/%s.schema\n", f)
+	}
+	if extraSchema != "" {
+		fmt.Fprintf(&schema, "include %s\n", filepath.Join(dir, "extra.schema"))
+	}
+	conf := fmt.Sprintf(`%s
+modulepath /usr/lib/ldap
+moduleload back_mdb
+moduleload memberof
+pidfile %[2]s/slapd.pid
+argsfile %[2]s/slapd.args
+TLSCACertificateFile %[2]s/ca.pem
+TLSCertificateFile %[2]s/server.pem
+TLSCertificateKeyFile %[2]s/server.key
+database mdb
+maxsize 104857600
+suffix "%[3]s"
+rootdn "%[4]s"
+rootpw %[5]s
+directory %[2]s/data
+overlay memberof
+`, schema.String(), dir, Suffix, Admin, AdminPassword)
+	s.conf = filepath.Join(dir, "slapd.conf")
+	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	t.Cleanup(s.Stop)
+	s.Add(fmt.Sprintf(`dn: %s
+objectClass: dcObject
+objectClass: organization
+o: Example
+dc: example
+
+dn: %s
+objectClass: simpleSecurityObject
+objectClass: organizationalRole
+cn: reader
+userPassword: %s
+`, Suffix, Reader, ReaderPass))
+	s.Add(ldif)
+	return s
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	log, err := os.OpenFile(filepath.Join(s.dir, "slapd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	// -d 0 keeps slapd in the foreground without debug output.
+	s.cmd = exec.Command(s.bin, "-f", s.conf, "-d", "0",
+		"-h", fmt.Sprintf("ldap://127.0.0.1:%d/ ldaps://127.0.0.1:%d/", s.port, s.tlsPort))
+	s.cmd.Stdout, s.cmd.Stderr = log, log
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	s.done = done
+	go func(cmd *exec.Cmd) { _ = cmd.Wait(); log.Close(); close(done) }(s.cmd)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := ldap.DialURL(fmt.Sprintf("ldap://127.0.0.1:%d", s.port)); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	data, _ := os.ReadFile(filepath.Join(s.dir, "slapd.log"))
+	s.t.Fatalf("slapd did not start:\n%s", data)
+}
+
+// Stop ends slapd; the data stays, so Restart brings the same directory back.
+func (s *Server) Stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		select {
+		case <-s.done:
+		case <-time.After(5 * time.Second):
+		}
+		s.cmd = nil
+	}
+}
+
+// Restart starts slapd again on the same ports.
+func (s *Server) Restart() { s.start() }
+
+// admin returns a connection bound as the root account.
+func (s *Server) admin() *ldap.Conn {
+	s.t.Helper()
+	c, err := ldap.DialURL(fmt.Sprintf("ldap://127.0.0.1:%d", s.port))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := c.Bind(Admin, AdminPassword); err != nil {
+		s.t.Fatal(err)
+	}
+	return c
+}
+
+// Add adds the entries of an LDIF text (blank-line separated, no
+// continuation lines, "attr: value" lines only).
+func (s *Server) Add(ldif string) {
+	s.t.Helper()
+	c := s.admin()
+	defer c.Close()
+	for _, block := range strings.Split(strings.TrimSpace(ldif), "\n\n") {
+		block = strings.TrimSpace(block)
+		if block == "" {
+			continue
+		}
+		var req *ldap.AddRequest
+		for _, line := range strings.Split(block, "\n") {
+			if strings.HasPrefix(line, "#") {
+				continue
+			}
+			attr, val, ok := strings.Cut(line, ": ")
+			if !ok {
+				s.t.Fatalf("bad LDIF line %q", line)
+			}
+			if attr == "dn" {
+				req = ldap.NewAddRequest(val, nil)
+				continue
+			}
+			req.Attribute(attr, []string{val})
+		}
+		// Merge repeated attributes into one.
+		merged := map[string][]string{}
+		var order []string
+		for _, a := range req.Attributes {
+			if _, seen := merged[a.Type]; !seen {
+				order = append(order, a.Type)
+			}
+			merged[a.Type] = append(merged[a.Type], a.Vals...)
+		}
+		req.Attributes = nil
+		for _, a := range order {
+			req.Attribute(a, merged[a])
+		}
+		if err := c.Add(req); err != nil {
+			s.t.Fatalf("add %s: %v", req.DN, err)
+		}
+	}
+}
+
+// Modify changes one attribute of an entry: op is "add", "delete" or "replace".
+func (s *Server) Modify(dn, op, attr string, values ...string) {
+	s.t.Helper()
+	c := s.admin()
+	defer c.Close()
+	m := ldap.NewModifyRequest(dn, nil)
+	switch op {
+	case "add":
+		m.Add(attr, values)
+	case "delete":
+		m.Delete(attr, values)
+	case "replace":
+		m.Replace(attr, values)
+	default:
+		s.t.Fatalf("unknown modify op %q", op)
+	}
+	if err := c.Modify(m); err != nil {
+		s.t.Fatalf("modify %s: %v", dn, err)
+	}
+}
+
+// Delete removes an entry.
+func (s *Server) Delete(dn string) {
+	s.t.Helper()
+	c := s.admin()
+	defer c.Close()
+	if err := c.Del(ldap.NewDelRequest(dn, nil)); err != nil {
+		s.t.Fatalf("delete %s: %v", dn, err)
+	}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// writeTLS makes a CA and a server certificate for localhost/127.0.0.1 and
+// returns the CA file.
+func writeTLS(t testing.TB, dir string) string {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tollgate test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srv := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srv, caCert, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	write := func(name, typ string, der []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ca.pem", "CERTIFICATE", caDER)
+	write("server.pem", "CERTIFICATE", srvDER)
+	write("server.key", "PRIVATE KEY", keyDER)
+	return filepath.Join(dir, "ca.pem")
+}
