@@ -45,11 +45,14 @@ Start with no configuration to get a development broker:
    tollgate serve`,
 		Version:         version,
 		HideHelpCommand: true,
+		// Scopes hold commas (repository:team/app:pull,push): never split flags on them.
+		DisableSliceFlagSeparator: true,
 		Commands: []*cli.Command{
 			serveCommand(),
 			keygenCommand(),
 			htpasswdCommand(),
 			registryConfigCommand(),
+			policyCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version and build information",

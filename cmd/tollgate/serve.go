@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -45,7 +45,7 @@ Examples:
 			if l := c.String("listen"); l != "" {
 				cfg.Listen = l
 			}
-			return serve(c.Context, cfg, dev)
+			return serve(c.Context, cfg, dev, c.App.Writer, c.App.ErrWriter)
 		},
 	}
 }
@@ -58,14 +58,14 @@ func loadOrDevConfig(c *cli.Context) (*Config, *devSetup, error) {
 	return devConfig(c.String("state-dir"), c.String("listen"))
 }
 
-func newLogger(cfg LogConfig) *slog.Logger {
+func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+		return slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
 // loadServices loads every service's key set.
@@ -84,9 +84,11 @@ func loadServices(cfg *Config) ([]*broker.Service, error) {
 	return out, nil
 }
 
-func serve(ctx context.Context, cfg *Config, dev *devSetup) error {
+// serve runs the broker until ctx ends or SIGINT/SIGTERM; the development
+// banner goes to out, logs to logOut.
+func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Writer) error {
 	started := time.Now()
-	log := newLogger(cfg.Log)
+	log := newLogger(cfg.Log, logOut)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -146,7 +148,7 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup) error {
 	log.Info("tollgate serving", "listen", ln.Addr().String(), "version", version,
 		"policy_revision", engine.Current().Revision(), "startup_ms", time.Since(started).Milliseconds())
 	if dev != nil {
-		dev.printBanner(os.Stdout, ln.Addr().String())
+		dev.printBanner(out, ln.Addr().String())
 	}
 
 	errc := make(chan error, 1)

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/cover"
+	"github.com/open-policy-agent/opa/v1/tester"
+	"github.com/urfave/cli/v2"
+
+	"github.com/tollgate/tollgate/broker/scope"
+	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/policies"
+)
+
+func policyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "policy",
+		Usage: "test and evaluate Rego policies",
+		Subcommands: []*cli.Command{
+			policyTestCommand(),
+			policyEvalCommand(),
+		},
+	}
+}
+
+// Exit statuses of `policy test`, as `opa test` uses them.
+const (
+	exitTestsFailed = 2
+)
+
+func policyTestCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "test",
+		Usage:     "run Rego unit tests, with the semantics and output of `opa test`",
+		ArgsUsage: "PATH...",
+		Description: `Runs every rule named test_* in the .rego files under the given paths (data
+files load as in a bundle), with OPA's own test runner, so a team's CI needs
+only this binary. Exit status 0 when all pass, 2 when a test fails or the
+coverage is below --threshold, 1 on any other error.
+
+Examples:
+   tollgate policy test policies/
+   tollgate policy test -v --run 'test_guest' policies/default
+   tollgate policy test --coverage --threshold 90 policies/`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print every test and its print() output"},
+			&cli.StringFlag{Name: "run", Aliases: []string{"r"}, Usage: "run only tests whose name matches this regular expression"},
+			&cli.BoolFlag{Name: "coverage", Aliases: []string{"c"}, Usage: "report line coverage as JSON (as opa test --coverage)"},
+			&cli.Float64Flag{Name: "threshold", Usage: "with --coverage: fail below this percentage"},
+			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "time limit for each test"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return errors.New("give at least one path with .rego files")
+			}
+			return runPolicyTests(c.Context, c.App.Writer, c.Args().Slice(), policyTestOptions{
+				verbose: c.Bool("verbose"), run: c.String("run"), coverage: c.Bool("coverage"),
+				threshold: c.Float64("threshold"), timeout: c.Duration("timeout"),
+			})
+		},
+	}
+}
+
+type policyTestOptions struct {
+	verbose   bool
+	run       string
+	coverage  bool
+	threshold float64
+	timeout   time.Duration
+}
+
+func runPolicyTests(ctx context.Context, out io.Writer, paths []string, o policyTestOptions) error {
+	modules, store, err := tester.LoadWithRegoVersion(paths, nil, ast.RegoV1)
+	if err != nil {
+		return err
+	}
+	txn, err := store.NewTransaction(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Abort(ctx, txn)
+	runner := tester.NewRunner().SetStore(store).SetModules(modules).SetTimeout(o.timeout).
+		CapturePrintOutput(true).EnableTracing(o.verbose).Filter(o.run)
+	var cov *cover.Cover
+	if o.coverage {
+		cov = cover.New()
+		runner = runner.SetCoverageQueryTracer(cov)
+	}
+	ch, err := runner.RunTests(ctx, txn)
+	if err != nil {
+		return err
+	}
+	// Count failures as the results stream past the reporter.
+	failed, ran := 0, 0
+	counted := make(chan *tester.Result)
+	go func() {
+		defer close(counted)
+		for r := range ch {
+			ran++
+			if !r.Pass() && !r.Skip {
+				failed++
+			}
+			counted <- r
+		}
+	}()
+	var reportErr error
+	if o.coverage {
+		reportErr = tester.JSONCoverageReporter{Cover: cov, Modules: modules, Output: out, Threshold: o.threshold, Verbose: o.verbose}.Report(counted)
+	} else {
+		reportErr = tester.PrettyReporter{Output: out, Verbose: o.verbose, FailureLine: true}.Report(counted)
+	}
+	var below *cover.CoverageThresholdError
+	switch {
+	case failed > 0:
+		return cli.Exit(fmt.Sprintf("%d of %d tests failed", failed, ran), exitTestsFailed)
+	case errors.As(reportErr, &below):
+		return cli.Exit(fmt.Sprintf("coverage %.2f%% is below the threshold %.2f%%", below.Coverage, below.Threshold), exitTestsFailed)
+	case reportErr != nil:
+		return reportErr
+	case ran == 0:
+		return cli.Exit("no tests found (rules named test_* in the given paths)", exitTestsFailed)
+	}
+	return nil
+}
+
+func policyEvalCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "eval",
+		Usage: "show what a policy grants for a request, and why",
+		Description: `Evaluates the policy in --policy (a bundle directory) for one request, built
+from --user/--group/--scope or read from --input (the JSON input document), and
+prints the actions granted on each requested scope exactly as the broker would
+sign them. --explain adds the policy's reasons.
+
+Examples:
+   tollgate policy eval --policy policies/default --user alice --scope repository:team/app:pull,push
+   tollgate policy eval --policy ./policy --user bob --group dev --scope 'repository:team/app:*' --explain
+   tollgate policy eval --policy ./policy --anonymous --scope repository:library/hello:pull
+   tollgate policy eval --policy ./policy --input request.json --format json`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "policy", Aliases: []string{"p"}, Required: true, Usage: "policy bundle directory"},
+			&cli.StringFlag{Name: "query", Value: policies.DefaultQuery, Usage: "package of the rules"},
+			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "input document (JSON file, - for stdin) instead of the flags below"},
+			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "subject"},
+			&cli.StringSliceFlag{Name: "group", Aliases: []string{"g"}, Usage: "group (repeat)"},
+			&cli.StringFlag{Name: "connector", Value: "local", Usage: "connector name the identity came from"},
+			&cli.BoolFlag{Name: "anonymous", Usage: "evaluate for an anonymous caller"},
+			&cli.StringSliceFlag{Name: "scope", Aliases: []string{"s"}, Usage: "requested scope (repeat), e.g. repository:team/app:pull,push"},
+			&cli.StringFlag{Name: "service", Value: "registry.example.com", Usage: "service name"},
+			&cli.BoolFlag{Name: "explain", Usage: "print the policy's reasons"},
+			&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json"},
+		},
+		Action: func(c *cli.Context) error {
+			in, err := evalInput(c)
+			if err != nil {
+				return err
+			}
+			b, err := bundles.LoadDir(c.String("policy"))
+			if err != nil {
+				return err
+			}
+			p, err := policies.Compile(c.Context, b, c.String("query"))
+			if err != nil {
+				return err
+			}
+			return evalAndPrint(c.Context, c.App.Writer, p, in, c.Bool("explain"), c.String("format"))
+		},
+	}
+}
+
+func evalInput(c *cli.Context) (policies.Input, error) {
+	if path := c.String("input"); path != "" {
+		var r io.Reader = os.Stdin
+		if path != "-" {
+			f, err := os.Open(path)
+			if err != nil {
+				return policies.Input{}, err
+			}
+			defer f.Close()
+			r = f
+		}
+		var in policies.Input
+		dec := json.NewDecoder(r)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&in); err != nil {
+			return policies.Input{}, fmt.Errorf("input %s: %w", path, err)
+		}
+		return in, nil
+	}
+	scopes, err := scope.Parse(c.StringSlice("scope"))
+	if err != nil {
+		return policies.Input{}, err
+	}
+	if len(scopes) == 0 {
+		return policies.Input{}, errors.New("give at least one --scope (or --input)")
+	}
+	id := identity.Identity{Subject: c.String("user"), Name: c.String("user"), Groups: c.StringSlice("group"),
+		Connector: c.String("connector"), Claims: map[string]any{}}
+	if c.Bool("anonymous") || id.Subject == "" {
+		id = identity.Anonymous()
+	}
+	if id.Groups == nil {
+		id.Groups = []string{}
+	}
+	return policies.Input{Service: c.String("service"), Identity: id, Scopes: scopes,
+		Client: policies.Client{IP: "127.0.0.1", UserAgent: "tollgate-policy-eval"}}, nil
+}
+
+// evalResult is what `policy eval --format json` prints.
+type evalResult struct {
+	Revision string         `json:"revision"`
+	Scopes   []evalScope    `json:"scopes"`
+	TokenTTL int            `json:"token_ttl,omitempty"`
+	Reasons  []string       `json:"reasons,omitempty"`
+	Input    policies.Input `json:"input"`
+}
+
+type evalScope struct {
+	Scope   string   `json:"scope"`
+	Granted []string `json:"granted"`
+}
+
+func evalAndPrint(ctx context.Context, w io.Writer, p *policies.Policy, in policies.Input, explain bool, format string) error {
+	e := policies.NewEngine(0, 0)
+	e.Swap(p)
+	d, err := e.Authorize(ctx, in)
+	if err != nil {
+		return err
+	}
+	res := evalResult{Revision: d.Revision, TokenTTL: int(d.TokenTTL / time.Second), Input: in}
+	for i, sc := range in.Scopes {
+		var allowed map[string]bool
+		if i < len(d.Allowed) {
+			allowed = d.Allowed[i]
+		}
+		granted := scope.Intersect(sc.Actions, allowed)
+		if granted == nil {
+			granted = []string{}
+		}
+		res.Scopes = append(res.Scopes, evalScope{Scope: sc.String(), Granted: granted})
+	}
+	if explain {
+		if res.Reasons, err = p.Explain(ctx, in); err != nil {
+			return err
+		}
+	}
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	case "text":
+	default:
+		return fmt.Errorf("--format %q: want text or json", format)
+	}
+	who := in.Identity.Subject
+	if in.Identity.Anonymous {
+		who = "anonymous"
+	}
+	fmt.Fprintf(w, "policy revision %s, %s (groups: %s), service %s\n", res.Revision, who, strings.Join(in.Identity.Groups, ", "), in.Service)
+	for _, s := range res.Scopes {
+		granted := strings.Join(s.Granted, ",")
+		if granted == "" {
+			granted = "(nothing)"
+		}
+		fmt.Fprintf(w, "  %-50s granted: %s\n", s.Scope, granted)
+	}
+	if res.TokenTTL > 0 {
+		fmt.Fprintf(w, "  token_ttl: %ds (clamped to the service's maximum by the broker)\n", res.TokenTTL)
+	}
+	if explain {
+		if len(res.Reasons) == 0 {
+			fmt.Fprintln(w, "  reasons: (the policy gave none)")
+		}
+		for _, r := range res.Reasons {
+			fmt.Fprintf(w, "  because: %s\n", r)
+		}
+	}
+	return nil
+}

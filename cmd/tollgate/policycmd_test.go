@@ -1,0 +1,119 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+)
+
+func exitCode(err error) int {
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+func policyDir(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644)
+	}
+	return dir
+}
+
+const tinyPolicy = `package registry.authz
+allowed contains {"type": "repository", "name": s.name, "action": "pull"} if {
+	some s in input.scopes
+	input.identity.subject == "alice"
+}
+`
+
+func TestPolicyTestRunsRegoTestsLikeOpaTest(t *testing.T) {
+	pass := policyDir(t, map[string]string{"p.rego": tinyPolicy, "p_test.rego": `package registry.authz_test
+import data.registry.authz
+test_alice_pulls if {
+	count(authz.allowed) == 1 with input as {"identity": {"subject": "alice"}, "scopes": [{"type": "repository", "name": "a", "actions": ["pull"]}]}
+}
+test_bob_gets_nothing if {
+	count(authz.allowed) == 0 with input as {"identity": {"subject": "bob"}, "scopes": [{"type": "repository", "name": "a", "actions": ["pull"]}]}
+}
+`})
+	out, err := run(t, "", "policy", "test", pass)
+	if err != nil || !strings.Contains(out, "PASS: 2/2") {
+		t.Fatalf("passing tests: %v\n%s", err, out)
+	}
+	out, err = run(t, "", "policy", "test", "-v", "--run", "bob", pass)
+	if err != nil || !strings.Contains(out, "test_bob_gets_nothing: PASS") || strings.Contains(out, "test_alice_pulls") {
+		t.Fatalf("--run filter: %v\n%s", err, out)
+	}
+	out, err = run(t, "", "policy", "test", "--coverage", "--threshold", "50", pass)
+	var report struct{ Coverage float64 }
+	if err != nil || json.Unmarshal([]byte(out), &report) != nil || report.Coverage < 50 {
+		t.Fatalf("--coverage: %v\n%s", err, out)
+	}
+
+	fail := policyDir(t, map[string]string{"p.rego": tinyPolicy, "p_test.rego": `package registry.authz_test
+import data.registry.authz
+test_wrong if {
+	count(authz.allowed) == 5 with input as {"identity": {"subject": "alice"}, "scopes": [{"type": "repository", "name": "a", "actions": ["pull"]}]}
+}
+`})
+	out, err = run(t, "", "policy", "test", fail)
+	if exitCode(err) != exitTestsFailed || !strings.Contains(out, "test_wrong: FAIL") {
+		t.Fatalf("failing test: exit %d (%v)\n%s", exitCode(err), err, out)
+	}
+
+	if _, err := run(t, "", "policy", "test", "--coverage", "--threshold", "100", fail); exitCode(err) != exitTestsFailed {
+		t.Fatalf("coverage below threshold: exit %d (%v)", exitCode(err), err)
+	}
+	if _, err := run(t, "", "policy", "test", policyDir(t, map[string]string{"p.rego": tinyPolicy})); exitCode(err) != exitTestsFailed {
+		t.Fatalf("no tests: exit %d (%v)", exitCode(err), err)
+	}
+	if _, err := run(t, "", "policy", "test", policyDir(t, map[string]string{"p.rego": "package x\nallow if {"})); exitCode(err) != 1 {
+		t.Fatalf("parse error: exit %d (%v)", exitCode(err), err)
+	}
+}
+
+func TestPolicyEvalShowsTheGrantAndWhy(t *testing.T) {
+	out, err := run(t, "", "policy", "eval", "--policy", "../../policies/default", "--user", "bob",
+		"--scope", "repository:team/app:pull,push", "--scope", "repository:library/x:*", "--explain")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"repository:team/app:pull,push", "granted: pull\n", "because: bob is guest in project team", "project library is public"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	out, err = run(t, "", "policy", "eval", "--policy", "../../policies/default", "--anonymous", "--scope", "repository:team/app:pull", "--format", "json")
+	var res evalResult
+	if err != nil || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	if len(res.Scopes) != 1 || len(res.Scopes[0].Granted) != 0 || !res.Input.Identity.Anonymous {
+		t.Fatalf("anonymous on a private project: %+v", res)
+	}
+
+	input := filepath.Join(t.TempDir(), "in.json")
+	os.WriteFile(input, []byte(`{"service": "r", "identity": {"subject": "x", "groups": ["registry-admins"], "anonymous": false},
+		"scopes": [{"type": "registry", "name": "catalog", "actions": ["*"]}]}`), 0o644)
+	out, err = run(t, "", "policy", "eval", "--policy", "../../policies/default", "--input", input)
+	if err != nil || !strings.Contains(out, "granted: *") {
+		t.Fatalf("--input: %v\n%s", err, out)
+	}
+	os.WriteFile(input, []byte(`{"identity": {"subjekt": "x"}}`), 0o644)
+	if _, err := run(t, "", "policy", "eval", "--policy", "../../policies/default", "--input", input); err == nil {
+		t.Fatal("an input with an unknown field was accepted")
+	}
+}
