@@ -1,43 +1,75 @@
 #!/usr/bin/env bash
-# Installs what the tests need, only when it is missing. Idempotent and
-# non-interactive, so `make test` works on a fresh machine and in CI.
+# Installs what the tests need, only what is missing. Idempotent and
+# non-interactive (no prompts, no stdin), so `make test` works on a fresh
+# Debian machine and in CI. Run as root: it calls apt-get, without sudo.
 #
-#   Debian packages: docker-registry (distribution 2.8), skopeo, podman, slapd, ldap-utils
-#   go install:      crane, oras, distribution 3.x (its binary is `registry`)
+#   Debian packages: docker-registry (distribution 2.8), skopeo, podman,
+#                    slapd, ldap-utils
+#   go install:      crane, oras, distribution 3.x (its binary is `registry`;
+#                    Debian's 2.8 binary is `docker-registry`)
 set -euo pipefail
-
-GOBIN="$(go env GOPATH)/bin"
-export PATH="$GOBIN:$PATH"
 
 CRANE_VERSION=v0.22.1
 ORAS_VERSION=v1.3.6
 DISTRIBUTION_VERSION=v3.0.0
 
+command -v go >/dev/null || { echo "install-test-deps: go is not on PATH" >&2; exit 1; }
+GOBIN="$(go env GOPATH | cut -d: -f1)/bin"
+export PATH="$GOBIN:$PATH"
+
+# Debian packages: program to look for, then the package that provides it.
 need_apt=()
-command -v docker-registry >/dev/null || need_apt+=(docker-registry)
-command -v skopeo >/dev/null || need_apt+=(skopeo)
-command -v podman >/dev/null || need_apt+=(podman)
-[ -x /usr/sbin/slapd ] || need_apt+=(slapd)
-command -v ldapadd >/dev/null || need_apt+=(ldap-utils)
+want_pkg() { # program package
+	command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || need_apt+=("$2")
+}
+want_pkg docker-registry docker-registry
+want_pkg skopeo skopeo
+want_pkg podman podman
+want_pkg slapd slapd
+want_pkg ldapadd ldap-utils
 
 if [ ${#need_apt[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "install-test-deps: missing Debian packages ${need_apt[*]}; run this script as root" >&2
+		exit 1
+	fi
 	echo "installing Debian packages: ${need_apt[*]}"
-	sudo=""
-	[ "$(id -u)" -eq 0 ] || sudo="sudo -n"
-	# The packages' own services are never used: tests start their own
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq </dev/null
+	# The packages' own services are never used: the tests start their own
 	# processes on loopback ports in temporary directories.
-	$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+	apt-get install -y -qq "${need_apt[@]}" </dev/null
 fi
 
-go_install() { # binary module@version
-	if ! command -v "$1" >/dev/null; then
-		echo "go install $2"
-		go install "$2"
+go_install() { # program module@version
+	if command -v "$1" >/dev/null; then
+		return
 	fi
+	echo "go install $2"
+	GOBIN="$GOBIN" go install "$2" </dev/null
 }
 go_install crane "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
 go_install oras "oras.land/oras/cmd/oras@$ORAS_VERSION"
 go_install registry "github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_VERSION"
 
-echo "test components present: docker-registry skopeo podman slapd ldapadd crane oras registry"
+# Another program named `registry` earlier on PATH would shadow distribution 3.
+if ! registry --version 2>/dev/null | grep -q 'distribution/distribution/v3'; then
+	echo "install-test-deps: $(command -v registry) is not distribution 3 ($(registry --version 2>&1 | head -1))" >&2
+	exit 1
+fi
+
+missing=()
+for p in docker-registry registry crane oras skopeo podman slapd ldapadd; do
+	command -v "$p" >/dev/null || [ -x "/usr/sbin/$p" ] || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "install-test-deps: still missing after installing: ${missing[*]}" >&2
+	exit 1
+fi
+
+echo "test components:"
+echo "  $(docker-registry --version 2>&1 | head -1)"
+echo "  $(registry --version 2>&1 | head -1)"
+echo "  crane $(crane version 2>&1), oras $(oras version 2>&1 | head -1 | awk '{print $2}')"
+echo "  $(skopeo --version 2>&1), $(podman --version 2>&1)"
+echo "  slapd $([ -x /usr/sbin/slapd ] && echo present), $(command -v ldapadd)"
