@@ -86,7 +86,26 @@ type keygenArgs struct {
 // Without keys it makes one key that has been signing for an hour.
 func startBroker(t testing.TB, keys ...keygenArgs) *broker {
 	t.Helper()
+	return startBrokerWith(t, brokerOptions{keys: keys})
+}
+
+// brokerOptions vary a test broker: more identity connectors after the
+// htpasswd one, extra top-level configuration, other policy data.
+type brokerOptions struct {
+	keys       []keygenArgs
+	identity   string // YAML list items, indented by two spaces
+	extra      string // top-level YAML
+	policyData string // data.json; testPolicyData when empty
+	// decisionTTL sets policy.decision_cache.ttl (default: the broker's).
+	decisionTTL string
+	// env is added to the broker process's environment (secrets by _env).
+	env []string
+}
+
+func startBrokerWith(t testing.TB, o brokerOptions) *broker {
+	t.Helper()
 	needTollgate(t)
+	keys := o.keys
 	dir := filepath.Join(t.TempDir(), "broker")
 	b := &broker{
 		dir: dir, port: freePort(t),
@@ -105,8 +124,15 @@ func startBroker(t testing.TB, keys ...keygenArgs) *broker {
 		b.passwords[u] = rand.Text()
 		tollgate(t, b.passwords[u]+"\n", "htpasswd", "add", "--cost", "4", b.htpasswd, u)
 	}
-	writePolicy(t, filepath.Join(dir, "policy"))
+	if o.policyData == "" {
+		o.policyData = testPolicyData
+	}
+	writePolicy(t, filepath.Join(dir, "policy"), o.policyData)
 
+	decisionCache := ""
+	if o.decisionTTL != "" {
+		decisionCache = "  decision_cache: {size: 1000, ttl: " + o.decisionTTL + "}\n"
+	}
 	var services strings.Builder
 	for i, f := range flavors {
 		fmt.Fprintf(&services, "  - {name: %s, default: %v, issuer: %s, realm: %q, token_ttl: 5m, max_token_ttl: 1h, keys: %q}\n",
@@ -119,15 +145,15 @@ services:
 anonymous: true
 identity:
   - {name: local, type: htpasswd, file: %q}
-policy:
+%spolicy:
   source: %q
   query: data.registry.authz
-log: {level: debug, format: json}
-`, b.port, filepath.Join(dir, "state"), services.String(), b.htpasswd, filepath.Join(dir, "policy"))
+%slog: {level: debug, format: json}
+%s`, b.port, filepath.Join(dir, "state"), services.String(), b.htpasswd, o.identity, filepath.Join(dir, "policy"), decisionCache, o.extra)
 	if err := os.WriteFile(b.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b.proc = startProcess(t, "tollgate", dir, nil, tollgateBin, "serve", "--config", b.config)
+	b.proc = startProcess(t, "tollgate", dir, o.env, tollgateBin, "serve", "--config", b.config)
 	waitUntil(t, b.proc, "200 on /readyz", func() error {
 		resp, err := http.Get(b.url("/readyz"))
 		if err != nil {
@@ -144,7 +170,7 @@ log: {level: debug, format: json}
 
 // writePolicy copies the shipped default policy (its .rego files, not its
 // tests) and writes the test users' data.
-func writePolicy(t testing.TB, dir string) {
+func writePolicy(t testing.TB, dir, data string) {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	src := filepath.Join(filepath.Dir(file), "..", "..", "policies", "default")
@@ -167,7 +193,7 @@ func writePolicy(t testing.TB, dir string) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "data.json"), []byte(testPolicyData), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "data.json"), []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
