@@ -245,6 +245,20 @@ func TestTLS(t *testing.T) {
 	}
 }
 
+func TestClientCertificate(t *testing.T) {
+	s := ldaptest.StartWith(t, "", directory, ldaptest.Options{RequireClientCert: true})
+	ctx := context.Background()
+	cfg := baseConfig(s)
+	cfg.URL, cfg.CAFile = s.TLSURL(), s.CAFile
+	if _, ok, err := connector(t, cfg).Login(ctx, "alice", "alice-pw"); ok || !errors.Is(err, identity.ErrUnavailable) {
+		t.Fatalf("without a client certificate: ok=%v err=%v, want the TLS handshake refused", ok, err)
+	}
+	cfg.ClientCertFile, cfg.ClientKeyFile = s.ClientCertFile, s.ClientKeyFile
+	if _, ok, err := connector(t, cfg).Login(ctx, "alice", "alice-pw"); !ok || err != nil {
+		t.Fatalf("with the client certificate: ok=%v err=%v", ok, err)
+	}
+}
+
 // adSchema gives slapd the Active Directory attributes the connector is
 // configured with, so an AD-shaped directory is tested by configuration only.
 const adSchema = `attributetype ( 1.2.840.113556.1.4.221 NAME 'sAMAccountName'

@@ -44,6 +44,14 @@ type Server struct {
 	done    chan struct{} // closed when the running slapd has exited
 	// CAFile is the PEM CA that signed the server certificate (for localhost).
 	CAFile string
+	// ClientCertFile and ClientKeyFile are a client certificate from the same CA.
+	ClientCertFile, ClientKeyFile string
+}
+
+// Options change how slapd runs.
+type Options struct {
+	// RequireClientCert makes every TLS session present a certificate from CAFile.
+	RequireClientCert bool
 }
 
 // URL is the plain ldap:// URL (StartTLS is offered on it).
@@ -60,6 +68,12 @@ const installHint = "slapd is not installed: run `make test` (scripts/install-te
 // here). It fails under CI=true when slapd is missing, and skips otherwise.
 func Start(t testing.TB, extraSchema, ldif string) *Server {
 	t.Helper()
+	return StartWith(t, extraSchema, ldif, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, extraSchema, ldif string, o Options) *Server {
+	t.Helper()
 	bin := "/usr/sbin/slapd"
 	if _, err := os.Stat(bin); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -70,6 +84,7 @@ func Start(t testing.TB, extraSchema, ldif string) *Server {
 	dir := t.TempDir()
 	s := &Server{t: t, dir: dir, bin: bin, port: freePort(t), tlsPort: freePort(t)}
 	s.CAFile = writeTLS(t, dir)
+	s.ClientCertFile, s.ClientKeyFile = filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
 	if extraSchema != "" {
 		if err := os.WriteFile(filepath.Join(dir, "extra.schema"), []byte(extraSchema), 0o644); err != nil {
 			t.Fatal(err)
@@ -77,6 +92,10 @@ func Start(t testing.TB, extraSchema, ldif string) *Server {
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		t.Fatal(err)
+	}
+	verifyClient := "TLSVerifyClient never"
+	if o.RequireClientCert {
+		verifyClient = "TLSVerifyClient demand"
 	}
 	var schema strings.Builder
 	for _, f := range []string{"core", "cosine", "nis", "inetorgperson"} {
@@ -94,6 +113,7 @@ argsfile %[2]s/slapd.args
 TLSCACertificateFile %[2]s/ca.pem
 TLSCertificateFile %[2]s/server.pem
 TLSCertificateKeyFile %[2]s/server.key
+%[6]s
 database mdb
 maxsize 104857600
 suffix "%[3]s"
@@ -101,7 +121,7 @@ rootdn "%[4]s"
 rootpw %[5]s
 directory %[2]s/data
 overlay memberof
-`, schema.String(), dir, Suffix, Admin, AdminPassword)
+`, schema.String(), dir, Suffix, Admin, AdminPassword, verifyClient)
 	s.conf = filepath.Join(dir, "slapd.conf")
 	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -292,6 +312,17 @@ func writeTLS(t testing.TB, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ckey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	client := &x509.Certificate{
+		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "tollgate"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	clientDER, err := x509.CreateCertificate(rand.Reader, client, caCert, ckey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckeyDER, _ := x509.MarshalPKCS8PrivateKey(ckey)
 	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
 	write := func(name, typ string, der []byte) {
 		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
@@ -301,5 +332,7 @@ func writeTLS(t testing.TB, dir string) string {
 	write("ca.pem", "CERTIFICATE", caDER)
 	write("server.pem", "CERTIFICATE", srvDER)
 	write("server.key", "PRIVATE KEY", keyDER)
+	write("client.pem", "CERTIFICATE", clientDER)
+	write("client.key", "PRIVATE KEY", ckeyDER)
 	return filepath.Join(dir, "ca.pem")
 }
