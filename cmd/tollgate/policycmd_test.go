@@ -117,3 +117,19 @@ func TestPolicyEvalShowsTheGrantAndWhy(t *testing.T) {
 		t.Fatal("an input with an unknown field was accepted")
 	}
 }
+
+func TestPolicyCheckReportsProblemsAndExitsNonZero(t *testing.T) {
+	good := policyDir(t, map[string]string{"p.rego": tinyPolicy})
+	if out, err := run(t, "", "policy", "check", good); err != nil || !strings.Contains(out, ": ok") {
+		t.Fatalf("good policy: %v\n%s", err, out)
+	}
+	bad := policyDir(t, map[string]string{"p.rego": strings.Replace(tinyPolicy, "input.identity.subject", "input.identity.subjct", 1)})
+	out, err := run(t, "", "policy", "check", bad)
+	if exitCode(err) != 1 || !strings.Contains(out, "subjct") {
+		t.Fatalf("typo: exit %d\n%s", exitCode(err), out)
+	}
+	out, err = run(t, "", "policy", "schema")
+	if err != nil || !json.Valid([]byte(out)) || !strings.Contains(out, `"identity"`) {
+		t.Fatalf("schema: %v\n%s", err, out)
+	}
+}
