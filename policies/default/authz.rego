@@ -1,16 +1,30 @@
 # The default tollgate policy: project roles in the manner of Harbor.
 #
-# - The project of a repository is the first segment of its name.
-# - data.registry.projects[P].members[user] and .groups[group] give roles:
+# Data (data.registry):
+#   system_admins: {"users": [...], "groups": [...]}
+#   projects: {P: {"public": bool, "members": {user: role}, "groups": {group: role}}}
+#
+# - The project of a repository is the first segment of its name (the whole
+#   name when it has no "/").
+# - The caller's roles in a project come from members[subject] and from
+#   groups[g] for each of the identity's groups; their actions unite:
 #   admin: pull, push, delete; maintainer and developer: pull, push; guest: pull.
 # - A public project gives pull to everyone, anonymous callers included.
-# - Every authenticated user owns the namespace <subject>/.
+# - Every authenticated user (anonymous false, subject not empty) gets pull,
+#   push and delete on <subject>/..., unless a project of that name is
+#   defined (then the project's roles decide, so a user named "library"
+#   cannot take over the project "library").
 # - System administrators (data.registry.system_admins.users / .groups) get
-#   pull, push and delete on every repository and * on registry:catalog.
-# - Everyone else gets nothing.
+#   pull, push and delete on every repository, and every requested action on
+#   any other resource type: "*" on registry:catalog.
+# - Everyone else gets nothing (undefined = deny).
 #
-# A requested action "*" stands for every action the caller holds; the policy
-# answers with the concrete actions, never with "*" for a repository.
+# Only requested actions are ever allowed. A requested "*" stands for every
+# action the caller holds; for repositories the policy answers with the
+# concrete actions, never with "*".
+#
+# Output: allowed, a set of {"type", "name", "action"}; reasons, a set of
+# strings that say why each action was allowed (for `policy eval --explain`).
 package registry.authz
 
 role_actions := {
@@ -22,109 +36,108 @@ role_actions := {
 
 repository_actions := {"pull", "push", "delete"}
 
-authenticated if {
-	not input.identity.anonymous
+# subject is the caller's subject, defined only for an authenticated caller.
+# Anonymous callers (and identities without a usable subject) never match a
+# member entry, a system admin entry, or a personal namespace.
+subject := input.identity.subject if {
+	input.identity.anonymous == false
+	is_string(input.identity.subject)
 	input.identity.subject != ""
 }
 
-system_admin if {
-	authenticated
-	input.identity.subject in data.registry.system_admins.users
+# admin_via: how the caller is a system administrator ("user", "group G").
+admin_via contains "user" if {
+	subject in data.registry.system_admins.users
 }
 
-system_admin if {
-	authenticated
+admin_via contains sprintf("group %s", [g]) if {
+	subject
 	some g in input.identity.groups
 	g in data.registry.system_admins.groups
 }
 
-# wants(s, a): the scope s asks for action a, itself or through "*".
-wants(s, a) if a in s.actions
-
-wants(s, a) if {
-	"*" in s.actions
-	a != "*"
-}
-
 project_of(name) := split(name, "/")[0]
 
-# roles[[name, role]]: the caller's roles in the project of repository name.
-roles contains [s.name, role] if {
-	authenticated
-	some s in input.scopes
+# wants(s, a): the scope s asks for action a, by name or through "*".
+wants(s, a) if a in s.actions
+
+wants(s, _) if "*" in s.actions
+
+# repository(s): s is a requested repository scope.
+repository(s) if {
 	s.type == "repository"
-	role := data.registry.projects[project_of(s.name)].members[input.identity.subject]
+	is_string(s.name)
 }
 
-roles contains [s.name, role] if {
-	authenticated
-	some s in input.scopes
-	s.type == "repository"
+# caller_roles(p): the caller's [role, via] pairs in the project document p.
+caller_roles(p) := {[role, "member"] | role := p.members[subject]} | {[role, sprintf("group %s", [g])] |
+	subject
 	some g in input.identity.groups
-	role := data.registry.projects[project_of(s.name)].groups[g]
+	role := p.groups[g]
 }
 
-# Project roles.
-allowed contains {"type": "repository", "name": s.name, "action": a} if {
+# grants holds [scope, action, why] for every allowed action; why is a
+# tuple formatted only when reasons are asked for (explain), so the hot path
+# does no string formatting. Each scope's project is looked up directly:
+# the cost does not grow with the number of projects or users.
+
+# Project roles (members and groups).
+grants contains [s, a, ["role", role, project_of(s.name), via]] if {
 	some s in input.scopes
-	s.type == "repository"
-	some [name, role] in roles
-	name == s.name
+	repository(s)
+	some [role, via] in caller_roles(data.registry.projects[project_of(s.name)])
 	some a in role_actions[role]
 	wants(s, a)
 }
 
 # Public projects: pull for everyone.
-allowed contains {"type": "repository", "name": s.name, "action": "pull"} if {
+grants contains [s, "pull", ["public", project_of(s.name)]] if {
 	some s in input.scopes
-	s.type == "repository"
+	repository(s)
 	data.registry.projects[project_of(s.name)].public == true
 	wants(s, "pull")
 }
 
-# Personal namespaces: <subject>/...
-allowed contains {"type": "repository", "name": s.name, "action": a} if {
-	authenticated
+# Personal namespaces: <subject>/... (not when <subject> is a project).
+grants contains [s, a, ["owner"]] if {
 	some s in input.scopes
-	s.type == "repository"
-	startswith(s.name, concat("", [input.identity.subject, "/"]))
+	repository(s)
+	startswith(s.name, concat("", [subject, "/"]))
+	not data.registry.projects[subject]
 	some a in repository_actions
 	wants(s, a)
 }
 
-# System administrators: everything on repositories.
-allowed contains {"type": "repository", "name": s.name, "action": a} if {
-	system_admin
+# System administrators: pull, push, delete on every repository.
+grants contains [s, a, ["admin", via]] if {
+	some via in admin_via
 	some s in input.scopes
-	s.type == "repository"
+	repository(s)
 	some a in repository_actions
 	wants(s, a)
 }
 
-# System administrators: every requested action on other resources, "*"
-# included (the catalog is asked for as registry:catalog:*).
-allowed contains {"type": s.type, "name": s.name, "action": a} if {
-	system_admin
+# System administrators: every requested action, literally, on any other
+# resource type ("*" on registry:catalog).
+grants contains [s, a, ["admin", via]] if {
+	some via in admin_via
 	some s in input.scopes
 	s.type != "repository"
 	some a in s.actions
 }
 
-reasons contains sprintf("%s is %s in project %s", [input.identity.subject, role, project_of(name)]) if {
-	some [name, role] in roles
+allowed contains {"type": s.type, "name": s.name, "action": a} if {
+	some [s, a, _] in grants
 }
 
-reasons contains sprintf("project %s is public: pull for everyone", [project_of(s.name)]) if {
-	some s in input.scopes
-	s.type == "repository"
-	data.registry.projects[project_of(s.name)].public == true
+reasons contains explain(why) if {
+	some [_, _, why] in grants
 }
 
-reasons contains sprintf("%s owns the namespace %s/", [input.identity.subject, input.identity.subject]) if {
-	authenticated
-	some s in input.scopes
-	s.type == "repository"
-	startswith(s.name, concat("", [input.identity.subject, "/"]))
-}
+explain(why) := sprintf("%s is %s in project %s (%s)", [subject, why[1], why[2], why[3]]) if why[0] == "role"
 
-reasons contains sprintf("%s is a system administrator", [input.identity.subject]) if system_admin
+explain(why) := sprintf("project %s is public: pull for everyone", [why[1]]) if why[0] == "public"
+
+explain(why) := sprintf("%s owns the namespace %s/", [subject, subject]) if why[0] == "owner"
+
+explain(why) := sprintf("%s is a system administrator (%s)", [subject, why[1]]) if why[0] == "admin"

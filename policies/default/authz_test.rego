@@ -1,19 +1,25 @@
+# Unit tests of the default policy. Run with `tollgate policy test
+# policies/default`, `opa test policies/default`, or `go test ./policies/`.
+# Most tests use the fixture below; the tests named test_shipped_data_* read
+# the example data.json that sits beside the policy.
 package registry.authz_test
 
 import data.registry.authz
 
-fixture := {
-	"system_admins": {"users": ["root"], "groups": ["ops"]},
-	"projects": {
-		"team": {
-			"public": false,
-			"members": {"alice": "developer", "bob": "guest", "dana": "admin", "mia": "maintainer"},
-			"groups": {"dev": "developer", "qa": "guest"},
-		},
-		"library": {"public": true, "members": {"alice": "maintainer"}, "groups": {}},
-		"bare": {},
+# Fixtures.
+
+projects := {
+	"team": {
+		"public": false,
+		"members": {"alice": "developer", "bob": "guest", "dana": "admin", "mia": "maintainer", "odd": "owner"},
+		"groups": {"dev": "developer", "qa": "guest", "leads": "admin"},
 	},
+	"library": {"public": true, "members": {"alice": "maintainer"}, "groups": {}},
+	"stringly": {"public": "true", "members": {}, "groups": {}},
+	"bare": {},
 }
+
+admins := {"users": ["root"], "groups": ["ops"]}
 
 user(subject, groups) := {"subject": subject, "name": subject, "groups": groups, "connector": "local", "anonymous": false, "claims": {}}
 
@@ -23,164 +29,406 @@ req(id, scopes) := {"service": "registry.test", "identity": id, "scopes": scopes
 
 repo(name, actions) := {"type": "repository", "name": name, "actions": actions}
 
-# granted(in) is the set of "type:name:action" strings the policy allows.
-granted(inp) := {sprintf("%s:%s:%s", [g.type, g.name, g.action]) |
-	allowed := authz.allowed with input as inp with data.registry.projects as fixture.projects with data.registry.system_admins as fixture.system_admins
-	some g in allowed
+catalog := {"type": "registry", "name": "catalog", "actions": ["*"]}
+
+# decide_with(inp, p, a): the "type:name:action" strings allowed for inp over
+# the projects p and the system admins a.
+decide_with(inp, p, a) := {sprintf("%s:%s:%s", [g.type, g.name, g.action]) | some g in got} if {
+	got := authz.allowed with input as inp with data.registry.projects as p with data.registry.system_admins as a
 }
 
-test_developer_pulls_and_pushes if {
-	granted(req(user("alice", []), [repo("team/app", ["pull", "push", "delete"])])) == {"repository:team/app:pull", "repository:team/app:push"}
+decide(inp) := decide_with(inp, projects, admins)
+
+# ask(id, scopes): decide over the fixture.
+ask(id, scopes) := decide(req(id, scopes))
+
+reasons(inp) := r if {
+	r := authz.reasons with input as inp with data.registry.projects as projects with data.registry.system_admins as admins
 }
 
-test_guest_only_pulls if {
-	granted(req(user("bob", []), [repo("team/app", ["pull", "push"])])) == {"repository:team/app:pull"}
+# Project roles.
+
+test_developer_gets_pull_and_push_but_not_delete if {
+	ask(user("alice", []), [repo("team/app", ["pull", "push", "delete"])]) == {"repository:team/app:pull", "repository:team/app:push"}
 }
 
-test_maintainer_pulls_and_pushes if {
-	granted(req(user("mia", []), [repo("team/app", ["pull", "push", "delete"])])) == {"repository:team/app:pull", "repository:team/app:push"}
+test_maintainer_gets_pull_and_push_but_not_delete if {
+	ask(user("mia", []), [repo("team/app", ["pull", "push", "delete"])]) == {"repository:team/app:pull", "repository:team/app:push"}
 }
 
-test_project_admin_deletes if {
-	granted(req(user("dana", []), [repo("team/app", ["delete"])])) == {"repository:team/app:delete"}
+test_guest_gets_only_pull if {
+	ask(user("bob", []), [repo("team/app", ["pull", "push", "delete"])]) == {"repository:team/app:pull"}
 }
 
-test_user_without_role_gets_nothing if {
-	granted(req(user("carol", []), [repo("team/app", ["pull", "push"])])) == set()
+test_project_admin_gets_pull_push_and_delete if {
+	ask(user("dana", []), [repo("team/app", ["pull", "push", "delete"])]) == {"repository:team/app:pull", "repository:team/app:push", "repository:team/app:delete"}
 }
 
-test_group_role if {
-	granted(req(user("erin", ["dev"]), [repo("team/x", ["push"])])) == {"repository:team/x:push"}
+test_unknown_role_grants_nothing if {
+	ask(user("odd", []), [repo("team/app", ["*"])]) == set()
+}
+
+test_user_without_role_in_private_project_gets_nothing if {
+	ask(user("carol", []), [repo("team/app", ["pull", "push", "delete"])]) == set()
+}
+
+test_role_applies_to_nested_repository_names if {
+	ask(user("alice", []), [repo("team/a/b/c", ["push"])]) == {"repository:team/a/b/c:push"}
+}
+
+test_role_does_not_leak_to_project_with_similar_name if {
+	ask(user("alice", []), [repo("teamx/app", ["pull"]), repo("tea/app", ["pull"])]) == set()
+}
+
+test_role_in_one_project_gives_nothing_in_another if {
+	ask(user("dana", []), [repo("library/app", ["push", "delete"])]) == set()
+}
+
+# Groups.
+
+test_group_role_grants_its_actions if {
+	ask(user("erin", ["dev"]), [repo("team/x", ["pull", "push", "delete"])]) == {"repository:team/x:pull", "repository:team/x:push"}
+}
+
+test_group_admin_role_grants_delete if {
+	ask(user("erin", ["leads"]), [repo("team/x", ["delete"])]) == {"repository:team/x:delete"}
+}
+
+test_unlisted_group_gets_nothing if {
+	ask(user("erin", ["marketing"]), [repo("team/x", ["pull"])]) == set()
 }
 
 test_member_and_group_roles_unite if {
-	# bob is guest as a member and developer through the dev group.
-	granted(req(user("bob", ["dev"]), [repo("team/app", ["pull", "push"])])) == {"repository:team/app:pull", "repository:team/app:push"}
+	# bob is a guest as a member and a developer through the group dev.
+	ask(user("bob", ["dev"]), [repo("team/app", ["pull", "push", "delete"])]) == {"repository:team/app:pull", "repository:team/app:push"}
 }
+
+test_roles_of_several_groups_unite if {
+	ask(user("erin", ["qa", "leads"]), [repo("team/app", ["*"])]) == {"repository:team/app:pull", "repository:team/app:push", "repository:team/app:delete"}
+}
+
+test_missing_groups_in_identity_still_uses_member_role if {
+	ask({"subject": "alice", "anonymous": false}, [repo("team/app", ["pull", "push"])]) == {"repository:team/app:pull", "repository:team/app:push"}
+}
+
+test_null_groups_in_identity_still_uses_member_role if {
+	ask({"subject": "bob", "anonymous": false, "groups": null}, [repo("team/app", ["pull", "push"])]) == {"repository:team/app:pull"}
+}
+
+# Public projects.
 
 test_anonymous_pulls_public_project if {
-	granted(req(anonymous, [repo("library/hello", ["pull"])])) == {"repository:library/hello:pull"}
+	ask(anonymous, [repo("library/hello", ["pull"])]) == {"repository:library/hello:pull"}
 }
 
-test_anonymous_cannot_push_public_project if {
-	granted(req(anonymous, [repo("library/hello", ["pull", "push"])])) == {"repository:library/hello:pull"}
+test_anonymous_cannot_push_or_delete_public_project if {
+	ask(anonymous, [repo("library/hello", ["pull", "push", "delete"])]) == {"repository:library/hello:pull"}
 }
 
-test_anonymous_gets_nothing_on_private_project if {
-	granted(req(anonymous, [repo("team/app", ["pull"])])) == set()
+test_anonymous_asking_only_push_on_public_project_gets_nothing if {
+	ask(anonymous, [repo("library/hello", ["push"])]) == set()
 }
 
-test_anonymous_with_member_named_empty_gets_nothing if {
-	data_with_empty := object.union(fixture, {"projects": {"team": {"members": {"": "admin"}}}})
-	got := {g | some g in authz.allowed} with input as req(anonymous, [repo("team/app", ["pull"])])
-		with data.registry.projects as data_with_empty.projects with data.registry.system_admins as data_with_empty.system_admins
-	got == set()
-}
-
-test_anonymous_has_no_namespace if {
-	granted(req(anonymous, [repo("/x", ["push"])])) == set()
-}
-
-test_user_owns_personal_namespace if {
-	granted(req(user("carol", []), [repo("carol/tools", ["*"])])) == {"repository:carol/tools:pull", "repository:carol/tools:push", "repository:carol/tools:delete"}
-}
-
-test_user_does_not_own_other_namespace if {
-	granted(req(user("carol", []), [repo("carolyn/tools", ["pull"]), repo("alice/x", ["pull"])])) == set()
-}
-
-test_namespace_is_not_a_prefix_match_of_project_name if {
-	# "carol" does not own the repository "carol" (no slash) nor "carolx/y".
-	granted(req(user("carol", []), [repo("carol", ["push"]), repo("carolx/y", ["push"])])) == set()
-}
-
-test_public_project_pull_for_authenticated_users if {
-	granted(req(user("carol", []), [repo("library/hello", ["pull", "push"])])) == {"repository:library/hello:pull"}
+test_authenticated_non_member_pulls_public_project_only if {
+	ask(user("carol", []), [repo("library/hello", ["pull", "push", "delete"])]) == {"repository:library/hello:pull"}
 }
 
 test_maintainer_pushes_public_project if {
-	granted(req(user("alice", []), [repo("library/hello", ["push"])])) == {"repository:library/hello:push"}
+	ask(user("alice", []), [repo("library/hello", ["pull", "push", "delete"])]) == {"repository:library/hello:pull", "repository:library/hello:push"}
 }
 
-test_star_expands_to_role_actions if {
-	granted(req(user("alice", []), [repo("team/app", ["*"])])) == {"repository:team/app:pull", "repository:team/app:push"}
-	granted(req(user("bob", []), [repo("team/app", ["*"])])) == {"repository:team/app:pull"}
-	granted(req(anonymous, [repo("library/x", ["*"])])) == {"repository:library/x:pull"}
+test_public_must_be_boolean_true if {
+	ask(anonymous, [repo("stringly/app", ["pull"])]) == set()
 }
 
-test_star_is_never_granted_on_repositories if {
-	every g in {g | some g in authz.allowed with input as req(user("root", []), [repo("team/app", ["*"])]) with data.registry.projects as fixture.projects with data.registry.system_admins as fixture.system_admins} {
-		g.action != "*"
-	}
+test_public_project_name_without_slash if {
+	ask(anonymous, [repo("library", ["pull"])]) == {"repository:library:pull"}
 }
 
-test_system_admin_by_user if {
-	granted(req(user("root", []), [repo("any/thing", ["pull", "push", "delete"])])) == {"repository:any/thing:pull", "repository:any/thing:push", "repository:any/thing:delete"}
+# Anonymous callers and empty subjects.
+
+test_anonymous_gets_nothing_on_private_project if {
+	ask(anonymous, [repo("team/app", ["pull", "push", "delete", "*"])]) == set()
 }
 
-test_system_admin_by_group_gets_catalog if {
-	granted(req(user("ops-person", ["ops"]), [{"type": "registry", "name": "catalog", "actions": ["*"]}])) == {"registry:catalog:*"}
+test_anonymous_never_matches_a_member_named_empty if {
+	p := object.union(projects, {"team": {"members": {"": "admin"}}})
+	decide_with(req(anonymous, [repo("team/app", ["pull"])]), p, admins) == set()
 }
 
-test_catalog_denied_to_others if {
-	granted(req(user("alice", []), [{"type": "registry", "name": "catalog", "actions": ["*"]}])) == set()
-	granted(req(anonymous, [{"type": "registry", "name": "catalog", "actions": ["*"]}])) == set()
+test_anonymous_never_gets_group_roles if {
+	anon_with_groups := object.union(anonymous, {"groups": ["dev", "leads", "ops"]})
+	ask(anon_with_groups, [repo("team/app", ["*"]), catalog]) == set()
+}
+
+test_anonymous_flag_wins_over_a_subject if {
+	id := object.union(user("alice", ["dev"]), {"anonymous": true})
+	ask(id, [repo("team/app", ["push"]), repo("alice/x", ["push"]), repo("library/x", ["pull"])]) == {"repository:library/x:pull"}
+}
+
+test_identity_without_anonymous_flag_is_not_authenticated if {
+	ask({"subject": "alice"}, [repo("team/app", ["pull"]), repo("alice/x", ["pull"])]) == set()
+}
+
+test_empty_subject_is_not_authenticated_even_if_not_anonymous if {
+	p := object.union(projects, {"team": {"members": {"": "admin"}}})
+	decide_with(req(user("", ["dev"]), [repo("team/app", ["pull"]), repo("/x", ["push"])]), p, {"users": [""], "groups": []}) == set()
+}
+
+test_non_string_subject_is_not_authenticated if {
+	ask({"subject": 7, "anonymous": false}, [repo("7/x", ["push"])]) == set()
+}
+
+test_anonymous_has_no_personal_namespace if {
+	ask(anonymous, [repo("/x", ["pull", "push"]), repo("x", ["push"])]) == set()
 }
 
 test_anonymous_is_never_system_admin if {
-	admins := object.union(fixture, {"system_admins": {"users": [""], "groups": []}})
-	got := {g | some g in authz.allowed} with input as req(anonymous, [repo("team/app", ["pull"])])
-		with data.registry.projects as admins.projects with data.registry.system_admins as admins.system_admins
-	got == set()
+	decide_with(req(anonymous, [repo("team/app", ["pull"]), catalog]), projects, {"users": [""], "groups": [""]}) == set()
+}
+
+test_missing_identity_gets_only_public_pull if {
+	decide({"scopes": [repo("team/app", ["pull"]), repo("library/x", ["pull", "push"])]}) == {"repository:library/x:pull"}
+}
+
+# Personal namespaces.
+
+test_user_owns_personal_namespace if {
+	ask(user("carol", []), [repo("carol/tools", ["pull", "push", "delete"])]) == {"repository:carol/tools:pull", "repository:carol/tools:push", "repository:carol/tools:delete"}
+}
+
+test_user_owns_nested_repositories_of_personal_namespace if {
+	ask(user("carol", []), [repo("carol/a/b", ["delete"])]) == {"repository:carol/a/b:delete"}
+}
+
+test_user_does_not_own_another_users_namespace if {
+	ask(user("carol", []), [repo("alice/x", ["pull", "push", "delete"]), repo("carolyn/tools", ["pull"])]) == set()
+}
+
+test_personal_namespace_needs_the_slash if {
+	# carol owns neither the repository "carol" nor "carolx/y".
+	ask(user("carol", []), [repo("carol", ["pull", "push"]), repo("carolx/y", ["push"])]) == set()
+}
+
+test_user_named_like_a_project_does_not_own_it if {
+	ask(user("library", []), [repo("library/hello", ["pull", "push", "delete"])]) == {"repository:library/hello:pull"}
+	ask(user("team", []), [repo("team/app", ["pull"])]) == set()
+	ask(user("bare", []), [repo("bare/app", ["push"])]) == set()
+}
+
+test_personal_namespace_works_without_any_project_data if {
+	decide_with(req(user("carol", []), [repo("carol/x", ["push"])]), {}, {}) == {"repository:carol/x:push"}
+}
+
+# System administrators.
+
+test_system_admin_by_user_gets_every_repository_action if {
+	ask(user("root", []), [repo("team/app", ["pull", "push", "delete"])]) == {"repository:team/app:pull", "repository:team/app:push", "repository:team/app:delete"}
+}
+
+test_system_admin_by_group_gets_every_repository_action if {
+	ask(user("erin", ["ops"]), [repo("library/x", ["pull", "push", "delete"])]) == {"repository:library/x:pull", "repository:library/x:push", "repository:library/x:delete"}
+}
+
+test_system_admin_gets_repositories_outside_any_project if {
+	ask(user("root", []), [repo("nowhere/app", ["delete"]), repo("single", ["push"]), repo("bob/x", ["pull"])]) == {"repository:nowhere/app:delete", "repository:single:push", "repository:bob/x:pull"}
+}
+
+test_system_admin_by_user_gets_catalog if {
+	ask(user("root", []), [catalog]) == {"registry:catalog:*"}
+}
+
+test_system_admin_by_group_gets_catalog if {
+	ask(user("erin", ["dev", "ops"]), [catalog]) == {"registry:catalog:*"}
+}
+
+test_system_admin_gets_requested_actions_literally_on_other_types if {
+	ask(user("root", []), [{"type": "plugin", "name": "x", "actions": ["pull", "*", "frob"]}]) == {"plugin:x:pull", "plugin:x:*", "plugin:x:frob"}
+}
+
+test_system_admin_gets_nothing_unrequested_on_other_types if {
+	ask(user("root", []), [{"type": "registry", "name": "catalog", "actions": []}]) == set()
+}
+
+test_catalog_denied_to_everyone_else if {
+	ask(user("alice", ["dev"]), [catalog]) == set()
+	ask(user("dana", ["leads"]), [catalog]) == set()
+	ask(anonymous, [catalog]) == set()
+}
+
+test_other_resource_types_denied_to_non_admins if {
+	ask(user("dana", []), [{"type": "plugin", "name": "team/app", "actions": ["pull"]}]) == set()
+	ask(user("carol", []), [{"type": "plugin", "name": "carol/x", "actions": ["pull"]}]) == set()
+	ask(anonymous, [{"type": "plugin", "name": "library/x", "actions": ["pull"]}]) == set()
+}
+
+test_system_admin_lists_are_exact_matches if {
+	ask(user("roo", ["op", "ops-team"]), [repo("team/app", ["pull"]), catalog]) == set()
+}
+
+# "*" expansion.
+
+test_star_expands_to_the_actions_of_each_role if {
+	ask(user("dana", []), [repo("team/app", ["*"])]) == {"repository:team/app:pull", "repository:team/app:push", "repository:team/app:delete"}
+	ask(user("mia", []), [repo("team/app", ["*"])]) == {"repository:team/app:pull", "repository:team/app:push"}
+	ask(user("alice", []), [repo("team/app", ["*"])]) == {"repository:team/app:pull", "repository:team/app:push"}
+	ask(user("bob", []), [repo("team/app", ["*"])]) == {"repository:team/app:pull"}
+	ask(user("carol", []), [repo("team/app", ["*"])]) == set()
+}
+
+test_star_expands_for_public_owner_and_admin if {
+	ask(anonymous, [repo("library/x", ["*"])]) == {"repository:library/x:pull"}
+	ask(user("carol", []), [repo("carol/x", ["*"])]) == {"repository:carol/x:pull", "repository:carol/x:push", "repository:carol/x:delete"}
+	ask(user("root", []), [repo("team/app", ["*"])]) == {"repository:team/app:pull", "repository:team/app:push", "repository:team/app:delete"}
+}
+
+test_star_beside_named_actions_is_the_union if {
+	ask(user("bob", []), [repo("team/app", ["push", "*"])]) == {"repository:team/app:pull"}
+}
+
+test_star_is_never_granted_on_repositories if {
+	callers := [user("root", []), user("dana", []), user("carol", []), anonymous]
+	every id in callers {
+		every g in ask(id, [repo("team/app", ["*"]), repo("carol/x", ["*"]), repo("library/x", ["*"])]) {
+			not endswith(g, ":*")
+		}
+	}
+}
+
+# Requests.
+
+test_unrequested_actions_are_never_granted if {
+	ask(user("dana", []), [repo("team/app", ["pull"])]) == {"repository:team/app:pull"}
+	ask(user("root", []), [repo("team/app", ["delete"])]) == {"repository:team/app:delete"}
+	ask(user("carol", []), [repo("carol/x", ["push"])]) == {"repository:carol/x:push"}
+}
+
+test_unknown_actions_are_never_granted_on_repositories if {
+	ask(user("root", []), [repo("team/app", ["frob", "Pull"])]) == set()
+}
+
+test_empty_actions_grant_nothing if {
+	ask(user("root", []), [repo("team/app", [])]) == set()
+}
+
+test_missing_actions_grant_nothing if {
+	ask(user("root", []), [{"type": "repository", "name": "team/app"}]) == set()
+}
+
+test_no_scopes_grant_nothing if {
+	ask(user("root", []), []) == set()
+	decide({"identity": user("root", [])}) == set()
+}
+
+test_non_string_repository_name_is_ignored if {
+	ask(user("root", []), [{"type": "repository", "name": 5, "actions": ["pull"]}, repo("team/app", ["pull"])]) == {"repository:team/app:pull"}
 }
 
 test_unknown_project_denied if {
-	granted(req(user("alice", []), [repo("nope/app", ["pull"])])) == set()
+	ask(user("alice", ["dev"]), [repo("nope/app", ["pull"])]) == set()
 }
 
 test_name_without_slash_is_its_own_project if {
-	granted(req(user("alice", []), [repo("team", ["pull"])])) == {"repository:team:pull"}
+	ask(user("alice", []), [repo("team", ["pull", "push", "delete"])]) == {"repository:team:pull", "repository:team:push"}
 }
 
-test_project_without_members_denied if {
-	granted(req(user("alice", []), [repo("bare/app", ["pull"])])) == set()
+test_multiple_scopes_are_decided_separately if {
+	got := ask(user("alice", []), [
+		repo("team/app", ["push"]),
+		repo("library/base", ["pull", "delete"]),
+		repo("other/x", ["pull"]),
+		repo("alice/mine", ["delete"]),
+		catalog,
+	])
+	got == {"repository:team/app:push", "repository:library/base:pull", "repository:alice/mine:delete"}
 }
 
-test_unrequested_actions_never_granted if {
-	granted(req(user("dana", []), [repo("team/app", ["pull"])])) == {"repository:team/app:pull"}
+test_same_repository_in_two_scopes_unites_the_requests if {
+	ask(user("bob", []), [repo("team/app", ["push"]), repo("team/app", ["pull"])]) == {"repository:team/app:pull"}
 }
 
-test_multiple_scopes_decided_separately if {
-	granted(req(user("alice", []), [repo("team/app", ["push"]), repo("library/base", ["pull"]), repo("other/x", ["pull"])])) == {"repository:team/app:push", "repository:library/base:pull"}
+# Missing or partial data.
+
+test_empty_data_denies_everything if {
+	decide_with(req(user("alice", ["dev", "registry-admins"]), [repo("team/app", ["pull"]), repo("library/x", ["pull"]), catalog]), {}, {}) == set()
 }
 
-test_other_resource_types_denied_to_users if {
-	granted(req(user("alice", []), [{"type": "repository(plugin)", "name": "team/app", "actions": ["pull"]}])) == set()
+test_null_data_denies if {
+	decide_with(req(user("root", ["ops"]), [repo("team/app", ["pull"]), catalog]), null, null) == set()
 }
 
-test_missing_data_denies if {
-	got := {g | some g in authz.allowed} with input as req(user("alice", []), [repo("team/app", ["pull"])])
-		with data.registry.projects as {} with data.registry.system_admins as {}
-	got == set()
+test_project_without_members_or_groups_denies if {
+	ask(user("alice", ["dev"]), [repo("bare/app", ["pull"])]) == set()
 }
 
-test_missing_groups_in_identity if {
-	id := {"subject": "alice", "anonymous": false}
-	granted(req(id, [repo("team/app", ["pull"])])) == {"repository:team/app:pull"}
+test_null_members_and_groups_deny if {
+	p := {"team": {"public": false, "members": null, "groups": null}}
+	decide_with(req(user("alice", ["dev"]), [repo("team/app", ["pull"])]), p, admins) == set()
 }
 
-test_reasons_explain_a_role if {
-	r := authz.reasons with input as req(user("alice", []), [repo("team/app", ["pull"])]) with data.registry.projects as fixture.projects with data.registry.system_admins as fixture.system_admins
-	"alice is developer in project team" in r
+test_system_admins_without_users_still_match_groups if {
+	decide_with(req(user("erin", ["ops"]), [catalog]), projects, {"groups": ["ops"]}) == {"registry:catalog:*"}
+	decide_with(req(user("root", []), [catalog]), projects, {"groups": ["ops"]}) == set()
 }
 
-test_reasons_explain_public_and_admin if {
-	r := authz.reasons with input as req(user("root", []), [repo("library/x", ["pull"])]) with data.registry.projects as fixture.projects with data.registry.system_admins as fixture.system_admins
-	"project library is public: pull for everyone" in r
-	"root is a system administrator" in r
+test_system_admins_without_groups_still_match_users if {
+	decide_with(req(user("root", ["ops"]), [catalog]), projects, {"users": ["root"]}) == {"registry:catalog:*"}
+	decide_with(req(user("erin", ["ops"]), [catalog]), projects, {"users": ["root"]}) == set()
 }
 
-test_reasons_explain_namespace if {
-	r := authz.reasons with input as req(user("carol", []), [repo("carol/x", ["pull"])]) with data.registry.projects as fixture.projects with data.registry.system_admins as fixture.system_admins
-	"carol owns the namespace carol/" in r
+# Reasons.
+
+test_reason_names_a_member_role if {
+	"alice is developer in project team (member)" in reasons(req(user("alice", []), [repo("team/app", ["pull"])]))
+}
+
+test_reason_names_a_group_role if {
+	"erin is guest in project team (group qa)" in reasons(req(user("erin", ["qa"]), [repo("team/app", ["pull"])]))
+}
+
+test_reason_names_a_public_project if {
+	reasons(req(anonymous, [repo("library/x", ["pull"])])) == {"project library is public: pull for everyone"}
+}
+
+test_reason_names_a_personal_namespace if {
+	reasons(req(user("carol", []), [repo("carol/x", ["pull"])])) == {"carol owns the namespace carol/"}
+}
+
+test_reason_names_a_system_admin_by_user_and_by_group if {
+	reasons(req(user("root", ["ops"]), [catalog])) == {"root is a system administrator (user)", "root is a system administrator (group ops)"}
+}
+
+test_reasons_explain_only_grants if {
+	reasons(req(user("carol", []), [repo("team/app", ["pull"])])) == set()
+	reasons(req(anonymous, [repo("library/x", ["push"])])) == set()
+	reasons(req(user("alice", []), [repo("team/app", ["pull"])])) == {"alice is developer in project team (member)"}
+}
+
+# The shipped example data (data.json beside the policy).
+
+test_shipped_data_alice_develops_team_and_maintains_library if {
+	got := {sprintf("%s:%s", [g.name, g.action]) | some g in authz.allowed} with input as req(user("alice", []), [repo("team/app", ["*"]), repo("library/x", ["*"])])
+	got == {"team/app:pull", "team/app:push", "library/x:pull", "library/x:push"}
+}
+
+test_shipped_data_bob_is_guest_in_team if {
+	got := {g.action | some g in authz.allowed} with input as req(user("bob", []), [repo("team/app", ["*"])])
+	got == {"pull"}
+}
+
+test_shipped_data_group_dev_develops_team if {
+	got := {g.action | some g in authz.allowed} with input as req(user("erin", ["dev"]), [repo("team/app", ["*"])])
+	got == {"pull", "push"}
+}
+
+test_shipped_data_anonymous_pulls_library_only if {
+	got := {g.name | some g in authz.allowed} with input as req(anonymous, [repo("team/app", ["pull"]), repo("library/x", ["pull"])])
+	got == {"library/x"}
+}
+
+test_shipped_data_admin_user_and_group_get_catalog if {
+	by_user := authz.allowed with input as req(user("admin", []), [catalog])
+	by_user == {{"type": "registry", "name": "catalog", "action": "*"}}
+	by_group := authz.allowed with input as req(user("erin", ["registry-admins"]), [catalog])
+	by_group == {{"type": "registry", "name": "catalog", "action": "*"}}
 }
