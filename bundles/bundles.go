@@ -16,7 +16,6 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
-	"github.com/open-policy-agent/opa/v1/loader/filter"
 )
 
 // Bundle is one loaded version of policy and data.
@@ -30,8 +29,12 @@ type Bundle struct {
 	Revision string
 }
 
-// maxBundleBytes bounds any single file read from a bundle.
-const maxBundleBytes = 64 << 20
+// maxBundleBytes bounds any single file read from a bundle; maxTarballBytes
+// bounds a whole compressed bundle.
+const (
+	maxBundleBytes  = 64 << 20
+	maxTarballBytes = 256 << 20
+)
 
 // LoadDir loads a bundle directory: *.rego files anywhere in the tree and
 // data.json / data.yaml files whose directory is their path in data.
@@ -64,24 +67,25 @@ func read(name string, l bundle.DirectoryLoader) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy source %s: %w", name, err)
 	}
+	return fromOPA(name, b)
+}
+
+// fromOPA keeps what the broker needs of an OPA bundle and gives it a revision.
+func fromOPA(name string, b bundle.Bundle) (*Bundle, error) {
 	out := &Bundle{Modules: map[string]*ast.Module{}, Data: b.Data, Revision: b.Manifest.Revision}
 	if out.Data == nil {
 		out.Data = map[string]any{}
 	}
 	h := sha256.New()
-	paths := make([]string, 0, len(b.Modules))
-	for _, m := range b.Modules {
-		out.Modules[m.Path] = m.Parsed
-		paths = append(paths, m.Path)
-	}
-	slices.Sort(paths)
-	for _, p := range paths {
-		for _, m := range b.Modules {
-			if m.Path == p {
-				fmt.Fprintf(h, "%s\x00%d\x00", p, len(m.Raw))
-				h.Write(m.Raw)
-			}
+	mods := slices.Clone(b.Modules)
+	slices.SortFunc(mods, func(a, b bundle.ModuleFile) int { return strings.Compare(a.Path, b.Path) })
+	for _, m := range mods {
+		if strings.HasSuffix(m.Path, "_test.rego") {
+			continue // tests are for `tollgate policy test`, not for serving
 		}
+		out.Modules[m.Path] = m.Parsed
+		fmt.Fprintf(h, "%s\x00%d\x00", m.Path, len(m.Raw))
+		h.Write(m.Raw)
 	}
 	data, err := json.Marshal(out.Data) // map keys are sorted: stable
 	if err != nil {
@@ -117,9 +121,6 @@ func DirStamp(dir string) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
-
-// Ensure the filter signature matches OPA's.
-var _ filter.LoaderFilter = skipTests
 
 // PollInterval is how often a policy directory is checked for changes.
 const PollInterval = 2 * time.Second

@@ -5,13 +5,15 @@
 #
 #   Debian packages: docker-registry (distribution 2.8), skopeo, podman,
 #                    slapd, ldap-utils
-#   go install:      crane, oras, distribution 3.x (its binary is `registry`;
+#   go install:      crane, oras, opa, distribution 3.x (its binary is `registry`;
 #                    Debian's 2.8 binary is `docker-registry`)
 set -euo pipefail
 
 CRANE_VERSION=v0.22.1
 ORAS_VERSION=v1.3.6
 DISTRIBUTION_VERSION=v3.0.0
+# opa: the same version as the OPA library in go.mod, for the interop tests.
+OPA_VERSION=$(cd "$(dirname "$0")/.." && go list -m -f '{{.Version}}' github.com/open-policy-agent/opa)
 
 command -v go >/dev/null || { echo "install-test-deps: go is not on PATH" >&2; exit 1; }
 GOBIN="$(go env GOPATH | cut -d: -f1)/bin"
@@ -51,6 +53,7 @@ go_install() { # program module@version
 go_install crane "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION"
 go_install oras "oras.land/oras/cmd/oras@$ORAS_VERSION"
 go_install registry "github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_VERSION"
+go_install opa "github.com/open-policy-agent/opa@$OPA_VERSION"
 
 # Another program named `registry` earlier on PATH would shadow distribution 3.
 if ! registry --version 2>/dev/null | grep -q 'distribution/distribution/v3'; then
@@ -59,7 +62,7 @@ if ! registry --version 2>/dev/null | grep -q 'distribution/distribution/v3'; th
 fi
 
 missing=()
-for p in docker-registry registry crane oras skopeo podman slapd ldapadd; do
+for p in docker-registry registry crane oras opa skopeo podman slapd ldapadd; do
 	command -v "$p" >/dev/null || [ -x "/usr/sbin/$p" ] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -70,6 +73,6 @@ fi
 echo "test components:"
 echo "  $(docker-registry --version 2>&1 | head -1)"
 echo "  $(registry --version 2>&1 | head -1)"
-echo "  crane $(crane version 2>&1), oras $(oras version 2>&1 | head -1 | awk '{print $2}')"
+echo "  crane $(crane version 2>&1), oras $(oras version 2>&1 | head -1 | awk '{print $2}'), $(opa version 2>&1 | head -1)"
 echo "  $(skopeo --version 2>&1), $(podman --version 2>&1)"
 echo "  slapd $([ -x /usr/sbin/slapd ] && echo present), $(command -v ldapadd)"

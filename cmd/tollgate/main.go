@@ -53,6 +53,7 @@ Start with no configuration to get a development broker:
 			htpasswdCommand(),
 			registryConfigCommand(),
 			policyCommand(),
+			bundleCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version and build information",

@@ -1,0 +1,388 @@
+package bundles_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/bundle"
+
+	"github.com/tollgate/tollgate/bundles"
+)
+
+// keyPair writes a fresh ES256 key pair as PEM files and returns their paths.
+func keyPair(t *testing.T) (private, public string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	private, public = filepath.Join(dir, "key.pem"), filepath.Join(dir, "pub.pem")
+	write(t, dir, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})))
+	write(t, dir, "pub.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})))
+	return private, public
+}
+
+// policyDir writes a small bundle directory whose policy grants action.
+func policyDir(t *testing.T, action string) string {
+	t.Helper()
+	dir := t.TempDir()
+	write(t, dir, "authz.rego", "package registry.authz\n\nallowed contains {\"type\": \"repository\", \"name\": \"x\", \"action\": data.act} if input.x\n")
+	write(t, dir, "authz_test.rego", "package registry.authz_test\n\ntest_x if true\n")
+	write(t, dir, "data.json", `{"act": "`+action+`"}`)
+	return dir
+}
+
+func build(t *testing.T, dir, revision string, s *bundles.Signing) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := bundles.Build(context.Background(), dir, revision, s, &buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func writeFile(t *testing.T, data []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func verifier(t *testing.T, public string) *bundle.VerificationConfig {
+	t.Helper()
+	vc, err := bundles.VerificationConfig(public, "ES256", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vc
+}
+
+// tamper rewrites one file of a gzipped tarball through edit.
+func tamper(t *testing.T, tarball []byte, name string, edit func([]byte) []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(tarball))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	tw := tar.NewWriter(zw)
+	found := false
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(tr)
+		if strings.TrimPrefix(h.Name, "/") == name {
+			data, found = edit(data), true
+			h.Size = int64(len(data))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(data)
+	}
+	tw.Close()
+	zw.Close()
+	if !found {
+		t.Fatalf("tamper: %s not in the bundle", name)
+	}
+	return out.Bytes()
+}
+
+func TestBuildWritesABundleThatLoadsWithoutTests(t *testing.T) {
+	data := build(t, policyDir(t, "pull"), "rev-7", nil)
+	b, _, err := (&bundles.Source{Location: writeFile(t, data)}).Fetch(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Revision != "rev-7" {
+		t.Errorf("revision %q, want the one given to Build", b.Revision)
+	}
+	if len(b.Modules) != 1 {
+		t.Errorf("modules %v: want authz.rego only, tests dropped", keys(b.Modules))
+	}
+	if b.Data["act"] != "pull" {
+		t.Errorf("data %v", b.Data)
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := []string{}
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func TestSignedBundleVerification(t *testing.T) {
+	private, public := keyPair(t)
+	_, otherPublic := keyPair(t)
+	signing := &bundles.Signing{Key: private, Algorithm: "ES256"}
+	signed := build(t, policyDir(t, "pull"), "r1", signing)
+	unsigned := build(t, policyDir(t, "pull"), "r1", nil)
+	resigned := new(bytes.Buffer)
+	if err := bundles.Sign(bytes.NewReader(unsigned), signing, resigned); err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		name    string
+		data    []byte
+		public  string
+		wantErr string
+	}{
+		{"signed by build", signed, public, ""},
+		{"signed by Sign", resigned.Bytes(), public, ""},
+		{"tampered policy", tamper(t, signed, "authz.rego", func(b []byte) []byte {
+			return bytes.Replace(b, []byte("if input.x"), []byte("if true"), 1)
+		}), public, "digest mismatch"},
+		{"tampered data", tamper(t, signed, "data.json", func([]byte) []byte { return []byte(`{"act": "push"}`) }), public, "digest mismatch"},
+		{"tampered test file", tamper(t, signed, "authz_test.rego", func(b []byte) []byte { return append(b, '\n') }), public, "digest mismatch"},
+		{"unsigned", unsigned, public, "missing .signatures.json"},
+		{"another key", signed, otherPublic, "JWT signature"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &bundles.Source{Location: writeFile(t, tc.data), Verify: verifier(t, tc.public)}
+			b, _, err := src.Fetch(context.Background(), "")
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b.Revision != "r1" || len(b.Modules) != 1 || b.Data["act"] != "pull" {
+					t.Fatalf("loaded %q %v %v", b.Revision, keys(b.Modules), b.Data)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestBuildRefusesABrokenPolicy(t *testing.T) {
+	dir := policyDir(t, "pull")
+	write(t, dir, "broken.rego", "package registry.authz\n\nallowed contains x if {\n")
+	var buf bytes.Buffer
+	if err := bundles.Build(context.Background(), dir, "", nil, &buf); err == nil {
+		t.Fatal("a policy that does not parse was built")
+	}
+}
+
+// bundleServer serves one bundle at a time with an ETag and counts requests.
+type bundleServer struct {
+	mu      sync.Mutex
+	data    []byte
+	etag    string
+	status  int
+	fetches atomic.Int64
+	full    atomic.Int64
+}
+
+func (s *bundleServer) publish(data []byte, etag string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.data, s.etag, s.status = data, etag, http.StatusOK
+}
+
+func (s *bundleServer) fail(status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status = status
+}
+
+func (s *bundleServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.fetches.Add(1)
+	s.mu.Lock()
+	data, etag, status := s.data, s.etag, s.status
+	s.mu.Unlock()
+	if status != http.StatusOK {
+		http.Error(w, "unavailable", status)
+		return
+	}
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	s.full.Add(1)
+	w.Header().Set("ETag", etag)
+	w.Write(data)
+}
+
+func TestFetchURLUsesETags(t *testing.T) {
+	bs := &bundleServer{}
+	bs.publish(build(t, policyDir(t, "pull"), "r1", nil), `"r1"`)
+	ts := httptest.NewServer(bs)
+	defer ts.Close()
+	src := &bundles.Source{Location: ts.URL + "/bundle.tar.gz"}
+	if !src.IsURL() {
+		t.Fatal("an http URL is not a URL")
+	}
+	b, etag, err := src.Fetch(context.Background(), "")
+	if err != nil || b.Revision != "r1" || etag != `"r1"` {
+		t.Fatalf("first fetch: %v %q %v", b, etag, err)
+	}
+	if _, _, err := src.Fetch(context.Background(), etag); !errors.Is(err, bundles.ErrNotModified) {
+		t.Fatalf("fetch with the current ETag: %v, want ErrNotModified", err)
+	}
+	if bs.full.Load() != 1 {
+		t.Fatalf("%d full downloads, want 1", bs.full.Load())
+	}
+	bs.fail(http.StatusBadGateway)
+	if _, _, err := src.Fetch(context.Background(), etag); err == nil || !strings.Contains(err.Error(), "502") {
+		t.Fatalf("fetch from a failing server: %v", err)
+	}
+}
+
+func TestPollerKeepsTheLastGoodBundle(t *testing.T) {
+	bs := &bundleServer{}
+	bs.publish(build(t, policyDir(t, "pull"), "r1", nil), `"r1"`)
+	ts := httptest.NewServer(bs)
+	defer ts.Close()
+
+	var applied []string
+	p := &bundles.Poller{
+		Source: &bundles.Source{Location: ts.URL},
+		Apply: func(_ context.Context, b *bundles.Bundle) error {
+			if b.Data["act"] == "refuse" {
+				return errors.New("compile: refused")
+			}
+			applied = append(applied, b.Revision)
+			return nil
+		},
+	}
+	ctx := context.Background()
+	if err := p.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Once(ctx); err != nil { // 304
+		t.Fatal(err)
+	}
+	// A bundle that Apply refuses, then one that is not a bundle at all.
+	bs.publish(build(t, policyDir(t, "refuse"), "r2", nil), `"r2"`)
+	if err := p.Once(ctx); err == nil {
+		t.Fatal("a refused bundle reported success")
+	}
+	bs.publish([]byte("not a tarball"), `"r3"`)
+	if err := p.Once(ctx); err == nil {
+		t.Fatal("garbage reported success")
+	}
+	st := p.Status()
+	if st.Revision != "r1" || st.Failures != 2 || st.LastError == "" || st.LastErrorAt.Before(st.LastSuccess) {
+		t.Fatalf("status after two failures: %+v", st)
+	}
+	bs.publish(build(t, policyDir(t, "push"), "r4", nil), `"r4"`)
+	if err := p.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Status(); st.Revision != "r4" || st.Failures != 0 {
+		t.Fatalf("status after recovery: %+v", st)
+	}
+	if strings.Join(applied, ",") != "r1,r4" {
+		t.Fatalf("applied %v, want r1,r4", applied)
+	}
+}
+
+func TestPollerReloadsALocalTarballWhenItChanges(t *testing.T) {
+	path := writeFile(t, build(t, policyDir(t, "pull"), "r1", nil))
+	var applied atomic.Int64
+	p := &bundles.Poller{
+		Source: &bundles.Source{Location: path},
+		Apply:  func(context.Context, *bundles.Bundle) error { applied.Add(1); return nil },
+	}
+	ctx := context.Background()
+	for range 3 {
+		if err := p.Once(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if applied.Load() != 1 {
+		t.Fatalf("an unchanged file was applied %d times", applied.Load())
+	}
+	next := build(t, policyDir(t, "push"), "r2", nil)
+	if err := os.WriteFile(path+".new", next, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".new", path); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p.Status().Revision != "r2" || applied.Load() != 2 {
+		t.Fatalf("after a change: revision %q, applied %d", p.Status().Revision, applied.Load())
+	}
+}
+
+func TestPollerDelayIsJitteredAndBacksOff(t *testing.T) {
+	bs := &bundleServer{}
+	bs.fail(http.StatusServiceUnavailable)
+	ts := httptest.NewServer(bs)
+	defer ts.Close()
+	p := &bundles.Poller{
+		Source:   &bundles.Source{Location: ts.URL},
+		MinDelay: 10 * time.Millisecond,
+		MaxDelay: 40 * time.Millisecond,
+		Apply:    func(context.Context, *bundles.Bundle) error { return nil },
+	}
+	seen := map[time.Duration]bool{}
+	for range 50 {
+		d := p.Delay()
+		if d < p.MinDelay || d > p.MaxDelay {
+			t.Fatalf("delay %v outside [%v, %v]", d, p.MinDelay, p.MaxDelay)
+		}
+		seen[d] = true
+	}
+	if len(seen) < 10 {
+		t.Fatalf("only %d distinct delays in 50: not jittered", len(seen))
+	}
+	if err := p.Once(context.Background()); err == nil {
+		t.Fatal("a 503 reported success")
+	}
+	// One failure: backoff to 2*MinDelay, jittered over its upper half.
+	if d := p.Delay(); d < p.MinDelay || d > 2*p.MinDelay {
+		t.Fatalf("delay after one failure %v, want within [%v, %v]", d, p.MinDelay, 2*p.MinDelay)
+	}
+	for range 5 {
+		p.Once(context.Background())
+	}
+	if d := p.Delay(); d < p.MaxDelay/2 || d > p.MaxDelay {
+		t.Fatalf("delay after six failures %v, want within [%v, %v]", d, p.MaxDelay/2, p.MaxDelay)
+	}
+}

@@ -1,0 +1,68 @@
+// Package testenv finds the external programs tests run (registries,
+// clients, slapd, opa) and applies the project's rule for missing ones:
+// under CI=true a missing component fails the test, because a skipped test
+// in CI hides a broken set-up; elsewhere the test skips, naming the command
+// that installs it.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// InstallHint is the command that installs every test component.
+const InstallHint = "run `make test` or, as root, scripts/install-test-deps.sh"
+
+// Missing fails the test under CI=true and skips it otherwise.
+func Missing(t testing.TB, what string) {
+	t.Helper()
+	msg := fmt.Sprintf("%s: %s", what, InstallHint)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// Tool returns the absolute path of an installed program, or calls Missing.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	if p := Lookup(name); p != "" {
+		return p
+	}
+	Missing(t, name+" is not installed")
+	return ""
+}
+
+var gobins = sync.OnceValue(func() []string {
+	var dirs []string
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		for _, p := range filepath.SplitList(strings.TrimSpace(string(out))) {
+			dirs = append(dirs, filepath.Join(p, "bin"))
+		}
+	}
+	return dirs
+})
+
+// Lookup finds a program on PATH, then in every GOPATH's bin (where `go
+// install` puts crane, oras, opa and distribution 3), then in /usr/sbin
+// (slapd). It returns "" when the program is not installed.
+func Lookup(name string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
+		return p
+	}
+	for _, dir := range append(gobins(), "/usr/sbin") {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
