@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,9 @@ type Options struct {
 	Logger     *slog.Logger
 	// Ready reports whether a policy is loaded; nil means always.
 	Ready func() error
+	// ReadyDetail adds lines to the /readyz body (the policy revision in
+	// force, the last failed reload); nil adds none.
+	ReadyDetail func() []string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -113,25 +117,35 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // while in-flight requests finish.
 func (s *Server) SetDraining() { s.draining.Store(true) }
 
+// handleReady answers 200 "ready" or 503 with the reason, followed by the
+// detail lines, so an operator sees why a policy is not the one expected.
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	status, text := http.StatusOK, "ready"
 	if s.draining.Load() {
-		writeText(w, http.StatusServiceUnavailable, "draining\n")
-		return
+		status, text = http.StatusServiceUnavailable, "draining"
+	} else if err := s.readyErr(); err != nil {
+		status, text = http.StatusServiceUnavailable, "not ready: "+err.Error()
 	}
+	var detail []string
+	if s.opts.ReadyDetail != nil {
+		detail = s.opts.ReadyDetail()
+	}
+	writeText(w, status, strings.Join(append([]string{text}, detail...), "\n")+"\n")
+}
+
+func (s *Server) readyErr() error {
 	if s.opts.Ready != nil {
 		if err := s.opts.Ready(); err != nil {
-			writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
-			return
+			return err
 		}
 	}
 	now := s.now()
 	for _, svc := range s.opts.Services {
 		if svc.Keys.Signer(now) == nil {
-			writeText(w, http.StatusServiceUnavailable, "not ready: service "+svc.Name+" has no key valid for signing\n")
-			return
+			return fmt.Errorf("service %s has no key valid for signing", svc.Name)
 		}
 	}
-	writeText(w, http.StatusOK, "ready\n")
+	return nil
 }
 
 // handleJWKS publishes every service's public keys. A kid names one key

@@ -24,9 +24,12 @@ type Bundle struct {
 	Modules map[string]*ast.Module
 	// Data is the base data document.
 	Data map[string]any
-	// Revision is the manifest's revision when it sets one, otherwise a hash
-	// of the content, so every distinct content has a distinct revision.
+	// Revision is the manifest's revision when it sets one, otherwise
+	// Digest's first 16 hex digits.
 	Revision string
+	// Digest is a hash of the policy modules and data, whatever the
+	// manifest says: two different contents never share a digest.
+	Digest string
 }
 
 // maxBundleBytes bounds any single file read from a bundle; maxTarballBytes
@@ -92,8 +95,9 @@ func fromOPA(name string, b bundle.Bundle) (*Bundle, error) {
 		return nil, fmt.Errorf("policy source %s: data: %w", name, err)
 	}
 	h.Write(data)
+	out.Digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
 	if out.Revision == "" {
-		out.Revision = "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
+		out.Revision = out.Digest[:len("sha256:")+16]
 	}
 	return out, nil
 }

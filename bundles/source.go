@@ -44,8 +44,11 @@ func VerificationConfig(publicKey, algorithm, keyID, scope string) (*bundle.Veri
 }
 
 // IsURL reports whether the location is fetched over HTTP.
-func (s *Source) IsURL() bool {
-	return strings.HasPrefix(s.Location, "http://") || strings.HasPrefix(s.Location, "https://")
+func (s *Source) IsURL() bool { return IsURL(s.Location) }
+
+// IsURL reports whether a policy location is an http(s) URL.
+func IsURL(location string) bool {
+	return strings.HasPrefix(location, "http://") || strings.HasPrefix(location, "https://")
 }
 
 // ErrNotModified is returned by Fetch when the server answered 304.

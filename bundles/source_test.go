@@ -5,11 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
@@ -25,28 +20,11 @@ import (
 	"github.com/open-policy-agent/opa/v1/bundle"
 
 	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/test/testenv"
 )
 
-// keyPair writes a fresh ES256 key pair as PEM files and returns their paths.
 func keyPair(t *testing.T) (private, public string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	private, public = filepath.Join(dir, "key.pem"), filepath.Join(dir, "pub.pem")
-	write(t, dir, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})))
-	write(t, dir, "pub.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})))
-	return private, public
+	return testenv.WriteES256KeyPair(t, t.TempDir())
 }
 
 // policyDir writes a small bundle directory whose policy grants action.

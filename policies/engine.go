@@ -60,6 +60,9 @@ type Decision struct {
 // Policy is one compiled revision of the policy.
 type Policy struct {
 	revision string
+	// digest identifies the content; decisions are cached under it, so two
+	// contents that carry the same manifest revision never share decisions.
+	digest   string
 	query    string
 	prepared rego.PreparedEvalQuery
 	// explain is prepared lazily; it also evaluates `reasons`.
@@ -70,6 +73,9 @@ type Policy struct {
 
 // Revision returns the revision id of the policy.
 func (p *Policy) Revision() string { return p.revision }
+
+// Digest identifies the policy's content, whatever its revision says.
+func (p *Policy) Digest() string { return p.digest }
 
 // Compile compiles and prepares a bundle. query is the package path of the
 // rules (for example data.registry.authz); the package must define `allowed`.
@@ -94,7 +100,7 @@ func Compile(ctx context.Context, b *bundles.Bundle, query string) (*Policy, err
 	if err != nil {
 		return nil, fmt.Errorf("policy revision %s: %w", b.Revision, err)
 	}
-	return &Policy{revision: b.Revision, query: query, prepared: pq, b: b}, nil
+	return &Policy{revision: b.Revision, digest: b.Digest, query: query, prepared: pq, b: b}, nil
 }
 
 func definesRule(b *bundles.Bundle, pkg ast.Ref, rule string) bool {
@@ -139,7 +145,7 @@ func NewEngine(cacheSize int, cacheTTL time.Duration) *Engine {
 // the key; they are also dropped to free memory.
 func (e *Engine) Swap(p *Policy) {
 	old := e.current.Swap(p)
-	if e.cache != nil && old != nil && old.revision != p.revision {
+	if e.cache != nil && old != nil && old.digest != p.digest {
 		e.cache.Purge()
 	}
 }
@@ -155,7 +161,7 @@ func (e *Engine) Authorize(ctx context.Context, in Input) (Decision, error) {
 	}
 	var key [sha256.Size]byte
 	if e.cache != nil {
-		key = cacheKey(p.revision, &in)
+		key = cacheKey(p.digest, &in)
 		if d, ok := e.cache.Get(key); ok {
 			return Decision{Allowed: d.allowed, TokenTTL: d.ttl, Revision: p.revision, Cached: true}, nil
 		}

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tollgate/tollgate/bundles"
 )
 
 // Config is the broker's YAML configuration file.
@@ -78,9 +82,43 @@ func (c *ConnectorConfig) decodeStrict(out any) error {
 
 // PolicyConfig says where the policy comes from and how decisions are cached.
 type PolicyConfig struct {
-	Source        string      `yaml:"source"`
-	Query         string      `yaml:"query"`
-	DecisionCache CacheConfig `yaml:"decision_cache"`
+	// Source is a directory, an OPA bundle file (.tar.gz) or an http(s) URL
+	// serving one.
+	Source  string         `yaml:"source"`
+	Query   string         `yaml:"query"`
+	Polling PollingConfig  `yaml:"polling"`
+	Signing *SigningConfig `yaml:"signing"`
+	// BearerToken authenticates to a bundle server (from the value, an
+	// environment variable or a file).
+	BearerToken     Secret            `yaml:"bearer_token"`
+	BearerTokenEnv  string            `yaml:"bearer_token_env"`
+	BearerTokenFile string            `yaml:"bearer_token_file"`
+	DecisionCache   CacheConfig       `yaml:"decision_cache"`
+	DecisionLog     DecisionLogConfig `yaml:"decision_log"`
+}
+
+// PollingConfig paces the reloading of a policy source. A URL is polled at
+// a random delay between min_delay and max_delay, backing off to max_delay
+// after failures; a local source is checked every min_delay.
+type PollingConfig struct {
+	MinDelay time.Duration `yaml:"min_delay"`
+	MaxDelay time.Duration `yaml:"max_delay"`
+	Timeout  time.Duration `yaml:"timeout"`
+}
+
+// SigningConfig makes bundle signatures mandatory and says how to verify them.
+type SigningConfig struct {
+	PublicKey string `yaml:"public_key"` // PEM file or content
+	Algorithm string `yaml:"algorithm"`
+	KeyID     string `yaml:"key_id"`
+	Scope     string `yaml:"scope"`
+}
+
+// DecisionLogConfig turns on OPA-shaped decision logs.
+type DecisionLogConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Path is "stdout" (the default) or a file, appended to.
+	Path string `yaml:"path"`
 }
 
 // CacheConfig sizes a cache. size 0 turns it off.
@@ -123,7 +161,15 @@ func (c *Config) resolvePaths(base string) {
 		}
 	}
 	abs(&c.StateDir)
-	abs(&c.Policy.Source)
+	if !bundles.IsURL(c.Policy.Source) {
+		abs(&c.Policy.Source)
+	}
+	if sc := c.Policy.Signing; sc != nil && !strings.Contains(sc.PublicKey, "-----BEGIN") {
+		abs(&sc.PublicKey)
+	}
+	if c.Policy.DecisionLog.Path != "stdout" {
+		abs(&c.Policy.DecisionLog.Path)
+	}
 	for i := range c.Services {
 		abs(&c.Services[i].Keys)
 	}
@@ -156,6 +202,25 @@ func (c *Config) setDefaults() {
 		c.Policy.Query = "data.registry.authz"
 	}
 	defaultCache(&c.Policy.DecisionCache, 100_000, time.Minute)
+	pc := &c.Policy.Polling
+	if pc.MinDelay == 0 {
+		pc.MinDelay = 2 * time.Second
+		if bundles.IsURL(c.Policy.Source) {
+			pc.MinDelay = 10 * time.Second
+		}
+	}
+	if pc.MaxDelay == 0 {
+		pc.MaxDelay = max(pc.MinDelay, 30*time.Second)
+	}
+	if pc.Timeout == 0 {
+		pc.Timeout = 30 * time.Second
+	}
+	if sc := c.Policy.Signing; sc != nil && sc.Algorithm == "" {
+		sc.Algorithm = "RS256" // opa's default
+	}
+	if c.Policy.DecisionLog.Enabled && c.Policy.DecisionLog.Path == "" {
+		c.Policy.DecisionLog.Path = "stdout"
+	}
 	defaultCache(&c.CredentialCache, 10_000, time.Minute)
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -236,7 +301,18 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Policy.Source == "" {
-		bad("policy.source", "required: a directory with .rego files and data.json")
+		bad("policy.source", "required: a directory with .rego files and data.json, a bundle .tar.gz, or a bundle URL")
+	}
+	if pc := c.Policy.Polling; pc.MinDelay < 0 || pc.MaxDelay < pc.MinDelay || pc.Timeout < 0 {
+		bad("policy.polling", "want 0 <= min_delay <= max_delay and a positive timeout")
+	}
+	if sc := c.Policy.Signing; sc != nil && sc.PublicKey == "" {
+		bad("policy.signing.public_key", "required: the PEM public key (file or content) that bundle signatures must verify against")
+	}
+	if (c.Policy.BearerToken != "" || c.Policy.BearerTokenEnv != "" || c.Policy.BearerTokenFile != "") && !strings.HasPrefix(c.Policy.Source, "https://") {
+		if !bundles.IsURL(c.Policy.Source) || !isLoopbackURL(c.Policy.Source) {
+			bad("policy.bearer_token", "only sent to an https:// source (or http:// on loopback)")
+		}
 	}
 	for path, cc := range map[string]CacheConfig{"policy.decision_cache": c.Policy.DecisionCache, "credential_cache": c.CredentialCache} {
 		if *cc.Size < 0 {
@@ -257,4 +333,18 @@ func (c *Config) Validate() error {
 		bad("log.format", "want json or text")
 	}
 	return errors.Join(errs...)
+}
+
+// isLoopbackURL reports whether u names a loopback host, where plain http
+// cannot be sniffed.
+func isLoopbackURL(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	if p.Hostname() == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(p.Hostname())
+	return ip != nil && ip.IsLoopback()
 }

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -104,11 +106,29 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 	}
 
 	engine := policies.NewEngine(*cfg.Policy.DecisionCache.Size, cfg.Policy.DecisionCache.TTL)
-	watcher := &policyWatcher{dir: cfg.Policy.Source, query: cfg.Policy.Query, engine: engine, log: log}
-	if err := watcher.load(ctx); err != nil {
-		return err // a broken policy at start is a configuration error
+	poller, err := newPolicyPoller(cfg, engine, log)
+	if err != nil {
+		return err
 	}
-	go watcher.run(ctx, bundles.PollInterval)
+	if err := poller.Once(ctx); err != nil {
+		if !poller.Source.IsURL() {
+			return err // a broken local policy at start is a configuration error
+		}
+		// A bundle server may be down while the broker starts: serve, deny
+		// every request (503, fail closed) and keep polling.
+		log.Error("no policy yet: every token request is refused until the bundle loads",
+			"source", cfg.Policy.Source, "err", err)
+	}
+	go poller.Run(ctx)
+	var authorizer broker.Authorizer = engine
+	if dl := cfg.Policy.DecisionLog; dl.Enabled {
+		w, closeLog, err := openDecisionLog(dl.Path, out)
+		if err != nil {
+			return err
+		}
+		defer closeLog()
+		authorizer = policies.NewDecisionLog(engine, w, cfg.Policy.Query, map[string]string{"id": instanceID(), "version": version})
+	}
 
 	refreshTTL := time.Duration(0)
 	if *cfg.RefreshTokens.Enabled {
@@ -117,7 +137,7 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 	srv, err := broker.New(broker.Options{
 		Services:      services,
 		Authenticator: chain,
-		Authorizer:    engine,
+		Authorizer:    authorizer,
 		Anonymous:     *cfg.Anonymous,
 		RefreshTTL:    refreshTTL,
 		Logger:        log,
@@ -127,6 +147,7 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 			}
 			return nil
 		},
+		ReadyDetail: func() []string { return policyStatus(poller, engine) },
 	})
 	if err != nil {
 		return err
@@ -146,7 +167,7 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("tollgate serving", "listen", ln.Addr().String(), "version", version,
-		"policy_revision", engine.Current().Revision(), "startup_ms", time.Since(started).Milliseconds())
+		"policy_revision", revisionOf(engine), "startup_ms", time.Since(started).Milliseconds())
 	if dev != nil {
 		dev.printBanner(out, ln.Addr().String())
 	}
@@ -168,55 +189,95 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 	return nil
 }
 
-// policyWatcher loads the policy directory and reloads it when it changes.
-// A new revision is compiled off the request path and swapped in atomically;
-// one that fails to load never replaces the last good one.
-type policyWatcher struct {
-	dir    string
-	query  string
-	engine *policies.Engine
-	log    *slog.Logger
-	stamp  string
+// newPolicyPoller builds the loader of cfg.Policy.Source: every new revision
+// is compiled and prepared off the request path, then swapped in atomically;
+// one that fails to fetch, verify or compile never replaces the last good one.
+func newPolicyPoller(cfg *Config, engine *policies.Engine, log *slog.Logger) (*bundles.Poller, error) {
+	pc := cfg.Policy
+	src := &bundles.Source{Location: pc.Source, Client: &http.Client{Timeout: pc.Polling.Timeout}}
+	if sc := pc.Signing; sc != nil {
+		vc, err := bundles.VerificationConfig(sc.PublicKey, sc.Algorithm, sc.KeyID, sc.Scope)
+		if err != nil {
+			return nil, fmt.Errorf("policy.signing: %w", err)
+		}
+		src.Verify = vc
+	}
+	token, err := resolveSecret(pc.BearerToken, pc.BearerTokenEnv, pc.BearerTokenFile, cfg.baseDir)
+	if err != nil {
+		return nil, fmt.Errorf("policy.bearer_token: %w", err)
+	}
+	if token != "" {
+		src.Client.Transport = bearerTransport{token: token, next: http.DefaultTransport}
+	}
+	return &bundles.Poller{
+		Source:   src,
+		MinDelay: pc.Polling.MinDelay,
+		MaxDelay: pc.Polling.MaxDelay,
+		Log:      log,
+		Apply: func(ctx context.Context, b *bundles.Bundle) error {
+			p, err := policies.Compile(ctx, b, pc.Query)
+			if err != nil {
+				return err
+			}
+			if cur := engine.Current(); cur != nil && cur.Revision() == p.Revision() && cur.Digest() == p.Digest() {
+				return nil
+			}
+			engine.Swap(p)
+			log.Info("policy loaded", "source", pc.Source, "revision", p.Revision())
+			return nil
+		},
+	}, nil
 }
 
-func (w *policyWatcher) load(ctx context.Context) error {
-	stamp, err := bundles.DirStamp(w.dir)
-	if err != nil {
-		return fmt.Errorf("policy.source: %w", err)
-	}
-	b, err := bundles.LoadDir(w.dir)
-	if err != nil {
-		return err
-	}
-	p, err := policies.Compile(ctx, b, w.query)
-	if err != nil {
-		return err
-	}
-	w.stamp = stamp
-	if cur := w.engine.Current(); cur != nil && cur.Revision() == p.Revision() {
-		return nil
-	}
-	w.engine.Swap(p)
-	w.log.Info("policy loaded", "source", w.dir, "revision", p.Revision())
-	return nil
+// bearerTransport authenticates requests to a bundle server.
+type bearerTransport struct {
+	token Secret
+	next  http.RoundTripper
 }
 
-func (w *policyWatcher) run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		stamp, err := bundles.DirStamp(w.dir)
-		if err != nil || stamp == w.stamp {
-			continue
-		}
-		if err := w.load(ctx); err != nil {
-			w.stamp = stamp // do not retry the same broken content every tick
-			w.log.Error("policy reload failed; keeping the last good policy", "source", w.dir, "err", err)
-		}
-	}
+func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+string(t.token))
+	return t.next.RoundTrip(r)
 }
+
+// policyStatus is the policy part of /readyz.
+func policyStatus(p *bundles.Poller, engine *policies.Engine) []string {
+	st := p.Status()
+	lines := []string{"policy source: " + p.Source.Location}
+	if cur := engine.Current(); cur != nil {
+		lines = append(lines, fmt.Sprintf("policy revision: %s (loaded %s)", cur.Revision(), st.LastSuccess.UTC().Format(time.RFC3339)))
+	} else {
+		lines = append(lines, "policy revision: none: every token request is refused")
+	}
+	if st.Failures > 0 {
+		lines = append(lines, fmt.Sprintf("policy reload failing: %d attempts since %s, last error: %s",
+			st.Failures, st.LastErrorAt.UTC().Format(time.RFC3339), st.LastError))
+	}
+	return lines
+}
+
+func revisionOf(e *policies.Engine) string {
+	if p := e.Current(); p != nil {
+		return p.Revision()
+	}
+	return ""
+}
+
+// openDecisionLog opens the decision log: "stdout" or a file, appended to.
+func openDecisionLog(path string, stdout io.Writer) (io.Writer, func(), error) {
+	if path == "stdout" {
+		return stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("policy.decision_log.path: %w", err)
+	}
+	return f, func() { f.Close() }, nil
+}
+
+// instanceID names this process in decision logs, as OPA's labels.id does.
+var instanceID = sync.OnceValue(func() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+})

@@ -17,22 +17,27 @@ import (
 	"github.com/tollgate/tollgate/policies"
 )
 
-func TestPolicyWatcherSwapsGoodRevisionsAndKeepsTheLastGood(t *testing.T) {
+func TestPolicyPollerSwapsGoodRevisionsAndKeepsTheLastGood(t *testing.T) {
 	dir := t.TempDir()
 	rego := func(action string) string {
 		return "package registry.authz\nallowed contains {\"type\": \"repository\", \"name\": \"x\", \"action\": \"" + action + "\"} if true\n"
 	}
 	os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego("pull")), 0o644)
 	e := policies.NewEngine(10, time.Minute)
-	w := &policyWatcher{dir: dir, query: policies.DefaultQuery, engine: e, log: slog.New(slog.DiscardHandler)}
-	if err := w.load(context.Background()); err != nil {
+	cfg := &Config{Policy: PolicyConfig{Source: dir, Query: policies.DefaultQuery,
+		Polling: PollingConfig{MinDelay: 20 * time.Millisecond, MaxDelay: 20 * time.Millisecond, Timeout: time.Second}}}
+	p, err := newPolicyPoller(cfg, e, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	first := e.Current().Revision()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go w.run(ctx, 20*time.Millisecond)
+	go p.Run(ctx)
 
 	waitRevision := func(cond func(string) bool) string {
 		t.Helper()
@@ -49,11 +54,18 @@ func TestPolicyWatcherSwapsGoodRevisionsAndKeepsTheLastGood(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego("push")), 0o644)
 	second := waitRevision(func(r string) bool { return r != first })
 
-	// A broken policy is logged and ignored: the last good one stays.
+	// A broken policy is logged, counted and ignored: the last good one stays.
 	os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package registry.authz\nallowed contains if {"), 0o644)
-	time.Sleep(200 * time.Millisecond)
-	if r := e.Current().Revision(); r != second {
-		t.Fatalf("broken policy replaced the last good one: %s", r)
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Status().Failures == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := e.Current().Revision(); r != second || p.Status().Failures == 0 {
+		t.Fatalf("after a broken policy: revision %s (want %s), status %+v", r, second, p.Status())
+	}
+	detail := strings.Join(policyStatus(p, e), "\n")
+	if !strings.Contains(detail, "policy revision: "+second) || !strings.Contains(detail, "policy reload failing") {
+		t.Fatalf("readyz detail does not show the failure:\n%s", detail)
 	}
 	// Fixed again: picked up.
 	os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego("delete")), 0o644)

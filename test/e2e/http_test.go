@@ -158,21 +158,30 @@ type tokenClaims struct {
 
 func decodeToken(t testing.TB, token string) tokenClaims {
 	t.Helper()
+	c, err := parseToken(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// parseToken is decodeToken for goroutines other than the test's.
+func parseToken(token string) (tokenClaims, error) {
+	var c tokenClaims
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %q", token)
+		return c, fmt.Errorf("not a JWT: %q", token)
 	}
-	var c tokenClaims
 	p := jwt.NewParser()
 	h, err := p.DecodeSegment(parts[0])
 	if err != nil || json.Unmarshal(h, &c.header) != nil {
-		t.Fatalf("JWT header: %v", err)
+		return c, fmt.Errorf("JWT header: %v", err)
 	}
 	payload, err := p.DecodeSegment(parts[1])
 	if err != nil || json.Unmarshal(payload, &c) != nil {
-		t.Fatalf("JWT claims: %v", err)
+		return c, fmt.Errorf("JWT claims: %v", err)
 	}
-	return c
+	return c, nil
 }
 
 // expectAccess fails the test unless the token grants exactly want, in

@@ -100,6 +100,11 @@ type brokerOptions struct {
 	decisionTTL string
 	// env is added to the broker process's environment (secrets by _env).
 	env []string
+	// policySource replaces the policy directory (a bundle file or URL);
+	// policy adds YAML lines under policy:, indented by two spaces.
+	policySource, policy string
+	// startsUnready: wait for /healthz only (no policy loaded yet).
+	startsUnready bool
 }
 
 func startBrokerWith(t testing.TB, o brokerOptions) *broker {
@@ -129,9 +134,13 @@ func startBrokerWith(t testing.TB, o brokerOptions) *broker {
 	}
 	writePolicy(t, filepath.Join(dir, "policy"), o.policyData)
 
-	decisionCache := ""
+	source := filepath.Join(dir, "policy")
+	if o.policySource != "" {
+		source = o.policySource
+	}
+	decisionCache := o.policy
 	if o.decisionTTL != "" {
-		decisionCache = "  decision_cache: {size: 1000, ttl: " + o.decisionTTL + "}\n"
+		decisionCache += "  decision_cache: {size: 1000, ttl: " + o.decisionTTL + "}\n"
 	}
 	var services strings.Builder
 	for i, f := range flavors {
@@ -149,19 +158,23 @@ identity:
   source: %q
   query: data.registry.authz
 %slog: {level: debug, format: json}
-%s`, b.port, filepath.Join(dir, "state"), services.String(), b.htpasswd, o.identity, filepath.Join(dir, "policy"), decisionCache, o.extra)
+%s`, b.port, filepath.Join(dir, "state"), services.String(), b.htpasswd, o.identity, source, decisionCache, o.extra)
 	if err := os.WriteFile(b.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	b.proc = startProcess(t, "tollgate", dir, o.env, tollgateBin, "serve", "--config", b.config)
-	waitUntil(t, b.proc, "200 on /readyz", func() error {
-		resp, err := http.Get(b.url("/readyz"))
+	probe := "/readyz"
+	if o.startsUnready {
+		probe = "/healthz"
+	}
+	waitUntil(t, b.proc, "200 on "+probe, func() error {
+		resp, err := http.Get(b.url(probe))
 		if err != nil {
 			return err
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz: %s", resp.Status)
+			return fmt.Errorf("%s: %s", probe, resp.Status)
 		}
 		return nil
 	})

@@ -6,6 +6,11 @@
 package testenv
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -65,4 +70,31 @@ func Lookup(name string) string {
 		}
 	}
 	return ""
+}
+
+// WriteES256KeyPair writes a fresh P-256 key pair into dir as key.pem
+// (SEC 1) and pub.pem (PKIX), the PEM forms opa and tollgate read for
+// bundle signing, and returns their paths.
+func WriteES256KeyPair(t testing.TB, dir string) (private, public string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	private, public = filepath.Join(dir, "key.pem"), filepath.Join(dir, "pub.pem")
+	if err := os.WriteFile(private, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(public, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return private, public
 }
