@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -278,6 +279,9 @@ type evalResult struct {
 type evalScope struct {
 	Scope   string   `json:"scope"`
 	Granted []string `json:"granted"`
+	// Denied lists the requested actions that were not granted ("*" when
+	// it was asked for and nothing came of it).
+	Denied []string `json:"denied"`
 }
 
 func evalAndPrint(ctx context.Context, w io.Writer, p *policies.Policy, in policies.Input, explain bool, format string) error {
@@ -297,7 +301,13 @@ func evalAndPrint(ctx context.Context, w io.Writer, p *policies.Policy, in polic
 		if granted == nil {
 			granted = []string{}
 		}
-		res.Scopes = append(res.Scopes, evalScope{Scope: sc.String(), Granted: granted})
+		denied := []string{}
+		for _, a := range sc.Actions {
+			if !slices.Contains(granted, a) && (a != "*" || len(granted) == 0) {
+				denied = append(denied, a)
+			}
+		}
+		res.Scopes = append(res.Scopes, evalScope{Scope: sc.String(), Granted: granted, Denied: denied})
 	}
 	if explain {
 		if res.Reasons, err = p.Explain(ctx, in); err != nil {
@@ -323,7 +333,11 @@ func evalAndPrint(ctx context.Context, w io.Writer, p *policies.Policy, in polic
 		if granted == "" {
 			granted = "(nothing)"
 		}
-		fmt.Fprintf(w, "  %-50s granted: %s\n", s.Scope, granted)
+		line := fmt.Sprintf("  %-40s granted: %s", s.Scope, granted)
+		if len(s.Denied) > 0 {
+			line += "; denied: " + strings.Join(s.Denied, ",")
+		}
+		fmt.Fprintln(w, line)
 	}
 	if res.TokenTTL > 0 {
 		fmt.Fprintf(w, "  token_ttl: %ds (clamped to the service's maximum by the broker)\n", res.TokenTTL)

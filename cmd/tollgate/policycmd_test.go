@@ -90,7 +90,7 @@ func TestPolicyEvalShowsTheGrantAndWhy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, want := range []string{"repository:team/app:pull,push", "granted: pull\n", "because: bob is guest in project team", "project library is public"} {
+	for _, want := range []string{"repository:team/app:pull,push", "granted: pull; denied: push\n", "granted: pull\n", "because: bob is guest in project team", "project library is public"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
