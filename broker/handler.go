@@ -264,6 +264,9 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.
 			return identity.Identity{}, newError(kindUnauthorized, err, "invalid refresh token (expired, tampered, or for another service)")
 		}
 		id, ok, err := auth.Refresh(ctx, identity.Identity{Subject: claims.Subject, Connector: claims.Connector})
+		if rejected := (*identity.RejectedError)(nil); errors.As(err, &rejected) {
+			return identity.Identity{}, newError(kindUnauthorized, nil, "%s", rejected.Reason)
+		}
 		if err != nil {
 			return identity.Identity{}, newError(kindUnavailable, err, "identity backend unavailable; try again")
 		}
@@ -283,6 +286,9 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.
 			}
 		}
 		id, ok, err := auth.Login(ctx, req.user, req.password)
+		if rejected := (*identity.RejectedError)(nil); errors.As(err, &rejected) {
+			return identity.Identity{}, newError(kindUnauthorized, nil, "%s", rejected.Reason)
+		}
 		if err != nil {
 			return identity.Identity{}, newError(kindUnavailable, err, "identity backend unavailable; try again")
 		}

@@ -43,20 +43,28 @@ func (c *Chain) Login(ctx context.Context, user, password string) (Identity, boo
 		if !isPassword {
 			continue
 		}
-		if id, hit := c.cache.Get(conn.Name, user, password); hit {
-			return id, true, nil
+		_, uncached := conn.Adapter.(Uncached)
+		if !uncached {
+			if id, hit := c.cache.Get(conn.Name, user, password); hit {
+				return id, true, nil
+			}
 		}
 		id, ok, err := pc.Login(ctx, user, password)
+		var rejected *RejectedError
 		switch {
 		case errors.Is(err, ErrUnknownUser):
 			continue
+		case errors.As(err, &rejected):
+			return Identity{}, false, rejected
 		case err != nil:
 			return Identity{}, false, fmt.Errorf("connector %s: %w", conn.Name, err)
 		case !ok:
 			return Identity{}, false, nil
 		}
 		id.Connector = conn.Name
-		c.cache.Put(conn.Name, user, password, id)
+		if !uncached {
+			c.cache.Put(conn.Name, user, password, id)
+		}
 		return id, true, nil
 	}
 	_ = bcrypt.CompareHashAndPassword(c.dummyHash, []byte(password))
@@ -109,6 +117,10 @@ func (c *Chain) Refresh(ctx context.Context, prev Identity) (Identity, bool, err
 			return Identity{}, false, nil
 		}
 		id, ok, err := rc.Refresh(ctx, prev)
+		var rejected *RejectedError
+		if errors.As(err, &rejected) {
+			return Identity{}, false, rejected
+		}
 		if err != nil {
 			return Identity{}, false, fmt.Errorf("connector %s: %w", conn.Name, err)
 		}

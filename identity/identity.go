@@ -50,3 +50,20 @@ type TokenConnector interface {
 type RefreshConnector interface {
 	Refresh(ctx context.Context, prev Identity) (id Identity, ok bool, err error)
 }
+
+// RejectedError is returned by a connector that recognised the credentials
+// but refuses them for a reason the caller may know (a robot that expired or
+// was revoked). The broker answers 401 with Reason. Connectors return it only
+// after the secret checked out, so it reveals nothing to a guesser.
+type RejectedError struct {
+	Reason string
+}
+
+func (e *RejectedError) Error() string { return e.Reason }
+
+// Uncached is implemented by connectors whose every answer must be fresh
+// (for example because a credential may expire at any second); the chain
+// then never serves their logins from the credential cache.
+type Uncached interface {
+	SkipCredentialCache()
+}

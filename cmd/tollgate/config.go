@@ -299,6 +299,9 @@ func (c *Config) Validate() error {
 		if _, ok := connectorFactories[ic.Type]; !ok {
 			bad(p+".type", "unknown connector type %q (known: %s)", ic.Type, factoryNames())
 		}
+		if (ic.Type == "robot") != (ic.Name == robotConnectorName) {
+			bad(p+".name", "the robot connector, and only it, is named %q (policies recognise robots by it)", robotConnectorName)
+		}
 	}
 	if c.Policy.Source == "" {
 		bad("policy.source", "required: a directory with .rego files and data.json, a bundle .tar.gz, or a bundle URL")

@@ -54,6 +54,7 @@ Start with no configuration to get a development broker:
 			registryConfigCommand(),
 			policyCommand(),
 			bundleCommand(),
+			robotCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version and build information",

@@ -39,11 +39,18 @@ repository_actions := {"pull", "push", "delete"}
 # subject is the caller's subject, defined only for an authenticated caller.
 # Anonymous callers (and identities without a usable subject) never match a
 # member entry, a system admin entry, or a personal namespace.
+# Robots are not people: they have no subject here, so no membership,
+# personal namespace or admin entry applies to them.
 subject := input.identity.subject if {
 	input.identity.anonymous == false
+	not robot
 	is_string(input.identity.subject)
 	input.identity.subject != ""
 }
+
+# robot: the caller is a robot account (connector "robot"); its declared
+# scopes are in identity.claims.robot.scopes and are the most it may get.
+robot if input.identity.connector == "robot"
 
 # admin_via: how the caller is a system administrator ("user", "group G").
 admin_via contains "user" if {
@@ -90,8 +97,9 @@ grants contains [s, a, ["role", role, project_of(s.name), via]] if {
 	wants(s, a)
 }
 
-# Public projects: pull for everyone.
+# Public projects: pull for everyone (robots: only within their scopes).
 grants contains [s, "pull", ["public", project_of(s.name)]] if {
+	not robot
 	some s in input.scopes
 	repository(s)
 	data.registry.projects[project_of(s.name)].public == true
@@ -126,6 +134,21 @@ grants contains [s, a, ["admin", via]] if {
 	some a in s.actions
 }
 
+# Robots: exactly the requested actions that a declared scope covers (the
+# name may be a glob: * within a path segment, ** across segments), and only
+# on the robot's service when it is bound to one.
+grants contains [s, a, ["robot", sprintf("%s:%s:%s", [d.type, d.name, concat(",", d.actions)])]] if {
+	robot
+	object.get(input.identity.claims.robot, "service", "") in {"", input.service}
+	some s in input.scopes
+	some d in input.identity.claims.robot.scopes
+	d.type == s.type
+	glob.match(d.name, ["/"], s.name)
+	some a in d.actions
+	a != "*"
+	wants(s, a)
+}
+
 allowed contains {"type": s.type, "name": s.name, "action": a} if {
 	some [s, a, _] in grants
 }
@@ -141,3 +164,5 @@ explain(why) := sprintf("project %s is public: pull for everyone", [why[1]]) if 
 explain(why) := sprintf("%s owns the namespace %s/", [subject, subject]) if why[0] == "owner"
 
 explain(why) := sprintf("%s is a system administrator (%s)", [subject, why[1]]) if why[0] == "admin"
+
+explain(why) := sprintf("%s is a robot with the scope %s", [input.identity.subject, why[1]]) if why[0] == "robot"

@@ -432,3 +432,59 @@ test_shipped_data_admin_user_and_group_get_catalog if {
 	by_group := authz.allowed with input as req(user("erin", ["registry-admins"]), [catalog])
 	by_group == {{"type": "registry", "name": "catalog", "action": "*"}}
 }
+
+# Robots: at most their declared scopes.
+
+robot_id(scopes, service) := {
+	"subject": "robot-team-ci", "name": "team CI", "groups": [], "connector": "robot", "anonymous": false,
+	"claims": {"robot": {"name": "team-ci", "scopes": scopes, "service": service}},
+}
+
+team_push := {"type": "repository", "name": "team/*", "actions": ["pull", "push"]}
+
+test_robot_gets_its_declared_scope if {
+	got := decide(req(robot_id([team_push], ""), [repo("team/app", ["pull", "push", "delete"])]))
+	got == {"repository:team/app:pull", "repository:team/app:push"}
+}
+
+test_robot_star_expands_within_its_scope if {
+	got := decide(req(robot_id([team_push], ""), [repo("team/app", ["*"])]))
+	got == {"repository:team/app:pull", "repository:team/app:push"}
+}
+
+test_robot_glob_stays_in_its_segment if {
+	got := decide(req(robot_id([team_push], ""), [repo("team/a/b", ["pull"]), repo("teamx/app", ["pull"]), repo("other/app", ["pull"])]))
+	got == set()
+}
+
+test_robot_double_star_crosses_segments if {
+	deep := {"type": "repository", "name": "team/**", "actions": ["pull"]}
+	got := decide(req(robot_id([deep], ""), [repo("team/a/b", ["pull", "push"])]))
+	got == {"repository:team/a/b:pull"}
+}
+
+test_robot_gets_no_public_pull_or_membership_outside_its_scope if {
+	# library is public and robot-team-ci is made a member of secret: neither counts.
+	projects := {
+		"library": {"public": true, "members": {}, "groups": {}},
+		"secret": {"public": false, "members": {"robot-team-ci": "admin"}, "groups": {}},
+	}
+	admins := {"users": ["robot-team-ci"], "groups": []}
+	got := decide_with(req(robot_id([team_push], ""), [repo("library/x", ["pull"]), repo("secret/x", ["pull"]), repo("robot-team-ci/x", ["pull"]), catalog]), projects, admins)
+	got == set()
+}
+
+test_robot_bound_to_a_service if {
+	decide(req(robot_id([team_push], "registry.test"), [repo("team/app", ["pull"])])) == {"repository:team/app:pull"}
+	decide(req(robot_id([team_push], "other.registry"), [repo("team/app", ["pull"])])) == set()
+}
+
+test_robot_declared_star_is_never_granted_literally if {
+	star := {"type": "repository", "name": "team/*", "actions": ["*"]}
+	decide(req(robot_id([star], ""), [repo("team/app", ["*"])])) == set()
+}
+
+test_robot_reason if {
+	reasons := authz.reasons with input as req(robot_id([team_push], ""), [repo("team/app", ["pull"])])
+	reasons == {"robot-team-ci is a robot with the scope repository:team/*:pull,push"}
+}

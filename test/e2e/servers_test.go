@@ -75,6 +75,14 @@ func tollgate(t testing.TB, stdin string, args ...string) string {
 	return string(out)
 }
 
+// tollgateErr runs a tollgate subcommand that may fail.
+func tollgateErr(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	needTollgate(t)
+	out, err := exec.Command(tollgateBin, args...).CombinedOutput()
+	return string(out), err
+}
+
 // keygenArgs is one `tollgate keygen` call: a key name and when it starts signing.
 type keygenArgs struct {
 	name      string

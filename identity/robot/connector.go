@@ -1,0 +1,174 @@
+package robot
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tollgate/tollgate/identity"
+)
+
+// Connector authenticates robots from a store file and reloads it when it
+// changes. It implements identity.PasswordConnector, RefreshConnector and
+// Uncached: expiry is checked on every request, never served from a cache.
+type Connector struct {
+	path  string
+	state atomic.Pointer[loaded]
+	// OnReload, when set, runs after each successful reload.
+	OnReload func()
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+type loaded struct {
+	byName map[string]Record
+	stamp  string
+}
+
+// Open loads the store at path. A missing file is an empty store: robots
+// appear when `tollgate robot create` writes it.
+func Open(path string) (*Connector, error) {
+	c := &Connector{path: path}
+	if err := c.Reload(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func stampOf(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "missing"
+	}
+	return fmt.Sprintf("%d/%d", st.Size(), st.ModTime().UnixNano())
+}
+
+// Reload reads the store again. On error the loaded robots stay.
+func (c *Connector) Reload() error {
+	stamp := stampOf(c.path)
+	f, err := read(c.path)
+	if err != nil {
+		return err
+	}
+	m := make(map[string]Record, len(f.Robots))
+	for _, r := range f.Robots {
+		m[r.Name] = r
+	}
+	c.state.Store(&loaded{byName: m, stamp: stamp})
+	if c.OnReload != nil {
+		c.OnReload()
+	}
+	return nil
+}
+
+// Watch reloads the store whenever it changes, checking every interval.
+func (c *Connector) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if stampOf(c.path) == c.state.Load().stamp {
+			continue
+		}
+		if err := c.Reload(); err != nil {
+			log.Error("robot store reload failed; keeping the loaded robots", "err", err)
+			continue
+		}
+		log.Info("robot store reloaded", "file", c.path, "robots", len(c.state.Load().byName))
+	}
+}
+
+func (c *Connector) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// SkipCredentialCache implements identity.Uncached.
+func (c *Connector) SkipCredentialCache() {}
+
+func (c *Connector) lookup(user string) (Record, bool) {
+	name, ok := strings.CutPrefix(user, UserPrefix)
+	if !ok {
+		return Record{}, false
+	}
+	r, ok := c.state.Load().byName[name]
+	return r, ok
+}
+
+// Login implements identity.PasswordConnector. The robot- user names
+// belong to this connector: one that is not a known robot is a wrong
+// credential, answered in the same time as a wrong secret, so timing does
+// not tell which robots exist. Other names are ErrUnknownUser, for the next
+// connector of the chain.
+func (c *Connector) Login(_ context.Context, user, password string) (identity.Identity, bool, error) {
+	if !strings.HasPrefix(user, UserPrefix) {
+		return identity.Identity{}, false, identity.ErrUnknownUser
+	}
+	r, known := c.lookup(user)
+	if subtle.ConstantTimeCompare([]byte(hashSecret(password)), []byte(r.SecretHash)) != 1 || !known {
+		return identity.Identity{}, false, nil
+	}
+	if err := c.usable(r); err != nil {
+		return identity.Identity{}, false, err
+	}
+	return newIdentity(r), true, nil
+}
+
+// Refresh implements identity.RefreshConnector: a robot revoked, expired or
+// removed since the refresh token was issued loses access.
+func (c *Connector) Refresh(_ context.Context, prev identity.Identity) (identity.Identity, bool, error) {
+	r, ok := c.lookup(prev.Subject)
+	if !ok {
+		return identity.Identity{}, false, nil
+	}
+	if err := c.usable(r); err != nil {
+		return identity.Identity{}, false, err
+	}
+	return newIdentity(r), true, nil
+}
+
+func (c *Connector) usable(r Record) error {
+	now := c.now()
+	switch r.Status(now) {
+	case "revoked":
+		return &identity.RejectedError{Reason: fmt.Sprintf("robot credential %s was revoked at %s", r.User(), r.Revoked.Format(time.RFC3339))}
+	case "expired":
+		return &identity.RejectedError{Reason: fmt.Sprintf("robot credential %s expired at %s: rotate it (tollgate robot rotate %s --expires ...)", r.User(), r.Expires.Format(time.RFC3339), r.Name)}
+	}
+	return nil
+}
+
+// newIdentity is what the policy sees of a robot: its declared scopes
+// (parsed) and binding in identity.claims.robot.
+func newIdentity(r Record) identity.Identity {
+	scopes, _ := ParseScopes(r.Scopes) // checked when the store loaded
+	claimScopes := make([]any, 0, len(scopes))
+	for _, s := range scopes {
+		actions := make([]any, 0, len(s.Actions))
+		for _, a := range s.Actions {
+			actions = append(actions, a)
+		}
+		claimScopes = append(claimScopes, map[string]any{"type": s.Type, "name": s.Name, "actions": actions})
+	}
+	robot := map[string]any{"name": r.Name, "scopes": claimScopes, "service": r.Service}
+	if r.Expires != nil {
+		robot["expires"] = r.Expires.Format(time.RFC3339)
+	}
+	return identity.Identity{
+		Subject: r.User(),
+		Name:    r.Description,
+		Groups:  []string{},
+		Claims:  map[string]any{"robot": robot},
+	}
+}
