@@ -55,6 +55,8 @@ Start with no configuration to get a development broker:
 			policyCommand(),
 			bundleCommand(),
 			robotCommand(),
+			tokenCommand(),
+			doctorCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version and build information",

@@ -223,6 +223,7 @@ func writePolicy(t testing.TB, dir, data string) {
 type registry struct {
 	flavor flavor
 	port   int
+	config string // its config.yml
 	proc   *process
 }
 
@@ -266,6 +267,7 @@ auth:
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	r.config = cfgFile
 	// distribution 3 would otherwise try to export traces to a collector.
 	r.proc = startProcess(t, f.name, dir, []string{"OTEL_TRACES_EXPORTER=none"}, bin, "serve", cfgFile)
 
