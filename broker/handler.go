@@ -273,7 +273,7 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.
 		if !ok {
 			return identity.Identity{}, newError(kindUnauthorized, nil, "refresh token no longer valid: the user is unknown or disabled; log in again")
 		}
-		return normalize(id), nil
+		return identity.Normalize(id), nil
 
 	case req.bearer != "":
 		return s.verifyBearer(ctx, req, req.bearer)
@@ -282,7 +282,7 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.
 		if looksLikeJWT(req.password) && auth.HasTokenConnectors() {
 			// `docker login -u anything -p $TOKEN`: the user name is arbitrary.
 			if id, ok, err := auth.VerifyToken(ctx, req.password); err == nil && ok {
-				return normalize(id), nil
+				return identity.Normalize(id), nil
 			}
 		}
 		id, ok, err := auth.Login(ctx, req.user, req.password)
@@ -295,7 +295,7 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.
 		if !ok {
 			return identity.Identity{}, newError(kindUnauthorized, nil, "invalid user name or password")
 		}
-		return normalize(id), nil
+		return identity.Normalize(id), nil
 
 	default:
 		if !s.opts.Anonymous {
@@ -312,7 +312,7 @@ func (s *Server) verifyBearer(ctx context.Context, req *tokenRequest, raw string
 			return identity.Identity{}, newError(kindUnavailable, err, "token verifier unavailable; try again")
 		}
 		if ok {
-			return normalize(id), nil
+			return identity.Normalize(id), nil
 		}
 	}
 	if s.isOwnToken(raw) {
@@ -339,16 +339,6 @@ func (s *Server) isOwnToken(raw string) bool {
 
 func looksLikeJWT(s string) bool {
 	return strings.Count(s, ".") == 2 && strings.HasPrefix(s, "eyJ")
-}
-
-func normalize(id identity.Identity) identity.Identity {
-	if id.Groups == nil {
-		id.Groups = []string{}
-	}
-	if id.Claims == nil {
-		id.Claims = map[string]any{}
-	}
-	return id
 }
 
 // authorize asks the policy and intersects its answer with the request: the

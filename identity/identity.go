@@ -67,3 +67,15 @@ func (e *RejectedError) Error() string { return e.Reason }
 type Uncached interface {
 	SkipCredentialCache()
 }
+
+// Normalize gives nil Groups and Claims their empty values, so the policy
+// input always has the same shape whatever the connector filled in.
+func Normalize(id Identity) Identity {
+	if id.Groups == nil {
+		id.Groups = []string{}
+	}
+	if id.Claims == nil {
+		id.Claims = map[string]any{}
+	}
+	return id
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -193,13 +194,22 @@ from --user/--group/--scope or read from --input (the JSON input document), and
 prints the actions granted on each requested scope exactly as the broker would
 sign them. --explain adds the policy's reasons.
 
+With --as USER it diagnoses a real request instead: the user is looked up in
+the broker's configured connectors (no password needed), the policy is the
+broker's policy.source, and the reasons are always printed. This is the whole
+pipeline of a token request except the password check and the signature.
+
 Examples:
+   tollgate policy eval --config /etc/tollgate/config.yaml --as bob --scope repository:team/app:pull,push
    tollgate policy eval --policy policies/default --user alice --scope repository:team/app:pull,push
    tollgate policy eval --policy ./policy --user bob --group dev --scope 'repository:team/app:*' --explain
    tollgate policy eval --policy ./policy --anonymous --scope repository:library/hello:pull
    tollgate policy eval --policy ./policy --input request.json --format json`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "policy", Aliases: []string{"p"}, Required: true, Usage: "policy bundle directory"},
+			&cli.StringFlag{Name: "policy", Aliases: []string{"p"}, Usage: "policy: a bundle directory, file or URL (default with --as: the broker's policy.source)"},
+			&cli.StringFlag{Name: "as", Usage: "diagnose a real request of this user, looked up in the broker's connectors"},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "with --as: broker configuration file (default: the development state in --state-dir)", EnvVars: []string{"TOLLGATE_CONFIG"}},
+			&cli.StringFlag{Name: "state-dir", Value: ".tollgate", Usage: "with --as: development mode state directory"},
 			&cli.StringFlag{Name: "query", Value: policies.DefaultQuery, Usage: "package of the rules"},
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "input document (JSON file, - for stdin) instead of the flags below"},
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "subject"},
@@ -212,11 +222,17 @@ Examples:
 			&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json"},
 		},
 		Action: func(c *cli.Context) error {
+			if c.String("as") != "" {
+				return evalAs(c)
+			}
+			if c.String("policy") == "" {
+				return errors.New("give --policy (or --as USER with the broker's --config)")
+			}
 			in, err := evalInput(c)
 			if err != nil {
 				return err
 			}
-			b, err := bundles.LoadDir(c.String("policy"))
+			b, _, err := (&bundles.Source{Location: c.String("policy")}).Fetch(c.Context, "")
 			if err != nil {
 				return err
 			}
@@ -351,4 +367,78 @@ func evalAndPrint(ctx context.Context, w io.Writer, p *policies.Policy, in polic
 		}
 	}
 	return nil
+}
+
+// evalAs is `policy eval --as USER`: the broker's connectors find the user,
+// the broker's policy decides, and the reasons say why.
+func evalAs(c *cli.Context) error {
+	cfg, _, err := loadOrDevConfig(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel() // stops the connectors' file watchers
+	log := newLogger(LogConfig{Level: "error", Format: "text"}, c.App.ErrWriter)
+	chain, err := buildChain(connectorEnv{ctx: ctx, log: log, baseDir: cfg.baseDir, cache: identity.NewCredentialCache(0, 0)}, cfg.Identity)
+	if err != nil {
+		return err
+	}
+	user := c.String("as")
+	var found *identity.Identity
+	for _, ic := range cfg.Identity {
+		id, ok, err := chain.Refresh(ctx, identity.Identity{Subject: user, Connector: ic.Name})
+		if err != nil {
+			fmt.Fprintf(c.App.Writer, "connector %s: %v\n", ic.Name, err)
+			if rejected := (*identity.RejectedError)(nil); errors.As(err, &rejected) {
+				return cli.Exit("the broker refuses this user before any policy runs", exitProblems)
+			}
+			continue
+		}
+		if ok {
+			id := identity.Normalize(id)
+			found = &id
+			break
+		}
+	}
+	if found == nil {
+		return cli.Exit(fmt.Sprintf("no connector knows %q: the broker answers 401 (invalid user name or password) before any policy runs", user), exitProblems)
+	}
+	fmt.Fprintf(c.App.Writer, "identity: %s via connector %s (groups: %s)\n", found.Subject, found.Connector, strings.Join(found.Groups, ", "))
+
+	scopes, err := scope.Parse(c.StringSlice("scope"))
+	if err != nil {
+		return err
+	}
+	if len(scopes) == 0 {
+		return errors.New("give at least one --scope")
+	}
+	service := c.String("service")
+	if !c.IsSet("service") {
+		services, err := loadServices(cfg)
+		if err != nil {
+			return err
+		}
+		svc, err := pickService(services, "")
+		if err != nil {
+			return err
+		}
+		service = svc.Name
+	}
+	src := &bundles.Source{Location: cmp.Or(c.String("policy"), cfg.Policy.Source)}
+	if sc := cfg.Policy.Signing; sc != nil && c.String("policy") == "" {
+		if src.Verify, err = bundles.VerificationConfig(sc.PublicKey, sc.Algorithm, sc.KeyID, sc.Scope); err != nil {
+			return err
+		}
+	}
+	b, _, err := src.Fetch(ctx, "")
+	if err != nil {
+		return err
+	}
+	p, err := policies.Compile(ctx, b, cfg.Policy.Query)
+	if err != nil {
+		return err
+	}
+	in := policies.Input{Service: service, Identity: *found, Scopes: scopes,
+		Client: policies.Client{IP: "127.0.0.1", UserAgent: "tollgate-policy-eval"}}
+	return evalAndPrint(ctx, c.App.Writer, p, in, true, c.String("format"))
 }

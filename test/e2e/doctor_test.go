@@ -93,3 +93,22 @@ func TestTokenInspect(t *testing.T) {
 		t.Fatalf("bob's token for a push: %v\n%s", err, out)
 	}
 }
+
+// TestPolicyEvalAs: `policy eval --as` looks the user up in the broker's
+// connectors (no password) and explains each requested action.
+func TestPolicyEvalAs(t *testing.T) {
+	b := startBroker(t)
+	out, err := tollgateErr(t, "policy", "eval", "--config", b.config, "--as", "bob", "--scope", "repository:team/app:pull,push")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"identity: bob via connector local", "service " + flavors[0].service, "granted: pull; denied: push", "because: bob is guest in project team"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = tollgateErr(t, "policy", "eval", "--config", b.config, "--as", "mallory", "--scope", "repository:team/app:pull")
+	if err == nil || !strings.Contains(out, `no connector knows "mallory"`) {
+		t.Fatalf("unknown user: %v\n%s", err, out)
+	}
+}
