@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // errorKind is one row of the error table: the HTTP status, the registry-style
@@ -23,6 +26,7 @@ var (
 	kindTooLarge         = &errorKind{http.StatusRequestEntityTooLarge, "INVALID_REQUEST", "invalid_request"}
 	kindMethod           = &errorKind{http.StatusMethodNotAllowed, "UNSUPPORTED", "invalid_request"}
 	kindUnavailable      = &errorKind{http.StatusServiceUnavailable, "UNAVAILABLE", "temporarily_unavailable"}
+	kindThrottled        = &errorKind{http.StatusTooManyRequests, "TOOMANYREQUESTS", "temporarily_unavailable"}
 	kindInternal         = &errorKind{http.StatusInternalServerError, "INTERNAL", "server_error"}
 )
 
@@ -32,6 +36,8 @@ type apiError struct {
 	kind    *errorKind
 	message string
 	cause   error
+	// retryAfter, when set, is sent as Retry-After (429).
+	retryAfter time.Duration
 }
 
 func (e *apiError) Error() string {
@@ -79,6 +85,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) i
 		h.Set("Allow", "GET, POST")
 	case http.StatusServiceUnavailable:
 		h.Set("Retry-After", "5")
+	case http.StatusTooManyRequests:
+		h.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(ae.retryAfter.Seconds())))))
 	}
 	w.WriteHeader(ae.kind.status)
 	_ = json.NewEncoder(w).Encode(body)

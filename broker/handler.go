@@ -42,6 +42,7 @@ type tokenRequest struct {
 	offline  bool
 	account  string
 	clientID string
+	addr     string // the client's address, for throttling
 }
 
 type tokenResponse struct {
@@ -71,6 +72,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, rec *decisio
 		return 0, err
 	}
 	rec.req = req
+	req.addr, _, _ = net.SplitHostPort(r.RemoteAddr)
 
 	id, err := s.authenticate(ctx, req)
 	if err != nil {
@@ -279,6 +281,13 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.
 		return s.verifyBearer(ctx, req, req.bearer)
 
 	case req.basic:
+		if wait, err := s.opts.Throttle.Check(ctx, req.user, req.addr); err != nil {
+			s.log.Warn("throttle store unavailable; not throttling", "err", err)
+		} else if wait > 0 {
+			e := newError(kindThrottled, nil, "too many failed logins for this user or from this address; retry later")
+			e.retryAfter = wait
+			return identity.Identity{}, e
+		}
 		if looksLikeJWT(req.password) && auth.HasTokenConnectors() {
 			// `docker login -u anything -p $TOKEN`: the user name is arbitrary.
 			if id, ok, err := auth.VerifyToken(ctx, req.password); err == nil && ok {
@@ -293,7 +302,13 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.
 			return identity.Identity{}, newError(kindUnavailable, err, "identity backend unavailable; try again")
 		}
 		if !ok {
+			if err := s.opts.Throttle.Failure(ctx, req.user, req.addr); err != nil {
+				s.log.Warn("throttle store unavailable; failure not counted", "err", err)
+			}
 			return identity.Identity{}, newError(kindUnauthorized, nil, "invalid user name or password")
+		}
+		if err := s.opts.Throttle.Success(ctx, req.user, req.addr); err != nil {
+			s.log.Warn("throttle store unavailable", "err", err)
 		}
 		return identity.Normalize(id), nil
 

@@ -47,6 +47,8 @@ type Options struct {
 	Authorizer    Authorizer
 	// Anonymous lets callers without credentials through to the policy.
 	Anonymous bool
+	// Throttle limits failed logins; nil turns throttling off.
+	Throttle *Throttle
 	// RefreshTTL is the lifetime of refresh tokens; 0 disables them.
 	RefreshTTL time.Duration
 	Logger     *slog.Logger

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -25,6 +26,7 @@ type Config struct {
 	Anonymous       *bool             `yaml:"anonymous"`
 	Identity        []ConnectorConfig `yaml:"identity"`
 	Policy          PolicyConfig      `yaml:"policy"`
+	Throttle        ThrottleConfig    `yaml:"throttle"`
 	CredentialCache CacheConfig       `yaml:"credential_cache"`
 	Log             LogConfig         `yaml:"log"`
 
@@ -95,6 +97,15 @@ type PolicyConfig struct {
 	BearerTokenFile string            `yaml:"bearer_token_file"`
 	DecisionCache   CacheConfig       `yaml:"decision_cache"`
 	DecisionLog     DecisionLogConfig `yaml:"decision_log"`
+}
+
+// ThrottleConfig limits failed logins per user name and per client address.
+type ThrottleConfig struct {
+	Enabled               *bool         `yaml:"enabled"`
+	Window                time.Duration `yaml:"window"`
+	MaxFailuresPerUser    int           `yaml:"max_failures_per_user"`
+	MaxFailuresPerAddress int           `yaml:"max_failures_per_address"`
+	KnownAddressTTL       time.Duration `yaml:"known_address_ttl"`
 }
 
 // PollingConfig paces the reloading of a policy source. A URL is polled at
@@ -202,6 +213,14 @@ func (c *Config) setDefaults() {
 		c.Policy.Query = "data.registry.authz"
 	}
 	defaultCache(&c.Policy.DecisionCache, 100_000, time.Minute)
+	th := &c.Throttle
+	if th.Enabled == nil {
+		th.Enabled = ptr(true)
+	}
+	th.Window = cmp.Or(th.Window, time.Minute)
+	th.MaxFailuresPerUser = cmp.Or(th.MaxFailuresPerUser, 10)
+	th.MaxFailuresPerAddress = cmp.Or(th.MaxFailuresPerAddress, 50)
+	th.KnownAddressTTL = cmp.Or(th.KnownAddressTTL, 30*24*time.Hour)
 	pc := &c.Policy.Polling
 	if pc.MinDelay == 0 {
 		pc.MinDelay = 2 * time.Second
@@ -305,6 +324,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.Source == "" {
 		bad("policy.source", "required: a directory with .rego files and data.json, a bundle .tar.gz, or a bundle URL")
+	}
+	if th := c.Throttle; th.Window < 0 || th.MaxFailuresPerUser < 0 || th.MaxFailuresPerAddress < 0 || th.KnownAddressTTL < 0 {
+		bad("throttle", "window, limits and known_address_ttl must not be negative")
 	}
 	if pc := c.Policy.Polling; pc.MinDelay < 0 || pc.MaxDelay < pc.MinDelay || pc.Timeout < 0 {
 		bad("policy.polling", "want 0 <= min_delay <= max_delay and a positive timeout")

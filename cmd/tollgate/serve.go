@@ -140,6 +140,7 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 		Authorizer:    authorizer,
 		Anonymous:     *cfg.Anonymous,
 		RefreshTTL:    refreshTTL,
+		Throttle:      newThrottle(cfg.Throttle),
 		Logger:        log,
 		Ready: func() error {
 			if engine.Current() == nil {
@@ -281,3 +282,17 @@ var instanceID = sync.OnceValue(func() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
 })
+
+// newThrottle builds the failed-login throttle; nil when it is off.
+func newThrottle(tc ThrottleConfig) *broker.Throttle {
+	if !*tc.Enabled {
+		return nil
+	}
+	return &broker.Throttle{
+		Store:              broker.NewMemoryCounters(100_000, max(tc.Window, tc.KnownAddressTTL)),
+		Window:             tc.Window,
+		MaxPerUser:         tc.MaxFailuresPerUser,
+		MaxPerAddress:      tc.MaxFailuresPerAddress,
+		KnownAddressWindow: tc.KnownAddressTTL,
+	}
+}

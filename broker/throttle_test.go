@@ -1,0 +1,107 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/identity"
+)
+
+func throttle() *broker.Throttle {
+	return &broker.Throttle{Store: broker.NewMemoryCounters(1000, 24*time.Hour), Window: time.Minute,
+		MaxPerUser: 5, MaxPerAddress: 20, KnownAddressWindow: time.Hour}
+}
+
+// tokenFrom asks for a token as user:pass from addr and returns the status
+// and Retry-After.
+func tokenFrom(f *fixture, addr, user, pass string) (int, string) {
+	req := httptest.NewRequest(http.MethodGet, "/token?service="+svcName+"&scope=repository:team/app:pull", nil)
+	req.RemoteAddr = addr + ":40000"
+	req.SetBasicAuth(user, pass)
+	w := httptest.NewRecorder()
+	f.srv.ServeHTTP(w, req)
+	return w.Code, w.Header().Get("Retry-After")
+}
+
+func TestSprayingFromOneAddressIsThrottled(t *testing.T) {
+	f := newFixture(t, func(o *broker.Options) { o.Throttle = throttle() })
+	for i := range 20 {
+		if code, _ := tokenFrom(f, "192.0.2.1", fmt.Sprintf("user%d", i), "guess"); code != http.StatusUnauthorized {
+			t.Fatalf("attempt %d: %d, want 401", i, code)
+		}
+	}
+	code, retry := tokenFrom(f, "192.0.2.1", "alice", "alice-secret")
+	if n, _ := strconv.Atoi(retry); code != http.StatusTooManyRequests || n < 1 || n > 60 {
+		t.Fatalf("the spraying address: %d Retry-After %q, want 429 within the window", code, retry)
+	}
+	if code, _ := tokenFrom(f, "198.51.100.7", "alice", "alice-secret"); code != http.StatusOK {
+		t.Fatalf("alice from her own address: %d", code)
+	}
+}
+
+func TestSprayingOneUserFromManyAddressesSparesHerKnownAddress(t *testing.T) {
+	f := newFixture(t, func(o *broker.Options) { o.Throttle = throttle() })
+	if code, _ := tokenFrom(f, "198.51.100.7", "alice", "alice-secret"); code != http.StatusOK {
+		t.Fatalf("alice: %d", code)
+	}
+	for i := range 5 {
+		tokenFrom(f, fmt.Sprintf("203.0.113.%d", i), "alice", "guess")
+	}
+	if code, _ := tokenFrom(f, "203.0.113.200", "alice", "alice-secret"); code != http.StatusTooManyRequests {
+		t.Fatalf("alice's name from a new address during the attack: %d, want 429", code)
+	}
+	if code, _ := tokenFrom(f, "198.51.100.7", "alice", "alice-secret"); code != http.StatusOK {
+		t.Fatalf("alice from the address she used before: %d, want 200", code)
+	}
+	if code, _ := tokenFrom(f, "203.0.113.200", "admin", "admin-secret"); code != http.StatusOK {
+		t.Fatalf("another user: %d, want 200 (not slowed by alice's attackers)", code)
+	}
+}
+
+func TestWindowEnds(t *testing.T) {
+	th := throttle()
+	th.Window = 200 * time.Millisecond
+	f := newFixture(t, func(o *broker.Options) { o.Throttle = th })
+	for range 5 {
+		tokenFrom(f, "192.0.2.9", "alice", "guess")
+	}
+	if code, _ := tokenFrom(f, "192.0.2.9", "alice", "alice-secret"); code != http.StatusTooManyRequests {
+		t.Fatalf("locked: %d", code)
+	}
+	time.Sleep(250 * time.Millisecond)
+	if code, _ := tokenFrom(f, "192.0.2.9", "alice", "alice-secret"); code != http.StatusOK {
+		t.Fatalf("after the window: %d", code)
+	}
+}
+
+// outage is a connector whose backend is down: a fake, because the point is
+// an answer no healthy backend gives on demand.
+type outage struct{ calls atomic.Int64 }
+
+func (o *outage) Login(context.Context, string, string) (identity.Identity, bool, error) {
+	o.calls.Add(1)
+	return identity.Identity{}, false, identity.ErrUnavailable
+}
+
+func TestAnOutageLocksNobodyOut(t *testing.T) {
+	down := &outage{}
+	f := newFixture(t, func(o *broker.Options) {
+		o.Throttle = throttle()
+		o.Authenticator = identity.NewChain([]identity.Connector{{Name: "ldap", Adapter: down}}, nil)
+	})
+	for range 30 {
+		if code, _ := tokenFrom(f, "192.0.2.5", "alice", "alice-secret"); code != http.StatusServiceUnavailable {
+			t.Fatalf("outage: %d, want 503", code)
+		}
+	}
+	if down.calls.Load() != 30 {
+		t.Fatalf("%d backend calls for 30 requests: requests were throttled during an outage", down.calls.Load())
+	}
+}
