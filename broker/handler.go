@@ -407,7 +407,7 @@ type decision struct {
 func (d *decision) log(l *slog.Logger, r *http.Request, status int, err error, elapsed time.Duration) {
 	attrs := make([]slog.Attr, 0, 16)
 	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
-	attrs = append(attrs, slog.String("method", r.Method), slog.String("client_ip", ip), slog.Int("status", status))
+	attrs = append(attrs, slog.String("request_id", policies.RequestID(r.Context())), slog.String("method", r.Method), slog.String("client_ip", ip), slog.Int("status", status))
 	if d.req != nil {
 		attrs = append(attrs, slog.String("service", d.req.svc.Name))
 		if d.req.grant != "" {

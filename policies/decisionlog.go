@@ -53,6 +53,22 @@ type decisionLogEntry struct {
 	Metrics     map[string]int64          `json:"metrics"`
 	// Cached is not in OPA's shape: true when the decision cache answered.
 	Cached bool `json:"cached"`
+	// RequestID is not in OPA's shape: the X-Request-ID of the token
+	// request, to join with the broker's request log.
+	RequestID string `json:"request_id,omitempty"`
+}
+
+type requestIDKey struct{}
+
+// WithRequestID returns ctx carrying the id of the request being decided.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID returns the request id in ctx, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
 }
 
 type bundleRevision struct {
@@ -84,6 +100,7 @@ func (l *DecisionLog) Authorize(ctx context.Context, in Input) (Decision, error)
 		Timestamp:   start.UTC(),
 		Metrics:     map[string]int64{"timer_server_handler_ns": time.Since(start).Nanoseconds()},
 		Cached:      d.Cached,
+		RequestID:   RequestID(ctx),
 	}
 	if d.Revision != "" {
 		e.Bundles = map[string]bundleRevision{"tollgate": {Revision: d.Revision}}
