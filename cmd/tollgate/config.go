@@ -20,6 +20,7 @@ import (
 // Config is the broker's YAML configuration file.
 type Config struct {
 	Listen          string            `yaml:"listen"`
+	TLS             *TLSConfig        `yaml:"tls"`
 	StateDir        string            `yaml:"state_dir"`
 	Services        []ServiceConfig   `yaml:"services"`
 	RefreshTokens   RefreshConfig     `yaml:"refresh_tokens"`
@@ -99,6 +100,12 @@ type PolicyConfig struct {
 	DecisionLog     DecisionLogConfig `yaml:"decision_log"`
 }
 
+// TLSConfig serves the broker over HTTPS (TLS 1.2 or later).
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
 // ThrottleConfig limits failed logins per user name and per client address.
 type ThrottleConfig struct {
 	Enabled               *bool         `yaml:"enabled"`
@@ -172,6 +179,10 @@ func (c *Config) resolvePaths(base string) {
 		}
 	}
 	abs(&c.StateDir)
+	if c.TLS != nil {
+		abs(&c.TLS.CertFile)
+		abs(&c.TLS.KeyFile)
+	}
 	if !bundles.IsURL(c.Policy.Source) {
 		abs(&c.Policy.Source)
 	}
@@ -324,6 +335,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.Source == "" {
 		bad("policy.source", "required: a directory with .rego files and data.json, a bundle .tar.gz, or a bundle URL")
+	}
+	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		bad("tls", "cert_file and key_file are both required")
 	}
 	if th := c.Throttle; th.Window < 0 || th.MaxFailuresPerUser < 0 || th.MaxFailuresPerAddress < 0 || th.KnownAddressTTL < 0 {
 		bad("throttle", "window, limits and known_address_ttl must not be negative")
