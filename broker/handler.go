@@ -62,7 +62,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		status = s.writeError(w, r, err)
 	}
-	rec.log(s.log, r, status, err, time.Since(start))
+	elapsed := time.Since(start)
+	outcome := rec.outcome(status, err)
+	rec.log(s.log, r, status, outcome, err, elapsed)
+	s.opts.Metrics.observe(outcome, status, &rec, elapsed)
 }
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, rec *decision) (int, error) {
@@ -404,7 +407,32 @@ type decision struct {
 }
 
 // log writes one line per token request. It never logs a password or token.
-func (d *decision) log(l *slog.Logger, r *http.Request, status int, err error, elapsed time.Duration) {
+// outcome names what became of a request, for logs and metrics.
+func (d *decision) outcome(status int, err error) string {
+	switch {
+	case err != nil:
+		switch status {
+		case http.StatusUnauthorized:
+			return "unauthorized"
+		case http.StatusTooManyRequests:
+			return "throttled"
+		case http.StatusServiceUnavailable:
+			return "unavailable"
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusMethodNotAllowed:
+			return "bad_request"
+		}
+		return "error"
+	case d.req != nil && len(d.req.scopes) == 0:
+		return "login"
+	case len(d.granted) == 0:
+		return "denied"
+	case d.partial():
+		return "partial"
+	}
+	return "granted"
+}
+
+func (d *decision) log(l *slog.Logger, r *http.Request, status int, outcome string, err error, elapsed time.Duration) {
 	attrs := make([]slog.Attr, 0, 16)
 	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
 	attrs = append(attrs, slog.String("request_id", policies.RequestID(r.Context())), slog.String("method", r.Method), slog.String("client_ip", ip), slog.Int("status", status))
@@ -438,17 +466,8 @@ func (d *decision) log(l *slog.Logger, r *http.Request, status int, err error, e
 	if d.revision != "" {
 		attrs = append(attrs, slog.String("policy_revision", d.revision), slog.Bool("decision_cached", d.cached))
 	}
-	outcome := "granted"
-	switch {
-	case err != nil:
-		outcome = "error"
+	if err != nil {
 		attrs = append(attrs, slog.String("error", err.Error()))
-	case d.req != nil && len(d.req.scopes) == 0:
-		outcome = "login"
-	case len(d.granted) == 0:
-		outcome = "denied"
-	case d.partial():
-		outcome = "partial"
 	}
 	attrs = append(attrs, slog.String("outcome", outcome), slog.Float64("latency_ms", float64(elapsed.Microseconds())/1000))
 	level := slog.LevelInfo

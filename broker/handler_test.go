@@ -679,7 +679,7 @@ func TestDecisionLogLineNeverHoldsSecrets(t *testing.T) {
 	want := []struct {
 		status  float64
 		outcome string
-	}{{200, "partial"}, {401, "error"}, {200, "denied"}, {200, "login"}}
+	}{{200, "partial"}, {401, "unauthorized"}, {200, "denied"}, {200, "login"}}
 	for i, w := range want {
 		if lines[i]["msg"] != "token" || lines[i]["status"] != w.status || lines[i]["outcome"] != w.outcome {
 			t.Errorf("line %d: %v, want status %v outcome %s", i, lines[i], w.status, w.outcome)

@@ -49,6 +49,8 @@ type Options struct {
 	Authorizer    Authorizer
 	// Anonymous lets callers without credentials through to the policy.
 	Anonymous bool
+	// Metrics, when set, count requests and decisions.
+	Metrics *Metrics
 	// Throttle limits failed logins; nil turns throttling off.
 	Throttle *Throttle
 	// RefreshTTL is the lifetime of refresh tokens; 0 disables them.

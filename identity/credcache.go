@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -15,8 +16,18 @@ import (
 // memory dump reveals nothing that can be replayed elsewhere. A nil
 // *CredentialCache is valid and remembers nothing.
 type CredentialCache struct {
-	key []byte
-	lru *expirable.LRU[[sha256.Size]byte, Identity]
+	key          []byte
+	lru          *expirable.LRU[[sha256.Size]byte, Identity]
+	hits, misses atomic.Int64
+}
+
+// Stats returns how many lookups found a verified credential and how many
+// did not, since start.
+func (c *CredentialCache) Stats() (hits, misses int64) {
+	if c == nil {
+		return 0, 0
+	}
+	return c.hits.Load(), c.misses.Load()
 }
 
 // NewCredentialCache returns a cache of at most size entries, each kept for
@@ -51,7 +62,13 @@ func (c *CredentialCache) Get(connector, user, password string) (Identity, bool)
 	if c == nil {
 		return Identity{}, false
 	}
-	return c.lru.Get(c.mac(connector, user, password))
+	id, ok := c.lru.Get(c.mac(connector, user, password))
+	if ok {
+		c.hits.Add(1)
+	} else {
+		c.misses.Add(1)
+	}
+	return id, ok
 }
 
 // Put remembers that these credentials verified as id.

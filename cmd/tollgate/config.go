@@ -28,6 +28,7 @@ type Config struct {
 	Identity        []ConnectorConfig `yaml:"identity"`
 	Policy          PolicyConfig      `yaml:"policy"`
 	Throttle        ThrottleConfig    `yaml:"throttle"`
+	Metrics         MetricsConfig     `yaml:"metrics"`
 	CredentialCache CacheConfig       `yaml:"credential_cache"`
 	Log             LogConfig         `yaml:"log"`
 
@@ -104,6 +105,14 @@ type PolicyConfig struct {
 type TLSConfig struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+}
+
+// MetricsConfig serves Prometheus metrics at /metrics.
+type MetricsConfig struct {
+	Enabled *bool `yaml:"enabled"`
+	// Listen, when set, serves /metrics on its own address only (for
+	// example 127.0.0.1:9101) instead of on the token listener.
+	Listen string `yaml:"listen"`
 }
 
 // ThrottleConfig limits failed logins per user name and per client address.
@@ -224,6 +233,9 @@ func (c *Config) setDefaults() {
 		c.Policy.Query = "data.registry.authz"
 	}
 	defaultCache(&c.Policy.DecisionCache, 100_000, time.Minute)
+	if c.Metrics.Enabled == nil {
+		c.Metrics.Enabled = ptr(true)
+	}
 	th := &c.Throttle
 	if th.Enabled == nil {
 		th.Enabled = ptr(true)

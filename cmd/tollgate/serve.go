@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
 	"github.com/tollgate/tollgate/broker"
@@ -131,6 +134,13 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 		authorizer = policies.NewDecisionLog(engine, w, cfg.Policy.Query, map[string]string{"id": instanceID(), "version": version})
 	}
 
+	reg := prometheus.NewRegistry()
+	var metrics *broker.Metrics
+	if *cfg.Metrics.Enabled {
+		metrics = broker.NewMetrics(reg)
+		registerServeMetrics(reg, engine, poller, env.cache)
+	}
+
 	refreshTTL := time.Duration(0)
 	if *cfg.RefreshTokens.Enabled {
 		refreshTTL = cfg.RefreshTokens.TTL
@@ -142,6 +152,7 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 		Anonymous:     *cfg.Anonymous,
 		RefreshTTL:    refreshTTL,
 		Throttle:      newThrottle(cfg.Throttle),
+		Metrics:       metrics,
 		Logger:        log,
 		Ready: func() error {
 			if engine.Current() == nil {
@@ -159,8 +170,27 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 	if err != nil {
 		return err
 	}
+	var handler http.Handler = srv
+	if *cfg.Metrics.Enabled {
+		mh := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
+		if cfg.Metrics.Listen == "" {
+			mux := http.NewServeMux()
+			mux.Handle("GET /metrics", mh)
+			mux.Handle("/", srv)
+			handler = mux
+		} else {
+			mln, err := net.Listen("tcp", cfg.Metrics.Listen)
+			if err != nil {
+				ln.Close()
+				return fmt.Errorf("metrics.listen: %w", err)
+			}
+			ms := &http.Server{Handler: mh, ReadHeaderTimeout: 10 * time.Second}
+			go ms.Serve(mln)
+			defer ms.Close()
+		}
+	}
 	hs := &http.Server{
-		Handler:           srv,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -308,4 +338,60 @@ func newThrottle(tc ThrottleConfig) *broker.Throttle {
 		MaxPerAddress:      tc.MaxFailuresPerAddress,
 		KnownAddressWindow: tc.KnownAddressTTL,
 	}
+}
+
+// registerServeMetrics adds what only serve knows: the policy in force and
+// its reloads, the credential cache, and the Go runtime and process.
+func registerServeMetrics(reg *prometheus.Registry, engine *policies.Engine, poller *bundles.Poller, cache *identity.CredentialCache) {
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		policyCollector{engine: engine, poller: poller},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_credential_cache_hits_total", Help: "Logins answered from the verified-credential cache.",
+		}, func() float64 { h, _ := cache.Stats(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_credential_cache_misses_total", Help: "Logins that had to ask an identity backend.",
+		}, func() float64 { _, m := cache.Stats(); return float64(m) }),
+	)
+}
+
+// policyCollector reports the policy in force at scrape time.
+type policyCollector struct {
+	engine *policies.Engine
+	poller *bundles.Poller
+}
+
+var (
+	policyInfoDesc     = prometheus.NewDesc("tollgate_policy_revision_info", "The policy revision in force (value 1); absent without a policy.", []string{"revision"}, nil)
+	policyLoadedDesc   = prometheus.NewDesc("tollgate_policy_loaded", "1 when a policy is loaded, 0 when every request is refused.", nil, nil)
+	policyFailingDesc  = prometheus.NewDesc("tollgate_policy_reload_failures", "Consecutive failed attempts to load a new policy revision (0 when the last attempt succeeded).", nil, nil)
+	policySuccessDesc  = prometheus.NewDesc("tollgate_policy_last_reload_success_timestamp_seconds", "When a policy revision last loaded.", nil, nil)
+	policyLastFailDesc = prometheus.NewDesc("tollgate_policy_last_reload_failure_timestamp_seconds", "When loading a policy revision last failed (0: never).", nil, nil)
+)
+
+func (c policyCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{policyInfoDesc, policyLoadedDesc, policyFailingDesc, policySuccessDesc, policyLastFailDesc} {
+		ch <- d
+	}
+}
+
+func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
+	loaded := 0.0
+	if p := c.engine.Current(); p != nil {
+		loaded = 1
+		ch <- prometheus.MustNewConstMetric(policyInfoDesc, prometheus.GaugeValue, 1, p.Revision())
+	}
+	ch <- prometheus.MustNewConstMetric(policyLoadedDesc, prometheus.GaugeValue, loaded)
+	st := c.poller.Status()
+	ch <- prometheus.MustNewConstMetric(policyFailingDesc, prometheus.GaugeValue, float64(st.Failures))
+	ch <- prometheus.MustNewConstMetric(policySuccessDesc, prometheus.GaugeValue, unixOrZero(st.LastSuccess))
+	ch <- prometheus.MustNewConstMetric(policyLastFailDesc, prometheus.GaugeValue, unixOrZero(st.LastErrorAt))
+}
+
+func unixOrZero(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
 }

@@ -1,0 +1,53 @@
+package broker
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the broker's Prometheus metrics. Label values are bounded
+// sets (outcomes, status codes, configured connector names): never user
+// names, scopes or addresses.
+type Metrics struct {
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	decisions *prometheus.CounterVec
+}
+
+// NewMetrics registers the broker's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_token_requests_total",
+			Help: "Token requests by outcome (granted, partial, denied, login, unauthorized, throttled, unavailable, bad_request, error), HTTP status and connector.",
+		}, []string{"outcome", "status", "connector"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tollgate_token_request_duration_seconds",
+			Help:    "Time to answer a token request, by outcome.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"outcome"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_policy_decisions_total",
+			Help: "Policy decisions, by whether the decision cache answered.",
+		}, []string{"cached"}),
+	}
+	reg.MustRegister(m.requests, m.latency, m.decisions)
+	return m
+}
+
+func (m *Metrics) observe(outcome string, status int, d *decision, elapsed time.Duration) {
+	if m == nil {
+		return
+	}
+	connector := ""
+	if d.id != nil {
+		connector = d.id.Connector
+	}
+	m.requests.WithLabelValues(outcome, strconv.Itoa(status), connector).Inc()
+	m.latency.WithLabelValues(outcome).Observe(elapsed.Seconds())
+	if d.revision != "" {
+		m.decisions.WithLabelValues(strconv.FormatBool(d.cached)).Inc()
+	}
+}
