@@ -33,6 +33,7 @@ type Config struct {
 	Log             LogConfig         `yaml:"log"`
 
 	baseDir string // directory of the config file, for relative paths
+	path    string // the config file, read again on SIGHUP
 }
 
 // ServiceConfig is one audience tokens are issued for.
@@ -174,6 +175,7 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	c.resolvePaths(filepath.Dir(path))
+	c.path = path
 	c.setDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: invalid configuration:\n%w", path, err)

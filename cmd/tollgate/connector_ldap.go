@@ -73,7 +73,7 @@ func newLDAPConnector(env connectorEnv, c *ConnectorConfig) (any, error) {
 		}
 		return p
 	}
-	return ldap.New(ldap.Config{
+	conn, err := ldap.New(ldap.Config{
 		URL: cfg.URL, StartTLS: cfg.StartTLS, CAFile: abs(cfg.CAFile),
 		ClientCertFile: abs(cfg.ClientCertFile), ClientKeyFile: abs(cfg.ClientKeyFile),
 		InsecureSkipVerify: cfg.InsecureSkipVerify,
@@ -86,6 +86,14 @@ func newLDAPConnector(env connectorEnv, c *ConnectorConfig) (any, error) {
 		},
 		PoolSize: cfg.PoolSize, DialTimeout: cfg.DialTimeout, Timeout: cfg.Timeout,
 	}, env.log.With("connector", c.Name))
+	if err != nil {
+		return nil, err
+	}
+	go func() { // the pool lives as long as the configuration that made it
+		<-env.ctx.Done()
+		conn.Close()
+	}()
+	return conn, nil
 }
 
 // resolveSecret takes a secret from exactly one of: the value, an

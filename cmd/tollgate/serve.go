@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -98,17 +100,8 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	services, err := loadServices(cfg)
-	if err != nil {
-		return err
-	}
-	env := connectorEnv{ctx: ctx, log: log, baseDir: cfg.baseDir,
-		cache: identity.NewCredentialCache(*cfg.CredentialCache.Size, cfg.CredentialCache.TTL)}
-	chain, err := buildChain(env, cfg.Identity)
-	if err != nil {
-		return err
-	}
-
+	// Process-wide parts: the policy engine and its loader, the caches and
+	// throttle counters, the metrics. A SIGHUP rebuilds everything else.
 	engine := policies.NewEngine(*cfg.Policy.DecisionCache.Size, cfg.Policy.DecisionCache.TTL)
 	poller, err := newPolicyPoller(cfg, engine, log)
 	if err != nil {
@@ -133,50 +126,39 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 		defer closeLog()
 		authorizer = policies.NewDecisionLog(engine, w, cfg.Policy.Query, map[string]string{"id": instanceID(), "version": version})
 	}
-
-	reg := prometheus.NewRegistry()
-	var metrics *broker.Metrics
+	shared := &sharedState{
+		log: log, engine: engine, poller: poller, authorizer: authorizer,
+		cache:    identity.NewCredentialCache(*cfg.CredentialCache.Size, cfg.CredentialCache.TTL),
+		counters: broker.NewMemoryCounters(100_000, max(cfg.Throttle.Window, cfg.Throttle.KnownAddressTTL)),
+		reg:      prometheus.NewRegistry(),
+	}
 	if *cfg.Metrics.Enabled {
-		metrics = broker.NewMetrics(reg)
-		registerServeMetrics(reg, engine, poller, env.cache)
+		shared.metrics = broker.NewMetrics(shared.reg)
+		registerServeMetrics(shared.reg, engine, poller, shared.cache)
+		shared.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_config_reloads_total", Help: "Configuration reloads (SIGHUP), by result.",
+		}, []string{"result"})
+		shared.reg.MustRegister(shared.reloads)
 	}
 
-	refreshTTL := time.Duration(0)
-	if *cfg.RefreshTokens.Enabled {
-		refreshTTL = cfg.RefreshTokens.TTL
-	}
-	srv, err := broker.New(broker.Options{
-		Services:      services,
-		Authenticator: chain,
-		Authorizer:    authorizer,
-		Anonymous:     *cfg.Anonymous,
-		RefreshTTL:    refreshTTL,
-		Throttle:      newThrottle(cfg.Throttle),
-		Metrics:       metrics,
-		Logger:        log,
-		Ready: func() error {
-			if engine.Current() == nil {
-				return policies.ErrNoPolicy
-			}
-			return nil
-		},
-		ReadyDetail: func() []string { return policyStatus(poller, engine) },
-	})
+	gen, err := shared.build(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	current := &currentServer{}
+	current.p.Store(gen)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
-	var handler http.Handler = srv
+	var handler http.Handler = current
 	if *cfg.Metrics.Enabled {
-		mh := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
+		mh := promhttp.HandlerFor(shared.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
 		if cfg.Metrics.Listen == "" {
 			mux := http.NewServeMux()
 			mux.Handle("GET /metrics", mh)
-			mux.Handle("/", srv)
+			mux.Handle("/", current)
 			handler = mux
 		} else {
 			mln, err := net.Listen("tcp", cfg.Metrics.Listen)
@@ -193,18 +175,21 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      requestGrace,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	var tlsCert atomic.Pointer[tls.Certificate]
 	if cfg.TLS != nil {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("tls: %w", err)
 		}
-		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		tlsCert.Store(&cert)
+		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return tlsCert.Load(), nil }}
 	}
 	log.Info("tollgate serving", "listen", ln.Addr().String(), "version", version,
 		"policy_revision", revisionOf(engine), "startup_ms", time.Since(started).Milliseconds())
@@ -218,19 +203,167 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 	} else {
 		go func() { errc <- hs.Serve(ln) }()
 	}
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for running := true; running; {
+		select {
+		case err := <-errc:
+			current.p.Load().cancel()
+			return err
+		case <-ctx.Done():
+			running = false
+		case <-hup:
+			shared.reload(ctx, cfg, current, &tlsCert)
+		}
 	}
 	log.Info("shutting down: draining in-flight requests")
-	srv.SetDraining()
+	current.p.Load().srv.SetDraining()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := hs.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err = hs.Shutdown(shutdownCtx)
+	current.p.Load().cancel()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// requestGrace bounds a request's life (the server's write timeout).
+const requestGrace = 30 * time.Second
+
+// sharedState is what outlives a configuration reload.
+type sharedState struct {
+	log        *slog.Logger
+	engine     *policies.Engine
+	poller     *bundles.Poller
+	authorizer broker.Authorizer
+	cache      *identity.CredentialCache
+	counters   *broker.MemoryCounters
+	reg        *prometheus.Registry
+	metrics    *broker.Metrics
+	reloads    *prometheus.CounterVec
+}
+
+// generation is the broker built from one reading of the configuration:
+// services and keys, connectors (their watchers stop with cancel), throttle.
+type generation struct {
+	srv    *broker.Server
+	cancel context.CancelFunc
+}
+
+// currentServer serves with the generation in force; a reload swaps it
+// atomically, so no request is dropped or served by half a configuration.
+type currentServer struct {
+	p atomic.Pointer[generation]
+}
+
+func (c *currentServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.p.Load().srv.ServeHTTP(w, r)
+}
+
+func (sh *sharedState) build(ctx context.Context, cfg *Config) (*generation, error) {
+	services, err := loadServices(cfg)
+	if err != nil {
+		return nil, err
+	}
+	gctx, cancel := context.WithCancel(ctx)
+	env := connectorEnv{ctx: gctx, log: sh.log, baseDir: cfg.baseDir, cache: sh.cache}
+	chain, err := buildChain(env, cfg.Identity)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	refreshTTL := time.Duration(0)
+	if *cfg.RefreshTokens.Enabled {
+		refreshTTL = cfg.RefreshTokens.TTL
+	}
+	var throttle *broker.Throttle
+	if tc := cfg.Throttle; *tc.Enabled {
+		throttle = &broker.Throttle{Store: sh.counters, Window: tc.Window, MaxPerUser: tc.MaxFailuresPerUser,
+			MaxPerAddress: tc.MaxFailuresPerAddress, KnownAddressWindow: tc.KnownAddressTTL}
+	}
+	engine, poller := sh.engine, sh.poller
+	srv, err := broker.New(broker.Options{
+		Services:      services,
+		Authenticator: chain,
+		Authorizer:    sh.authorizer,
+		Anonymous:     *cfg.Anonymous,
+		RefreshTTL:    refreshTTL,
+		Throttle:      throttle,
+		Metrics:       sh.metrics,
+		Logger:        sh.log,
+		Ready: func() error {
+			if engine.Current() == nil {
+				return policies.ErrNoPolicy
+			}
+			return nil
+		},
+		ReadyDetail: func() []string { return policyStatus(poller, engine) },
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &generation{srv: srv, cancel: cancel}, nil
+}
+
+// reload reads the configuration file again (SIGHUP): services, keys,
+// connectors, throttle and the TLS certificate take effect at once; a file
+// that fails to load or build keeps the running configuration. Settings
+// read only at start (listen, metrics, the policy section, caches) are
+// reported when they changed.
+func (sh *sharedState) reload(ctx context.Context, running *Config, current *currentServer, tlsCert *atomic.Pointer[tls.Certificate]) {
+	result := "failure"
+	defer func() {
+		if sh.reloads != nil {
+			sh.reloads.WithLabelValues(result).Inc()
+		}
+	}()
+	if running.path == "" {
+		sh.log.Warn("SIGHUP ignored: the development default has no configuration file to read again")
+		return
+	}
+	cfg, err := LoadConfig(running.path)
+	if err != nil {
+		sh.log.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
+	var cert *tls.Certificate
+	if cfg.TLS != nil {
+		c, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			sh.log.Error("reload failed; keeping the running configuration", "err", fmt.Errorf("tls: %w", err))
+			return
+		}
+		cert = &c
+	}
+	gen, err := sh.build(ctx, cfg)
+	if err != nil {
+		sh.log.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
+	old := current.p.Swap(gen)
+	// Requests that started on the old generation finish on it: its
+	// connectors close only after the longest a request may take.
+	time.AfterFunc(requestGrace, old.cancel)
+	sh.cache.Purge() // connectors may have changed: verify passwords again
+	if cert != nil && running.TLS != nil {
+		tlsCert.Store(cert)
+	}
+	result = "success"
+	for what, changed := range map[string]bool{
+		"listen":           cfg.Listen != running.Listen,
+		"tls (on or off)":  (cfg.TLS == nil) != (running.TLS == nil),
+		"metrics":          !reflect.DeepEqual(cfg.Metrics, running.Metrics),
+		"policy":           !reflect.DeepEqual(cfg.Policy, running.Policy),
+		"credential_cache": !reflect.DeepEqual(cfg.CredentialCache, running.CredentialCache),
+	} {
+		if changed {
+			sh.log.Warn("configuration reloaded, but this setting takes effect only at restart", "setting", what)
+		}
+	}
+	sh.log.Info("configuration reloaded", "services", len(cfg.Services), "connectors", len(cfg.Identity))
 }
 
 // newPolicyPoller builds the loader of cfg.Policy.Source: every new revision
@@ -325,20 +458,6 @@ var instanceID = sync.OnceValue(func() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s-%d", host, os.Getpid())
 })
-
-// newThrottle builds the failed-login throttle; nil when it is off.
-func newThrottle(tc ThrottleConfig) *broker.Throttle {
-	if !*tc.Enabled {
-		return nil
-	}
-	return &broker.Throttle{
-		Store:              broker.NewMemoryCounters(100_000, max(tc.Window, tc.KnownAddressTTL)),
-		Window:             tc.Window,
-		MaxPerUser:         tc.MaxFailuresPerUser,
-		MaxPerAddress:      tc.MaxFailuresPerAddress,
-		KnownAddressWindow: tc.KnownAddressTTL,
-	}
-}
 
 // registerServeMetrics adds what only serve knows: the policy in force and
 // its reloads, the credential cache, and the Go runtime and process.

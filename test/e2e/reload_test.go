@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSIGHUPReloadsWithoutDroppingRequests: under a token load, SIGHUP
+// brings in a new service with its own key; a broken file is refused and
+// the running configuration keeps serving; no request fails.
+func TestSIGHUPReloadsWithoutDroppingRequests(t *testing.T) {
+	b := startBroker(t)
+	svc := flavors[0].service
+	ctx, stop := context.WithTimeout(context.Background(), 60*time.Second)
+	defer stop()
+	var ok, failed atomic.Int64
+	var firstFailure atomic.Value
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil && i < 100_000; i++ { // bounded in count and time
+				req, _ := http.NewRequest(http.MethodGet, b.url("/token?service="+svc+"&scope=repository:team/app:pull"), nil)
+				req.SetBasicAuth("alice", b.passwords["alice"])
+				resp, err := httpClient.Do(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+				if err != nil || resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+					firstFailure.CompareAndSwap(nil, fmt.Sprintf("%v %v", err, resp))
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	hup := func() {
+		t.Helper()
+		if err := b.proc.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func(service string) int {
+		resp, err := httpClient.Get(b.url("/token?service=" + service))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	// A new service with its own key.
+	const newService = "registry-new.test"
+	newKeys := filepath.Join(b.dir, "new-keys")
+	tollgate(t, "", "keygen", "--out", newKeys, "--name", "n")
+	cfg, err := os.ReadFile(b.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := strings.Replace(string(cfg), "services:\n", fmt.Sprintf("services:\n  - {name: %s, issuer: other, realm: %q, keys: %q}\n", newService, b.realm(), newKeys), 1)
+	if status(newService) != http.StatusBadRequest {
+		t.Fatal("the new service is known before the reload")
+	}
+	if err := os.WriteFile(b.config, []byte(added), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup()
+	waitFor(t, "the new service after SIGHUP", func() bool { return status(newService) == http.StatusOK })
+
+	// A broken file: refused, the running configuration stays.
+	if err := os.WriteFile(b.config, []byte(added+"no_such_setting: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup()
+	waitFor(t, "the refused reload in the log", func() bool {
+		log, _ := os.ReadFile(b.proc.log)
+		return strings.Contains(string(log), "reload failed; keeping the running configuration")
+	})
+	if status(newService) != http.StatusOK {
+		t.Fatal("a broken configuration replaced the running one")
+	}
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d requests failed during reloads; first: %v", failed.Load(), ok.Load()+failed.Load(), firstFailure.Load())
+	}
+	t.Logf("%d token requests during two reloads, none failed", ok.Load())
+}
