@@ -98,3 +98,55 @@ func TestSIGHUPReloadsWithoutDroppingRequests(t *testing.T) {
 	}
 	t.Logf("%d token requests during two reloads, none failed", ok.Load())
 }
+
+// TestSIGTERMDrainsInFlightRequests: a request in flight when SIGTERM
+// arrives (a slow bcrypt check) is answered in full,
+// then the process exits cleanly.
+func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
+	b := startBroker(t)
+	// Cost 13 makes the password check take long enough to be in flight.
+	tollgate(t, "slow-password\n", "htpasswd", "add", "--cost", "13", b.htpasswd, "slow")
+	b.passwords["slow"] = "slow-password"
+	time.Sleep(1500 * time.Millisecond) // the htpasswd file is polled every second
+
+	type result struct {
+		status int
+		err    error
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, b.url("/token?service="+flavors[0].service), nil)
+		req.SetBasicAuth("slow", "slow-password")
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		resp.Body.Close()
+		done <- result{status: resp.StatusCode}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := b.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.status != http.StatusOK {
+		t.Fatalf("the in-flight request: %d %v", r.status, r.err)
+	}
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Fatalf("the request took %v: it was not in flight during SIGTERM; raise the bcrypt cost", took)
+	}
+	select {
+	case <-b.proc.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the broker did not exit after draining")
+	}
+	if code := b.proc.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+	log, _ := os.ReadFile(b.proc.log)
+	if !strings.Contains(string(log), "draining in-flight requests") {
+		t.Errorf("the log does not say it drained:\n%s", log)
+	}
+}
