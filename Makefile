@@ -4,8 +4,11 @@ BIN      := bin/tollgate
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GOBIN    := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
-# How long the scope-parser fuzz test runs in `make test`.
-FUZZTIME ?= 20s
+# How long each fuzz test runs in `make test`.
+FUZZTIME ?= 10s
+# Every fuzz test, as package:target.
+FUZZ := ./broker/scope:FuzzParse ./broker:FuzzTokenEndpoint ./broker:FuzzInspect \
+	./identity/htpasswd:FuzzParse ./identity/robot:FuzzStore
 
 .PHONY: all build run test test-deps lint unit fuzz e2e bench clean
 
@@ -33,8 +36,12 @@ lint:
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 
+## fuzz: run every fuzz test for FUZZTIME each (failures are saved under testdata/fuzz)
 fuzz:
-	$(GO) test ./broker/scope -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	@set -e; for f in $(FUZZ); do \
+		echo "fuzz $${f%%:*} $${f##*:} ($(FUZZTIME))"; \
+		$(GO) test $${f%%:*} -run '^$$' -fuzz "^$${f##*:}$$" -fuzztime $(FUZZTIME); \
+	done
 
 e2e: build
 	$(GO) test -count=1 -v -timeout 15m ./test/e2e/...

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -245,8 +247,8 @@ func (req *tokenRequest) checkCredentialSizes() error {
 		len(req.bearer) > maxPasswordBytes || len(req.refresh) > maxPasswordBytes {
 		return newError(kindBadRequest, nil, "credentials too long")
 	}
-	if strings.ContainsAny(req.user, "\x00\r\n") {
-		return newError(kindBadRequest, nil, "invalid character in user name")
+	if !utf8.ValidString(req.user) || strings.ContainsFunc(req.user, unicode.IsControl) {
+		return newError(kindBadRequest, nil, "invalid character in user name (it must be UTF-8 text without control characters)")
 	}
 	return nil
 }

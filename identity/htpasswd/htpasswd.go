@@ -57,7 +57,7 @@ func Parse(name string, data []byte) (map[string][]byte, error) {
 		if !found || user == "" {
 			return nil, fmt.Errorf("%s:%d: want user:bcrypt-hash", name, n)
 		}
-		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil || !isBcryptPrefix(hash) {
 			return nil, fmt.Errorf("%s:%d: user %q: only bcrypt hashes are accepted (create them with `tollgate htpasswd add`)", name, n, user)
 		}
 		if _, dup := users[user]; dup {
@@ -143,4 +143,10 @@ func (f *File) Refresh(_ context.Context, prev identity.Identity) (identity.Iden
 
 func newIdentity(user string) identity.Identity {
 	return identity.Identity{Subject: user, Name: user, Groups: []string{}, Claims: map[string]any{}}
+}
+
+// isBcryptPrefix checks the version prefix that bcrypt.Cost lets through
+// loosely: only $2a$, $2b$ and $2y$ hashes are bcrypt.
+func isBcryptPrefix(hash string) bool {
+	return strings.HasPrefix(hash, "$2a$") || strings.HasPrefix(hash, "$2b$") || strings.HasPrefix(hash, "$2y$")
 }
