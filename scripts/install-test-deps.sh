@@ -5,13 +5,15 @@
 #
 #   Debian packages: docker-registry (distribution 2.8), skopeo, podman,
 #                    slapd, ldap-utils
-#   go install:      crane, oras, opa, distribution 3.x (its binary is `registry`;
+#                    systemd (systemd-analyze, for the unit file's test)
+#   go install:      crane, oras, opa, helm, distribution 3.x (its binary is `registry`;
 #                    Debian's 2.8 binary is `docker-registry`)
 set -euo pipefail
 
 CRANE_VERSION=v0.22.1
 ORAS_VERSION=v1.3.6
 DISTRIBUTION_VERSION=v3.0.0
+HELM_VERSION=v3.19.0
 # opa: the same version as the OPA library in go.mod, for the interop tests.
 OPA_VERSION=$(cd "$(dirname "$0")/.." && go list -m -f '{{.Version}}' github.com/open-policy-agent/opa)
 
@@ -29,6 +31,7 @@ want_pkg skopeo skopeo
 want_pkg podman podman
 want_pkg slapd slapd
 want_pkg ldapadd ldap-utils
+want_pkg systemd-analyze systemd
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
@@ -54,6 +57,7 @@ go_install crane "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSIO
 go_install oras "oras.land/oras/cmd/oras@$ORAS_VERSION"
 go_install registry "github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_VERSION"
 go_install opa "github.com/open-policy-agent/opa@$OPA_VERSION"
+go_install helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 
 # Another program named `registry` earlier on PATH would shadow distribution 3.
 if ! registry --version 2>/dev/null | grep -q 'distribution/distribution/v3'; then
@@ -62,7 +66,7 @@ if ! registry --version 2>/dev/null | grep -q 'distribution/distribution/v3'; th
 fi
 
 missing=()
-for p in docker-registry registry crane oras opa skopeo podman slapd ldapadd; do
+for p in docker-registry registry crane oras opa helm skopeo podman slapd ldapadd systemd-analyze; do
 	command -v "$p" >/dev/null || [ -x "/usr/sbin/$p" ] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -76,3 +80,4 @@ echo "  $(registry --version 2>&1 | head -1)"
 echo "  crane $(crane version 2>&1), oras $(oras version 2>&1 | head -1 | awk '{print $2}'), $(opa version 2>&1 | head -1)"
 echo "  $(skopeo --version 2>&1), $(podman --version 2>&1)"
 echo "  slapd $([ -x /usr/sbin/slapd ] && echo present), $(command -v ldapadd)"
+echo "  helm $(helm version --short 2>&1), $(systemd-analyze --version 2>&1 | head -1)"

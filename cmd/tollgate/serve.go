@@ -39,11 +39,13 @@ kept in --state-dir; it prints how to point a registry and a client at it.
 
 Examples:
    tollgate serve
-   tollgate serve --config /etc/tollgate/config.yaml`,
+   tollgate serve --config /etc/tollgate/config.yaml
+   tollgate serve --config /etc/tollgate/config.yaml --check   # validate and exit`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "configuration file (YAML)", EnvVars: []string{"TOLLGATE_CONFIG"}},
 			&cli.StringFlag{Name: "state-dir", Value: ".tollgate", Usage: "development mode: where keys, users and the policy copy live"},
 			&cli.StringFlag{Name: "listen", Usage: "listen address, overrides the configuration"},
+			&cli.BoolFlag{Name: "check", Usage: "validate the configuration file and exit (0 when it is valid)"},
 		},
 		Action: func(c *cli.Context) error {
 			cfg, dev, err := loadOrDevConfig(c)
@@ -52,6 +54,10 @@ Examples:
 			}
 			if l := c.String("listen"); l != "" {
 				cfg.Listen = l
+			}
+			if c.Bool("check") {
+				fmt.Fprintf(c.App.Writer, "configuration valid: %d service(s), %d connector(s), policy from %s\n", len(cfg.Services), len(cfg.Identity), cfg.Policy.Source)
+				return nil
 			}
 			return serve(c.Context, cfg, dev, c.App.Writer, c.App.ErrWriter)
 		},

@@ -1,0 +1,144 @@
+// Package deploy checks the deployment files: the static build the
+// Dockerfile makes, the systemd unit, and the Helm chart (helm lint, helm
+// template, and the rendered configuration loaded by tollgate itself).
+package deploy
+
+import (
+	"bytes"
+	"debug/elf"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tollgate/tollgate/test/testenv"
+)
+
+func root(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// build compiles tollgate as the Dockerfile does and returns the binary.
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tollgate")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/tollgate")
+	cmd.Dir = root(t)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestDockerfileBuildIsStaticAndNonRoot: the Dockerfile's build makes a
+// static binary (no interpreter, no shared libraries: it runs on distroless)
+// and the image runs as a non-root user.
+func TestDockerfileBuildIsStaticAndNonRoot(t *testing.T) {
+	df, err := os.ReadFile(filepath.Join(root(t), "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CGO_ENABLED=0", "distroless/static", "USER nonroot"} {
+		if !bytes.Contains(df, []byte(want)) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	f, err := elf.Open(build(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Fatal("the binary needs a dynamic loader: it would not run on distroless/static")
+		}
+	}
+	if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
+		t.Fatalf("the binary links %v", libs)
+	}
+}
+
+// TestSystemdUnitVerifies runs systemd-analyze verify on the unit.
+func TestSystemdUnitVerifies(t *testing.T) {
+	analyze := testenv.Tool(t, "systemd-analyze")
+	unit, err := os.ReadFile(filepath.Join(root(t), "deploy", "systemd", "tollgate.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := build(t)
+	// The unit names /usr/local/bin/tollgate; verify against a built binary.
+	unit = bytes.ReplaceAll(unit, []byte("/usr/local/bin/tollgate"), []byte(bin))
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tollgate.service")
+	if err := os.WriteFile(path, unit, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	for _, want := range []string{"DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict", "ExecReload=/bin/kill -HUP $MAINPID"} {
+		if !bytes.Contains(unit, []byte(want)) {
+			t.Errorf("unit lacks %q", want)
+		}
+	}
+}
+
+// TestHelmChart lints and renders the chart, then has tollgate validate
+// the configuration the chart renders.
+func TestHelmChart(t *testing.T) {
+	helm := testenv.Tool(t, "helm")
+	chart := filepath.Join(root(t), "deploy", "helm", "tollgate")
+	if out, err := exec.Command(helm, "lint", "--strict", chart).CombinedOutput(); err != nil {
+		t.Fatalf("helm lint: %v\n%s", err, out)
+	}
+	out, err := exec.Command(helm, "template", "tg", chart,
+		"--set", "bundleToken.existingSecret=bundle-token", "--set", "htpasswd.existingSecret=users").Output()
+	if err != nil {
+		t.Fatalf("helm template: %v", err)
+	}
+	kinds := map[string]map[string]any{}
+	dec := yaml.NewDecoder(bytes.NewReader(out))
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); err != nil {
+			break
+		}
+		if doc != nil {
+			kinds[doc["kind"].(string)] = doc
+		}
+	}
+	for _, k := range []string{"Deployment", "Service", "ConfigMap", "PodDisruptionBudget"} {
+		if kinds[k] == nil {
+			t.Errorf("the chart renders no %s", k)
+		}
+	}
+	rendered := string(out)
+	for _, want := range []string{"path: /readyz", "path: /healthz", "runAsNonRoot: true", "readOnlyRootFilesystem: true", "secretName: tollgate-keys"} {
+		if !strings.Contains(rendered, want) {
+			t.Errorf("rendered chart lacks %q", want)
+		}
+	}
+	cm := kinds["ConfigMap"]
+	if cm == nil {
+		t.FailNow()
+	}
+	cfg := cm["data"].(map[string]any)["config.yaml"].(string)
+	if !strings.Contains(cfg, "bearer_token_file: /etc/tollgate/bundle-token/token") {
+		t.Errorf("the bundle token is not wired into the config:\n%s", cfg)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(build(t), "serve", "--config", path, "--check").CombinedOutput(); err != nil {
+		t.Fatalf("tollgate refuses the chart's configuration: %v\n%s\n%s", err, out, cfg)
+	}
+}
