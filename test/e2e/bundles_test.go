@@ -427,3 +427,10 @@ func TestBundleServerDownAtStart(t *testing.T) {
 	tok := b.getToken(t, flavors[0].service, "", "repository:r1/app:pull")
 	expectAccess(t, tok, []access{{Type: "repository", Name: "r1/app", Actions: []string{"pull"}}})
 }
+
+// fail makes the server answer status until something is published.
+func (s *bundleServer) fail(status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status = status
+}
