@@ -3,12 +3,11 @@ package main
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tollgate/tollgate/broker/atomicfile"
 	"github.com/tollgate/tollgate/bundles"
 )
 
@@ -41,7 +40,7 @@ Examples:
 					if err := bundles.Build(c.Context, c.Args().First(), c.String("revision"), signingFrom(c), &buf); err != nil {
 						return err
 					}
-					return writeAtomic(c.String("output"), buf.Bytes())
+					return atomicfile.Write(c.String("output"), buf.Bytes(), 0o644)
 				},
 			},
 			{
@@ -75,7 +74,7 @@ Example:
 					if out == "" {
 						out = in
 					}
-					return writeAtomic(out, buf.Bytes())
+					return atomicfile.Write(out, buf.Bytes(), 0o644)
 				},
 			},
 		},
@@ -97,27 +96,4 @@ func signingFrom(c *cli.Context) *bundles.Signing {
 	}
 	return &bundles.Signing{Key: c.String("signing-key"), Algorithm: c.String("signing-alg"),
 		KeyID: c.String("signing-key-id"), ClaimsFile: c.String("claims-file")}
-}
-
-// writeAtomic replaces path with data, never leaving a partial file.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tollgate-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -5,19 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/tollgate/tollgate/broker/atomicfile"
 )
 
 // ErrNoSuchUser is returned by Remove and Verify for a user not in the file.
 var ErrNoSuchUser = errors.New("no such user")
 
 // Set adds user with password to the htpasswd file at path, replacing an
-// existing entry, creating the file (mode 0600) if needed. Other lines,
-// comments included, are kept. The file is replaced atomically so a running
-// broker never reads half of it.
+// existing entry, creating the file (mode 0600) if needed.
 func Set(path, user, password string, cost int) error {
 	if user == "" || strings.ContainsAny(user, ":\n\r") {
 		return fmt.Errorf("invalid user name %q", user)
@@ -29,39 +28,35 @@ func Set(path, user, password string, cost int) error {
 	if err != nil {
 		return err
 	}
-	lines, err := readLines(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
 	entry := user + ":" + string(hash)
-	replaced := false
-	for i, l := range lines {
-		if lineUser(l) == user {
-			lines[i], replaced = entry, true
+	return editLines(path, func(lines []string) ([]string, error) {
+		for i, l := range lines {
+			if lineUser(l) == user {
+				lines[i] = entry
+				return lines, nil
+			}
 		}
-	}
-	if !replaced {
-		lines = append(lines, entry)
-	}
-	return writeLines(path, lines)
+		return append(lines, entry), nil
+	})
 }
 
 // Remove deletes user from the htpasswd file at path.
 func Remove(path, user string) error {
-	lines, err := readLines(path)
-	if err != nil {
+	if _, err := os.Stat(path); err != nil {
 		return err
 	}
-	kept := lines[:0]
-	for _, l := range lines {
-		if lineUser(l) != user {
-			kept = append(kept, l)
+	return editLines(path, func(lines []string) ([]string, error) {
+		kept := lines[:0]
+		for _, l := range lines {
+			if lineUser(l) != user {
+				kept = append(kept, l)
+			}
 		}
-	}
-	if len(kept) == len(lines) {
-		return fmt.Errorf("%s: %w %q", path, ErrNoSuchUser, user)
-	}
-	return writeLines(path, kept)
+		if len(kept) == len(lines) {
+			return nil, fmt.Errorf("%s: %w %q", path, ErrNoSuchUser, user)
+		}
+		return kept, nil
+	})
 }
 
 // Verify reports whether password is user's password in the file at path.
@@ -90,38 +85,23 @@ func lineUser(line string) string {
 	return u
 }
 
-func readLines(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	data = bytes.TrimRight(data, "\n")
-	if len(data) == 0 {
-		return nil, nil
-	}
-	return strings.Split(string(data), "\n"), nil
-}
-
-func writeLines(path string, lines []string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".htpasswd-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	content := strings.Join(lines, "\n")
-	if content != "" {
-		content += "\n"
-	}
-	if _, err := tmp.WriteString(content); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+// editLines changes the file's lines under a lock (concurrent edits lose
+// nothing) and replaces it atomically (mode 0600), so a running broker
+// never reads half of it. Other lines, comments included, are kept.
+func editLines(path string, change func([]string) ([]string, error)) error {
+	return atomicfile.Edit(path, 0o600, func(old []byte) ([]byte, error) {
+		var lines []string
+		if data := bytes.TrimRight(old, "\n"); len(data) > 0 {
+			lines = strings.Split(string(data), "\n")
+		}
+		lines, err := change(lines)
+		if err != nil {
+			return nil, err
+		}
+		content := strings.Join(lines, "\n")
+		if content != "" {
+			content += "\n"
+		}
+		return []byte(content), nil
+	})
 }

@@ -14,13 +14,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/tollgate/tollgate/broker/atomicfile"
 	"github.com/tollgate/tollgate/broker/scope"
 )
 
@@ -111,11 +110,16 @@ func hashSecret(secret string) string {
 // read loads the store; a missing file is an empty store.
 func read(path string) (*file, error) {
 	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return &file{Version: formatVersion}, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
+	}
+	return parse(path, data)
+}
+
+// parse checks a store's content; nil content is an empty store.
+func parse(path string, data []byte) (*file, error) {
+	if data == nil {
+		return &file{Version: formatVersion}, nil
 	}
 	var f file
 	dec := json.NewDecoder(strings.NewReader(string(data)))
@@ -149,44 +153,17 @@ func read(path string) (*file, error) {
 // atomically, so concurrent commands never lose an update and the broker
 // never reads half a file.
 func edit(path string, change func(f *file) error) error {
-	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("lock %s: %w", path, err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-
-	f, err := read(path)
-	if err != nil {
-		return err
-	}
-	if err := change(f); err != nil {
-		return err
-	}
-	data, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".robots-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Edit(path, 0o600, func(old []byte) ([]byte, error) {
+		f, err := parse(path, old)
+		if err != nil {
+			return nil, err
+		}
+		if err := change(f); err != nil {
+			return nil, err
+		}
+		data, err := json.MarshalIndent(f, "", "  ")
+		return append(data, '\n'), err
+	})
 }
 
 // CreateOptions describe a new robot.

@@ -1,0 +1,58 @@
+package atomicfile_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/tollgate/tollgate/broker/atomicfile"
+)
+
+func TestConcurrentEditsLoseNoUpdate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "counter")
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := atomicfile.Edit(path, 0o600, func(old []byte) ([]byte, error) {
+				n, _ := strconv.Atoi(string(old))
+				return []byte(strconv.Itoa(n + 1)), nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	data, _ := os.ReadFile(path)
+	if string(data) != "50" {
+		t.Fatalf("counter %q after 50 concurrent increments", data)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", st.Mode().Perm())
+	}
+}
+
+func TestFailedEditKeepsTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := atomicfile.Write(path, []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	if err := atomicfile.Edit(path, 0o644, func([]byte) ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
+		t.Fatalf("err %v", err)
+	}
+	if data, _ := os.ReadFile(path); string(data) != "kept" {
+		t.Fatalf("content %q", data)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	for _, e := range entries {
+		if e.Name() != "f" && e.Name() != "f.lock" {
+			t.Fatalf("left behind: %s", e.Name())
+		}
+	}
+}
