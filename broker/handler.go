@@ -101,8 +101,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, rec *decisio
 		return 0, err
 	}
 	resp := tokenResponse{Token: tok, AccessToken: tok, ExpiresIn: int(ttl / time.Second), IssuedAt: now.UTC().Format(time.RFC3339)}
-	if req.offline && req.grant != "refresh_token" && s.opts.RefreshTTL > 0 && !id.Anonymous {
-		if resp.RefreshToken, err = req.svc.signRefresh(key, id.Subject, id.Connector, now, s.opts.RefreshTTL); err != nil {
+	if refreshTTL := refreshLifetime(s.opts.RefreshTTL, id, now); req.offline && req.grant != "refresh_token" && refreshTTL > 0 && !id.Anonymous {
+		if resp.RefreshToken, err = req.svc.signRefresh(key, id, now, refreshTTL); err != nil {
 			return 0, err
 		}
 		rec.refreshIssued = true
@@ -113,6 +113,16 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, rec *decisio
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(resp)
 	return http.StatusOK, nil
+}
+
+// refreshLifetime is the configured refresh-token lifetime, cut short for
+// an identity whose credential expires sooner (an OIDC token): a refresh
+// token must not outlive what it was issued for.
+func refreshLifetime(ttl time.Duration, id identity.Identity, now time.Time) time.Duration {
+	if !id.Expiry.IsZero() {
+		ttl = min(ttl, id.Expiry.Sub(now).Truncate(time.Second))
+	}
+	return ttl
 }
 
 func (s *Server) parseRequest(w http.ResponseWriter, r *http.Request) (*tokenRequest, error) {
@@ -270,7 +280,11 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.
 		if err != nil {
 			return identity.Identity{}, newError(kindUnauthorized, err, "invalid refresh token (expired, tampered, or for another service)")
 		}
-		id, ok, err := auth.Refresh(ctx, identity.Identity{Subject: claims.Subject, Connector: claims.Connector})
+		prev := identity.Identity{Subject: claims.Subject, Connector: claims.Connector, Claims: claims.Claims}
+		if claims.ExpiresAt != nil {
+			prev.Expiry = claims.ExpiresAt.Time
+		}
+		id, ok, err := auth.Refresh(ctx, prev)
 		if rejected := (*identity.RejectedError)(nil); errors.As(err, &rejected) {
 			return identity.Identity{}, newError(kindUnauthorized, nil, "%s", rejected.Reason)
 		}
@@ -293,11 +307,14 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.
 			e.retryAfter = wait
 			return identity.Identity{}, e
 		}
+		var tokenErr error // why the token connectors refused a JWT-shaped password
 		if looksLikeJWT(req.password) && auth.HasTokenConnectors() {
 			// `docker login -u anything -p $TOKEN`: the user name is arbitrary.
-			if id, ok, err := auth.VerifyToken(ctx, req.password); err == nil && ok {
+			id, ok, err := auth.VerifyToken(ctx, req.password)
+			if err == nil && ok {
 				return identity.Normalize(id), nil
 			}
+			tokenErr = err
 		}
 		id, ok, err := auth.Login(ctx, req.user, req.password)
 		if rejected := (*identity.RejectedError)(nil); errors.As(err, &rejected) {
@@ -306,9 +323,20 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.
 		if err != nil {
 			return identity.Identity{}, newError(kindUnavailable, err, "identity backend unavailable; try again")
 		}
+		if !ok && tokenErr != nil && !errors.As(tokenErr, new(*identity.RejectedError)) {
+			// The password is a token whose verifier could not answer: an
+			// outage, not a wrong password, and no failure to count.
+			return identity.Identity{}, newError(kindUnavailable, tokenErr, "token verifier unavailable; try again")
+		}
 		if !ok {
 			if err := s.opts.Throttle.Failure(ctx, req.user, req.addr); err != nil {
 				s.log.Warn("throttle store unavailable; failure not counted", "err", err)
+			}
+			if rejected := (*identity.RejectedError)(nil); errors.As(tokenErr, &rejected) {
+				return identity.Identity{}, newError(kindUnauthorized, nil, "%s", rejected.Reason)
+			}
+			if looksLikeJWT(req.password) && auth.HasTokenConnectors() {
+				return identity.Identity{}, newError(kindUnauthorized, nil, "invalid user name or password (the password is a JWT, but no identity connector trusts its issuer)")
 			}
 			return identity.Identity{}, newError(kindUnauthorized, nil, "invalid user name or password")
 		}
@@ -326,9 +354,10 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.
 }
 
 func (s *Server) verifyBearer(ctx context.Context, req *tokenRequest, raw string) (identity.Identity, error) {
+	var rejected *identity.RejectedError
 	if s.opts.Authenticator.HasTokenConnectors() {
 		id, ok, err := s.opts.Authenticator.VerifyToken(ctx, raw)
-		if err != nil && !ok {
+		if err != nil && !ok && !errors.As(err, &rejected) {
 			return identity.Identity{}, newError(kindUnavailable, err, "token verifier unavailable; try again")
 		}
 		if ok {
@@ -339,7 +368,13 @@ func (s *Server) verifyBearer(ctx context.Context, req *tokenRequest, raw string
 		return identity.Identity{}, newError(kindUnauthorized, nil,
 			"this is a registry access token issued by this broker, not a credential: send a user name and password (Basic) instead")
 	}
-	return identity.Identity{}, newError(kindUnauthorized, nil, "bearer token not accepted")
+	if rejected != nil {
+		return identity.Identity{}, newError(kindUnauthorized, nil, "%s", rejected.Reason)
+	}
+	if !looksLikeJWT(raw) {
+		return identity.Identity{}, newError(kindUnauthorized, nil, "bearer token not accepted: it is not a JWT")
+	}
+	return identity.Identity{}, newError(kindUnauthorized, nil, "bearer token not accepted: no identity connector trusts its issuer")
 }
 
 // isOwnToken tells whether raw looks like a token this broker issued, only to

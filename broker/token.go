@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate/tollgate/identity"
 )
 
 // AccessEntry is one element of the `access` claim of a registry token.
@@ -82,8 +84,9 @@ const (
 
 type refreshClaims struct {
 	jwt.RegisteredClaims
-	TokenUse  string `json:"token_use"`
-	Connector string `json:"connector"`
+	TokenUse  string         `json:"token_use"`
+	Connector string         `json:"connector"`
+	Claims    map[string]any `json:"claims,omitempty"`
 }
 
 type refreshClaimsOut struct {
@@ -95,18 +98,26 @@ type refreshClaimsOut struct {
 	ID        string `json:"jti"`
 	TokenUse  string `json:"token_use"`
 	Connector string `json:"connector"`
+	// Claims are those of an identity that cannot be looked up again (one
+	// with an Expiry, from an OIDC token), for its connector's Refresh.
+	Claims map[string]any `json:"claims,omitempty"`
 }
 
-func (svc *Service) signRefresh(k *Key, subject, connector string, now time.Time, ttl time.Duration) (string, error) {
+func (svc *Service) signRefresh(k *Key, id identity.Identity, now time.Time, ttl time.Duration) (string, error) {
+	var claims map[string]any
+	if !id.Expiry.IsZero() {
+		claims = id.Claims
+	}
 	return k.sign(refreshClaimsOut{
 		Issuer:    svc.Issuer,
-		Subject:   subject,
+		Subject:   id.Subject,
 		Audience:  refreshAudiencePrefix + svc.Name,
 		ExpiresAt: now.Add(ttl).Unix(),
 		IssuedAt:  now.Unix(),
 		ID:        rand.Text(),
 		TokenUse:  refreshUse,
-		Connector: connector,
+		Connector: id.Connector,
+		Claims:    claims,
 	})
 }
 

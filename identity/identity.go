@@ -5,6 +5,7 @@ package identity
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Identity is what every adapter returns and exactly what the policy sees.
@@ -15,6 +16,11 @@ type Identity struct {
 	Connector string         `json:"connector"`
 	Anonymous bool           `json:"anonymous"`
 	Claims    map[string]any `json:"claims"`
+	// Expiry, when set, is when the credential behind this identity expires
+	// (an OIDC token's exp). Such an identity cannot be looked up again: a
+	// refresh token issued to it expires no later and carries its Claims.
+	// Not part of the policy input.
+	Expiry time.Time `json:"-"`
 }
 
 // Anonymous is the identity of a caller that sent no credentials.

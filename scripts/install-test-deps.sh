@@ -8,6 +8,7 @@
 #                    systemd (systemd-analyze, for the unit file's test)
 #   go install:      crane, oras, opa, helm, distribution 3.x (its binary is `registry`;
 #                    Debian's 2.8 binary is `docker-registry`)
+#   npm ci:          oidc-provider in test/oidcprovider (needs Node.js 20+, npm)
 set -euo pipefail
 
 CRANE_VERSION=v0.22.1
@@ -65,10 +66,30 @@ if ! registry --version 2>/dev/null | grep -q 'distribution/distribution/v3'; th
 	exit 1
 fi
 
+# The test OIDC provider (test/oidcprovider): the npm package oidc-provider
+# under Node 20 or later, installed from its lockfile. npm ci runs again only
+# when the installed tree was made from another lockfile.
+OIDC_DIR="$(cd "$(dirname "$0")/.." && pwd)/test/oidcprovider"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	echo "install-test-deps: node and npm are needed for test/oidcprovider (Node.js 20 or later)" >&2
+	exit 1
+fi
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+	echo "install-test-deps: Node.js $(node --version) is too old for test/oidcprovider; 20 or later is needed" >&2
+	exit 1
+fi
+if [ ! -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ] ||
+	! cmp -s "$OIDC_DIR/package-lock.json" "$OIDC_DIR/node_modules/.tollgate-lock"; then
+	echo "npm ci in test/oidcprovider"
+	(cd "$OIDC_DIR" && npm ci --no-audit --no-fund --loglevel=error </dev/null)
+	cp "$OIDC_DIR/package-lock.json" "$OIDC_DIR/node_modules/.tollgate-lock"
+fi
+
 missing=()
 for p in docker-registry registry crane oras opa helm skopeo podman slapd ldapadd systemd-analyze; do
 	command -v "$p" >/dev/null || [ -x "/usr/sbin/$p" ] || missing+=("$p")
 done
+[ -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ] || missing+=("test/oidcprovider/node_modules/oidc-provider")
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "install-test-deps: still missing after installing: ${missing[*]}" >&2
 	exit 1
@@ -81,3 +102,4 @@ echo "  crane $(crane version 2>&1), oras $(oras version 2>&1 | head -1 | awk '{
 echo "  $(skopeo --version 2>&1), $(podman --version 2>&1)"
 echo "  slapd $([ -x /usr/sbin/slapd ] && echo present), $(command -v ldapadd)"
 echo "  helm $(helm version --short 2>&1), $(systemd-analyze --version 2>&1 | head -1)"
+echo "  node $(node --version), oidc-provider $(cd "$OIDC_DIR" && node -p "require('./node_modules/oidc-provider/package.json').version")"

@@ -26,6 +26,7 @@ type connectorEnv struct {
 var connectorFactories = map[string]func(env connectorEnv, c *ConnectorConfig) (any, error){
 	"htpasswd": newHtpasswdConnector,
 	"ldap":     newLDAPConnector,
+	"oidc":     newOIDCConnector,
 	"robot":    newRobotConnector,
 }
 

@@ -1,0 +1,243 @@
+// Package oidctest runs a real OpenID Connect provider for tests: the npm
+// package oidc-provider (test/oidcprovider) under Node, on a loopback port, in a temporary directory.
+package oidctest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// installHint names the command that installs the provider.
+const installHint = "the test OIDC provider is not installed: run `make test` (scripts/install-test-deps.sh runs npm ci in test/oidcprovider; Node 20 or later and npm are needed)"
+
+// Client is an OAuth2 client of the provider. Its tokens come from the
+// client_credentials grant and carry Claims (which may replace `sub`).
+type Client struct {
+	ID     string         `json:"id"`
+	Secret string         `json:"secret"`
+	TTL    int            `json:"ttl,omitempty"` // token lifetime in seconds; 300 when 0
+	Claims map[string]any `json:"claims,omitempty"`
+}
+
+// Options configure a provider.
+type Options struct {
+	// Alg is the signing algorithm: RS256 (default) or ES256.
+	Alg     string
+	Clients []Client
+}
+
+// Provider is one oidc-provider process.
+type Provider struct {
+	t   testing.TB
+	dir string
+	// Issuer is the provider's issuer URL (http://127.0.0.1:PORT).
+	Issuer string
+	port   int
+	node   string
+	script string
+	cmd    *exec.Cmd
+	done   chan struct{}
+}
+
+// Start starts a provider and waits until it answers discovery.
+func Start(t testing.TB, o Options) *Provider {
+	t.Helper()
+	p := New(t, o)
+	p.Start()
+	return p
+}
+
+// New prepares a provider on a free port without starting it, so a test
+// can configure its issuer URL before it is up.
+func New(t testing.TB, o Options) *Provider {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "..", "oidcprovider", "provider.mjs")
+	node, err := exec.LookPath("node")
+	if err == nil {
+		_, err = os.Stat(filepath.Join(filepath.Dir(script), "node_modules", "oidc-provider", "package.json"))
+	}
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s (%v)", installHint, err)
+		}
+		t.Skipf("%s (%v)", installHint, err)
+	}
+	if o.Alg == "" {
+		o.Alg = "RS256"
+	}
+	p := &Provider{t: t, dir: t.TempDir(), port: freePort(t), node: node, script: script}
+	p.Issuer = fmt.Sprintf("http://127.0.0.1:%d", p.port)
+	cfg, err := json.Marshal(map[string]any{"port": p.port, "issuer": p.Issuer, "dir": p.dir, "alg": o.Alg, "clients": o.Clients})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.dir, "config.json"), cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// Start runs the provider (again, on the same port and key after Stop).
+func (p *Provider) Start() {
+	p.t.Helper()
+	log, err := os.OpenFile(filepath.Join(p.dir, "provider.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.cmd = exec.Command(p.node, p.script, filepath.Join(p.dir, "config.json"))
+	p.cmd.Dir = p.dir
+	p.cmd.Stdout, p.cmd.Stderr = log, log
+	p.cmd.SysProcAttr = dieWithParent()
+	if err := p.cmd.Start(); err != nil {
+		log.Close()
+		p.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	p.done = done
+	go func(cmd *exec.Cmd) { _ = cmd.Wait(); log.Close(); close(done) }(p.cmd)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			p.t.Fatalf("oidc-provider exited at start:\n%s", p.Log())
+		default:
+		}
+		if resp, err := http.Get(p.Issuer + "/.well-known/openid-configuration"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.t.Fatalf("oidc-provider did not answer discovery within 30s:\n%s", p.Log())
+}
+
+// Stop ends the provider; its key stays, so Start brings the same one back.
+func (p *Provider) Stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	p.cmd = nil
+}
+
+// Log is what the provider printed.
+func (p *Provider) Log() string {
+	data, _ := os.ReadFile(filepath.Join(p.dir, "provider.log"))
+	return string(data)
+}
+
+// TokenResponse asks the token endpoint for an access token for resource
+// (its `aud`) with the client_credentials grant, as a real client does.
+func (p *Provider) TokenResponse(clientID, secret, resource string) (int, map[string]any, error) {
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "client_secret": {secret}, "resource": {resource}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.Issuer+"/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("token endpoint answered %s: %q", resp.Status, raw)
+	}
+	return resp.StatusCode, body, nil
+}
+
+// Token returns an access token (a JWT) for client c and resource, or fails the test.
+func (p *Provider) Token(c Client, resource string) string {
+	p.t.Helper()
+	status, body, err := p.TokenResponse(c.ID, c.Secret, resource)
+	tok, _ := body["access_token"].(string)
+	if err != nil || status != http.StatusOK || strings.Count(tok, ".") != 2 {
+		p.t.Fatalf("token for %s: %d %v %v\n%s", c.ID, status, body, err, p.Log())
+	}
+	return tok
+}
+
+// Rotate makes the provider sign with a new key; the old one leaves its
+// JWKS at once. It returns the new key id.
+func (p *Provider) Rotate() string {
+	p.t.Helper()
+	var out struct {
+		Kid string `json:"kid"`
+	}
+	p.admin(http.MethodPost, "/admin/rotate", &out)
+	return out.Kid
+}
+
+// JWKSFetches is how often the provider's JWKS has been fetched.
+func (p *Provider) JWKSFetches() int {
+	p.t.Helper()
+	var out struct {
+		Fetches int `json:"jwks_fetches"`
+	}
+	p.admin(http.MethodGet, "/admin/stats", &out)
+	return out.Fetches
+}
+
+// JWKS returns the provider's published keys, fetched like anyone would
+// (this counts as a fetch).
+func (p *Provider) JWKS() []map[string]any {
+	p.t.Helper()
+	var out struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	p.admin(http.MethodGet, "/jwks", &out)
+	return out.Keys
+}
+
+func (p *Provider) admin(method, path string, out any) {
+	p.t.Helper()
+	req, _ := http.NewRequest(method, p.Issuer+path, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		p.t.Fatalf("%s %s: %s", method, path, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		p.t.Fatalf("%s %s: %v", method, path, err)
+	}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
