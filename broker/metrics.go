@@ -14,6 +14,7 @@ type Metrics struct {
 	requests  *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	decisions *prometheus.CounterVec
+	unchecked prometheus.Counter
 }
 
 // NewMetrics registers the broker's metrics with reg.
@@ -33,7 +34,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Policy decisions, by whether the decision cache answered.",
 		}, []string{"cached"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.decisions)
+	m.unchecked = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tollgate_refresh_revocation_unchecked_total",
+		Help: "Refresh tokens served without a revocation check because the revocation store did not answer.",
+	})
+	reg.MustRegister(m.requests, m.latency, m.decisions, m.unchecked)
 	return m
 }
 
@@ -49,5 +54,11 @@ func (m *Metrics) observe(outcome string, status int, d *decision, elapsed time.
 	m.latency.WithLabelValues(outcome).Observe(elapsed.Seconds())
 	if d.revision != "" {
 		m.decisions.WithLabelValues(strconv.FormatBool(d.cached)).Inc()
+	}
+}
+
+func (m *Metrics) revocationUnchecked() {
+	if m != nil {
+		m.unchecked.Inc()
 	}
 }

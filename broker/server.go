@@ -51,6 +51,8 @@ type Options struct {
 	Anonymous bool
 	// Metrics, when set, count requests and decisions.
 	Metrics *Metrics
+	// Revocations stop refresh tokens early; nil means none are revoked.
+	Revocations Revocations
 	// Throttle limits failed logins; nil turns throttling off.
 	Throttle *Throttle
 	// RefreshTTL is the lifetime of refresh tokens; 0 disables them.

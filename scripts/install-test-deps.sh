@@ -5,7 +5,9 @@
 #
 #   Debian packages: docker-registry (distribution 2.8), skopeo, podman,
 #                    slapd, ldap-utils
-#                    systemd (systemd-analyze, for the unit file's test)
+#                    systemd (systemd-analyze, for the unit file's test),
+#                    redis-server (the replicas' shared state; the tests start
+#                    their own, never the system service)
 #   go install:      crane, oras, opa, helm, distribution 3.x (its binary is `registry`;
 #                    Debian's 2.8 binary is `docker-registry`)
 #   npm ci:          oidc-provider in test/oidcprovider (needs Node.js 20+, npm)
@@ -33,6 +35,7 @@ want_pkg podman podman
 want_pkg slapd slapd
 want_pkg ldapadd ldap-utils
 want_pkg systemd-analyze systemd
+want_pkg redis-server redis-server
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
@@ -86,7 +89,7 @@ if [ ! -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ] ||
 fi
 
 missing=()
-for p in docker-registry registry crane oras opa helm skopeo podman slapd ldapadd systemd-analyze; do
+for p in docker-registry registry crane oras opa helm skopeo podman slapd ldapadd systemd-analyze redis-server; do
 	command -v "$p" >/dev/null || [ -x "/usr/sbin/$p" ] || missing+=("$p")
 done
 [ -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ] || missing+=("test/oidcprovider/node_modules/oidc-provider")
@@ -101,5 +104,5 @@ echo "  $(registry --version 2>&1 | head -1)"
 echo "  crane $(crane version 2>&1), oras $(oras version 2>&1 | head -1 | awk '{print $2}'), $(opa version 2>&1 | head -1)"
 echo "  $(skopeo --version 2>&1), $(podman --version 2>&1)"
 echo "  slapd $([ -x /usr/sbin/slapd ] && echo present), $(command -v ldapadd)"
-echo "  helm $(helm version --short 2>&1), $(systemd-analyze --version 2>&1 | head -1)"
+echo "  helm $(helm version --short 2>&1), $(systemd-analyze --version 2>&1 | head -1), $(redis-server --version 2>&1 | cut -d' ' -f1-3)"
 echo "  node $(node --version), oidc-provider $(cd "$OIDC_DIR" && node -p "require('./node_modules/oidc-provider/package.json').version")"

@@ -29,6 +29,7 @@ type Config struct {
 	Policy          PolicyConfig      `yaml:"policy"`
 	Throttle        ThrottleConfig    `yaml:"throttle"`
 	Metrics         MetricsConfig     `yaml:"metrics"`
+	Redis           *RedisConfig      `yaml:"redis"`
 	CredentialCache CacheConfig       `yaml:"credential_cache"`
 	Log             LogConfig         `yaml:"log"`
 
@@ -106,6 +107,18 @@ type PolicyConfig struct {
 type TLSConfig struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+}
+
+// RedisConfig shares the throttle's counters and the refresh-token
+// revocations between replicas.
+type RedisConfig struct {
+	Addr         string        `yaml:"addr"`
+	Password     Secret        `yaml:"password"`
+	PasswordEnv  string        `yaml:"password_env"`
+	PasswordFile string        `yaml:"password_file"`
+	DB           int           `yaml:"db"`
+	Prefix       string        `yaml:"prefix"`
+	Timeout      time.Duration `yaml:"timeout"`
 }
 
 // MetricsConfig serves Prometheus metrics at /metrics.
@@ -235,6 +248,9 @@ func (c *Config) setDefaults() {
 		c.Policy.Query = "data.registry.authz"
 	}
 	defaultCache(&c.Policy.DecisionCache, 100_000, time.Minute)
+	if c.StateDir == "" {
+		c.StateDir = c.baseDir
+	}
 	if c.Metrics.Enabled == nil {
 		c.Metrics.Enabled = ptr(true)
 	}
@@ -349,6 +365,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.Source == "" {
 		bad("policy.source", "required: a directory with .rego files and data.json, a bundle .tar.gz, or a bundle URL")
+	}
+	if c.Redis != nil && c.Redis.Addr == "" {
+		bad("redis.addr", "required: host:port of the Redis all replicas share")
 	}
 	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		bad("tls", "cert_file and key_file are both required")

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -20,9 +21,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/redisstore"
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/policies"
@@ -132,11 +135,17 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 		defer closeLog()
 		authorizer = policies.NewDecisionLog(engine, w, cfg.Policy.Query, map[string]string{"id": instanceID(), "version": version})
 	}
+	counters, revocations, closeStores, err := openSharedStores(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeStores()
 	shared := &sharedState{
 		log: log, engine: engine, poller: poller, authorizer: authorizer,
-		cache:    identity.NewCredentialCache(*cfg.CredentialCache.Size, cfg.CredentialCache.TTL),
-		counters: broker.NewMemoryCounters(100_000, max(cfg.Throttle.Window, cfg.Throttle.KnownAddressTTL)),
-		reg:      prometheus.NewRegistry(),
+		cache:       identity.NewCredentialCache(*cfg.CredentialCache.Size, cfg.CredentialCache.TTL),
+		counters:    counters,
+		revocations: revocations,
+		reg:         prometheus.NewRegistry(),
 	}
 	if *cfg.Metrics.Enabled {
 		shared.metrics = broker.NewMetrics(shared.reg)
@@ -240,15 +249,16 @@ const requestGrace = 30 * time.Second
 
 // sharedState is what outlives a configuration reload.
 type sharedState struct {
-	log        *slog.Logger
-	engine     *policies.Engine
-	poller     *bundles.Poller
-	authorizer broker.Authorizer
-	cache      *identity.CredentialCache
-	counters   *broker.MemoryCounters
-	reg        *prometheus.Registry
-	metrics    *broker.Metrics
-	reloads    *prometheus.CounterVec
+	log         *slog.Logger
+	engine      *policies.Engine
+	poller      *bundles.Poller
+	authorizer  broker.Authorizer
+	cache       *identity.CredentialCache
+	counters    broker.CounterStore
+	revocations broker.Revocations
+	reg         *prometheus.Registry
+	metrics     *broker.Metrics
+	reloads     *prometheus.CounterVec
 }
 
 // generation is the broker built from one reading of the configuration:
@@ -297,6 +307,7 @@ func (sh *sharedState) build(ctx context.Context, cfg *Config) (*generation, err
 		Anonymous:     *cfg.Anonymous,
 		RefreshTTL:    refreshTTL,
 		Throttle:      throttle,
+		Revocations:   sh.revocations,
 		Metrics:       sh.metrics,
 		Logger:        sh.log,
 		Ready: func() error {
@@ -519,4 +530,49 @@ func unixOrZero(t time.Time) float64 {
 		return 0
 	}
 	return float64(t.UnixNano()) / 1e9
+}
+
+// openSharedStores opens where throttle counters and refresh-token
+// revocations live: Redis when configured (shared by every replica), else
+// the process's memory and a revocations file in state_dir that
+// `tollgate token revoke` edits.
+func openSharedStores(ctx context.Context, cfg *Config, log *slog.Logger) (broker.CounterStore, broker.Revocations, func(), error) {
+	if rc := cfg.Redis; rc != nil {
+		redis.SetLogger(redisLogger{log})
+		rs, err := openRedis(cfg)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if err := rs.Ping(ctx); err != nil {
+			log.Warn("redis does not answer: serving anyway; lockouts are not counted and revocations not checked until it does",
+				"addr", rc.Addr, "err", err)
+		}
+		return rs, rs, func() { rs.Close() }, nil
+	}
+	fr, err := broker.OpenFileRevocations(revocationsFile(cfg))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	go fr.Watch(wctx, time.Second, log)
+	return broker.NewMemoryCounters(100_000, max(cfg.Throttle.Window, cfg.Throttle.KnownAddressTTL)), fr, cancel, nil
+}
+
+func openRedis(cfg *Config) (*redisstore.Store, error) {
+	rc := cfg.Redis
+	pw, err := resolveSecret(rc.Password, rc.PasswordEnv, rc.PasswordFile, cfg.baseDir)
+	if err != nil {
+		return nil, fmt.Errorf("redis.password: %w", err)
+	}
+	return redisstore.New(redisstore.Options{Addr: rc.Addr, Password: string(pw), DB: rc.DB, Prefix: rc.Prefix, Timeout: rc.Timeout}), nil
+}
+
+func revocationsFile(cfg *Config) string { return filepath.Join(cfg.StateDir, "revocations.json") }
+
+// redisLogger sends the Redis client's own messages (reconnects) to the
+// broker's log at debug level; outages are reported where they matter.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }
