@@ -60,10 +60,12 @@ func policyTestCommand() *cli.Command {
 		Description: `Runs every rule named test_* in the .rego files under the given paths (data
 files load as in a bundle), with OPA's own test runner, so a team's CI needs
 only this binary. Exit status 0 when all pass, 2 when a test fails or the
-coverage is below --threshold, 1 on any other error.
+coverage is below --threshold, 1 on any other error (as opa test; with
+--coverage a failing test prints no coverage and exits 1, as opa test does).
+Unlike opa test, finding no test at all is an error (exit 2).
 
 Examples:
-   tollgate policy test policies/
+   tollgate policy test policies/default
    tollgate policy test -v --run 'test_guest' policies/default
    tollgate policy test --coverage --threshold 90 policies/`,
 		Flags: []cli.Flag{
@@ -133,15 +135,22 @@ func runPolicyTests(ctx context.Context, out io.Writer, paths []string, o policy
 	} else {
 		reportErr = tester.PrettyReporter{Output: out, Verbose: o.verbose, FailureLine: true}.Report(counted)
 	}
+	// Exit statuses as opa test's: 2 for failed tests or coverage below the
+	// threshold; 1 when the reporter itself fails, which the coverage
+	// reporter does when a test fails (it prints no coverage then).
 	var below *cover.CoverageThresholdError
 	switch {
-	case failed > 0:
-		return cli.Exit(fmt.Sprintf("%d of %d tests failed", failed, ran), exitTestsFailed)
 	case errors.As(reportErr, &below):
 		return cli.Exit(fmt.Sprintf("coverage %.2f%% is below the threshold %.2f%%", below.Coverage, below.Threshold), exitTestsFailed)
+	case reportErr != nil && failed > 0:
+		return cli.Exit(fmt.Sprintf("%d of %d tests failed, so no coverage is reported", failed, ran), 1)
+	case failed > 0:
+		return cli.Exit(fmt.Sprintf("%d of %d tests failed", failed, ran), exitTestsFailed)
 	case reportErr != nil:
 		return reportErr
 	case ran == 0:
+		// opa test exits 0 here unless --fail-on-empty: a CI job that
+		// tests nothing is a mistake, so this is always an error.
 		return cli.Exit("no tests found (rules named test_* in the given paths)", exitTestsFailed)
 	}
 	return nil

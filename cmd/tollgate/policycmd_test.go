@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -73,7 +74,11 @@ test_wrong if {
 		t.Fatalf("failing test: exit %d (%v)\n%s", exitCode(err), err, out)
 	}
 
-	if _, err := run(t, "", "policy", "test", "--coverage", "--threshold", "100", fail); exitCode(err) != exitTestsFailed {
+	// As opa test: a failing test under --coverage exits 1, no coverage.
+	if out, err := run(t, "", "policy", "test", "--coverage", fail); exitCode(err) != 1 || strings.Contains(out, `"coverage"`) {
+		t.Fatalf("failing test with --coverage: exit %d (%v)\n%s", exitCode(err), err, out)
+	}
+	if _, err := run(t, "", "policy", "test", "--coverage", "--threshold", strconv.FormatFloat(report.Coverage+0.5, 'f', 2, 64), pass); exitCode(err) != exitTestsFailed {
 		t.Fatalf("coverage below threshold: exit %d (%v)", exitCode(err), err)
 	}
 	if _, err := run(t, "", "policy", "test", policyDir(t, map[string]string{"p.rego": tinyPolicy})); exitCode(err) != exitTestsFailed {
