@@ -69,6 +69,8 @@ type Policy struct {
 	explain atomic.Pointer[rego.PreparedEvalQuery]
 	store   func() rego.EvalOption
 	b       *bundles.Bundle
+	// uncacheable, when set, says why no decision of this policy is cached.
+	uncacheable string
 }
 
 // Revision returns the revision id of the policy.
@@ -100,7 +102,60 @@ func Compile(ctx context.Context, b *bundles.Bundle, query string) (*Policy, err
 	if err != nil {
 		return nil, fmt.Errorf("policy revision %s: %w", b.Revision, err)
 	}
-	return &Policy{revision: b.Revision, digest: b.Digest, query: query, prepared: pq, b: b}, nil
+	return &Policy{revision: b.Revision, digest: b.Digest, query: query, prepared: pq, b: b, uncacheable: Uncacheable(b)}, nil
+}
+
+// UncacheableReason says why decisions of this policy are never cached
+// ("" when they are): it reads input.client, which is not in the cache key,
+// or calls a non-deterministic built-in such as time.now_ns.
+func (p *Policy) UncacheableReason() string { return p.uncacheable }
+
+var clientRef = ast.MustParseRef("input.client")
+
+// Uncacheable finds what makes a decision depend on more than the cache
+// key: a reference to input.client (or to the whole input, which may be
+// passed on to anything) and non-deterministic built-ins (time, random,
+// http.send). It errs on the side of not caching; "" means cacheable.
+func Uncacheable(b *bundles.Bundle) string {
+	names := make([]string, 0, len(b.Modules))
+	for name := range b.Modules {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		reason := ""
+		ast.WalkRefs(b.Modules[name], func(r ast.Ref) bool {
+			switch {
+			case reason != "":
+			case r.HasPrefix(clientRef):
+				reason = fmt.Sprintf("%s reads input.client", name)
+			case len(r) == 1 && r.Equal(ast.InputRootRef):
+				reason = fmt.Sprintf("%s uses the whole input", name)
+			}
+			return reason != ""
+		})
+		nondeterministic := func(op string) {
+			if bi, ok := ast.BuiltinMap[op]; ok && bi.Nondeterministic && reason == "" {
+				reason = fmt.Sprintf("%s calls %s, which is not deterministic", name, bi.Name)
+			}
+		}
+		ast.WalkExprs(b.Modules[name], func(e *ast.Expr) bool { // f(x) as a statement
+			if e.IsCall() {
+				nondeterministic(e.Operator().String())
+			}
+			return reason != ""
+		})
+		ast.WalkTerms(b.Modules[name], func(t *ast.Term) bool { // f(x) inside a term
+			if c, ok := t.Value.(ast.Call); ok && len(c) > 0 {
+				nondeterministic(c[0].Value.String())
+			}
+			return reason != ""
+		})
+		if reason != "" {
+			return reason
+		}
+	}
+	return ""
 }
 
 func definesRule(b *bundles.Bundle, pkg ast.Ref, rule string) bool {
@@ -160,7 +215,7 @@ func (e *Engine) Authorize(ctx context.Context, in Input) (Decision, error) {
 		return Decision{}, ErrNoPolicy
 	}
 	var key [sha256.Size]byte
-	if e.cache != nil {
+	if e.cache != nil && p.uncacheable == "" {
 		key = cacheKey(p.digest, &in)
 		if d, ok := e.cache.Get(key); ok {
 			return Decision{Allowed: d.allowed, TokenTTL: d.ttl, Revision: p.revision, Cached: true}, nil
@@ -170,7 +225,7 @@ func (e *Engine) Authorize(ctx context.Context, in Input) (Decision, error) {
 	if err != nil {
 		return Decision{}, err
 	}
-	if e.cache != nil {
+	if e.cache != nil && p.uncacheable == "" {
 		e.cache.Add(key, cachedDecision{allowed: d.Allowed, ttl: d.TokenTTL})
 	}
 	return d, nil
@@ -294,7 +349,7 @@ func (in *Input) astValue() ast.Value {
 
 // cacheKey digests everything a cached decision may depend on except the
 // client: the revision, the service, the whole identity and the scopes.
-// Policies that read input.client must run with the cache off.
+// Policies that read input.client are never cached (see Uncacheable).
 func cacheKey(revision string, in *Input) [sha256.Size]byte {
 	h := sha256.New()
 	var n [4]byte

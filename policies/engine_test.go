@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,5 +150,61 @@ func TestCompileRefusesPolicyWithoutAllowedRule(t *testing.T) {
 	}
 	if _, err := policies.Compile(context.Background(), b, policies.DefaultQuery); err == nil {
 		t.Fatal("compiled a bundle without data.registry.authz.allowed")
+	}
+}
+
+func TestPoliciesThatReadTheClientOrTheClockAreNeverCached(t *testing.T) {
+	byIP := compile(t, `package registry.authz
+allowed contains {"type": s.type, "name": s.name, "action": "pull"} if {
+	net.cidr_contains("10.0.0.0/8", input.client.ip)
+	some s in input.scopes
+}`)
+	if r := byIP.UncacheableReason(); !strings.Contains(r, "reads input.client") {
+		t.Fatalf("reason %q", r)
+	}
+	e := policies.NewEngine(100, time.Minute)
+	e.Swap(byIP)
+	ctx := context.Background()
+	inside, outside := input("alice"), input("alice")
+	inside.Client.IP, outside.Client.IP = "10.1.2.3", "192.0.2.1"
+	for range 2 { // a cached decision for one address must not answer the other
+		if d, _ := e.Authorize(ctx, inside); !d.Allowed[0]["pull"] || d.Cached {
+			t.Fatalf("inside: %+v", d)
+		}
+		if d, _ := e.Authorize(ctx, outside); d.Allowed[0]["pull"] || d.Cached {
+			t.Fatalf("outside: %+v", d)
+		}
+	}
+
+	clock := compile(t, `package registry.authz
+allowed contains {"type": s.type, "name": s.name, "action": "pull"} if {
+	time.clock(time.now_ns())[0] < 25
+	some s in input.scopes
+}`)
+	if r := clock.UncacheableReason(); !strings.Contains(r, "time.now_ns") {
+		t.Fatalf("reason %q", r)
+	}
+	whole := compile(t, `package registry.authz
+allowed contains x if { some x in f(input) }
+f(i) := {{"type": s.type, "name": s.name, "action": "pull"} | some s in i.scopes}`)
+	if whole.UncacheableReason() == "" {
+		t.Fatal("a policy passing the whole input on is cached")
+	}
+	if r := compile(t, pullForAlice).UncacheableReason(); r != "" {
+		t.Fatalf("a policy of identity and scopes only is uncacheable: %s", r)
+	}
+}
+
+func TestTheDefaultPolicyIsCacheable(t *testing.T) {
+	b, err := bundles.LoadFS(policies.DefaultFS(), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policies.Compile(context.Background(), b, policies.DefaultQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := p.UncacheableReason(); r != "" {
+		t.Fatalf("the default policy would run without its decision cache: %s", r)
 	}
 }

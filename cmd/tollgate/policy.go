@@ -189,6 +189,9 @@ Example:
 				return cli.Exit(fmt.Sprintf("%d problems", len(errs)), 1)
 			}
 			fmt.Fprintf(c.App.Writer, "%s: ok (revision %s)\n", c.Args().First(), b.Revision)
+			if why := policies.Uncacheable(b); why != "" {
+				fmt.Fprintf(c.App.Writer, "note: decisions of this policy are never cached: %s\n", why)
+			}
 			return nil
 		},
 	}

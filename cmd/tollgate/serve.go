@@ -417,7 +417,11 @@ func newPolicyPoller(cfg *Config, engine *policies.Engine, log *slog.Logger) (*b
 				return nil
 			}
 			engine.Swap(p)
-			log.Info("policy loaded", "source", pc.Source, "revision", p.Revision())
+			if why := p.UncacheableReason(); why != "" {
+				log.Info("policy loaded", "source", pc.Source, "revision", p.Revision(), "decision_cache", "off: "+why)
+			} else {
+				log.Info("policy loaded", "source", pc.Source, "revision", p.Revision())
+			}
 			return nil
 		},
 	}, nil
@@ -441,6 +445,9 @@ func policyStatus(p *bundles.Poller, engine *policies.Engine) []string {
 	lines := []string{"policy source: " + p.Source.Location}
 	if cur := engine.Current(); cur != nil {
 		lines = append(lines, fmt.Sprintf("policy revision: %s (loaded %s)", cur.Revision(), st.LastSuccess.UTC().Format(time.RFC3339)))
+		if why := cur.UncacheableReason(); why != "" {
+			lines = append(lines, "decision cache: off for this policy: "+why)
+		}
 	} else {
 		lines = append(lines, "policy revision: none: every token request is refused")
 	}
