@@ -6,15 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
-	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/cover"
-	"github.com/open-policy-agent/opa/v1/format"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
-	"github.com/open-policy-agent/opa/v1/tester"
 )
 
 const (
@@ -32,63 +27,7 @@ const (
 // OPA's own test runner (the semantics of `opa test policies/default`), each
 // as a subtest, and requires line coverage of authz.rego.
 func TestDefaultPolicyRegoTests(t *testing.T) {
-	modules, store, err := tester.LoadWithRegoVersion([]string{defaultPolicyDir}, nil, ast.RegoV1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	txn, err := store.NewTransaction(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Abort(ctx, txn)
-
-	cov := cover.New()
-	results, err := tester.NewRunner().
-		SetStore(store).
-		SetModules(modules).
-		SetDefaultRegoVersion(ast.RegoV1).
-		RaiseBuiltinErrors(true). // a type error in a builtin is a bug, not a deny
-		SetCoverageQueryTracer(cov).
-		RunTests(ctx, txn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := 0
-	for r := range results {
-		ran++
-		t.Run(r.Name, func(t *testing.T) {
-			switch {
-			case r.Error != nil:
-				t.Errorf("%s (%s): error: %v", r.Name, r.Location, r.Error)
-			case r.Fail:
-				t.Errorf("%s (%s): failed", r.Name, r.Location)
-			case r.Skip:
-				t.Errorf("%s (%s): skipped; todo_ tests are not allowed here", r.Name, r.Location)
-			}
-		})
-	}
-	t.Logf("%d Rego tests ran", ran)
-	if ran < minDefaultRegoTests {
-		t.Errorf("only %d Rego tests ran, want at least %d: were the tests of %s found?", ran, minDefaultRegoTests, defaultPolicyDir)
-	}
-
-	report := cov.Report(modules)
-	for file, fr := range report.Files {
-		if filepath.Base(file) != "authz.rego" {
-			continue
-		}
-		var missed []string
-		for _, r := range fr.NotCovered {
-			missed = append(missed, fmt.Sprintf("%d-%d", r.Start.Row, r.End.Row))
-		}
-		t.Logf("%s: coverage %.1f%% (%d lines covered, %d not: %s)", file, fr.Coverage, len(fr.Covered), len(fr.NotCovered), strings.Join(missed, ", "))
-		if fr.Coverage < minDefaultCoverage {
-			t.Errorf("%s: coverage %.1f%% < %.0f%%; not covered: %s", file, fr.Coverage, minDefaultCoverage, strings.Join(missed, ", "))
-		}
-		return
-	}
-	t.Error("no coverage report for authz.rego")
+	runRegoTests(t, defaultPolicyDir, minDefaultRegoTests, minDefaultCoverage)
 }
 
 // TestDefaultPolicyWithoutData evaluates the default policy with no data at
@@ -159,28 +98,5 @@ func TestDefaultPolicyWithoutData(t *testing.T) {
 // TestDefaultPolicyFormattedAndStrict requires the default policy files to
 // be `opa fmt` clean and to compile under `opa check --strict`.
 func TestDefaultPolicyFormattedAndStrict(t *testing.T) {
-	modules := map[string]*ast.Module{}
-	for _, name := range []string{"authz.rego", "authz_test.rego"} {
-		path := filepath.Join(defaultPolicyDir, name)
-		src, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		formatted, err := format.SourceWithOpts(path, src, format.Opts{RegoVersion: ast.RegoV1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(formatted) != string(src) {
-			t.Errorf("%s is not formatted as opa fmt would", path)
-		}
-		m, err := ast.ParseModuleWithOpts(path, string(src), ast.ParserOptions{RegoVersion: ast.RegoV1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		modules[path] = m
-	}
-	c := ast.NewCompiler().WithStrict(true)
-	if c.Compile(modules); c.Failed() {
-		t.Fatal(c.Errors)
-	}
+	formattedAndStrict(t, defaultPolicyDir)
 }

@@ -1,0 +1,69 @@
+package registry.authz_test
+
+import data.registry.authz
+
+user(subject, groups) := {"subject": subject, "name": subject, "groups": groups, "connector": "local", "anonymous": false, "claims": {}}
+
+anonymous := {"subject": "", "name": "", "groups": [], "connector": "anonymous", "anonymous": true, "claims": {}}
+
+req(id, scopes) := {"service": "registry.test", "identity": id, "scopes": scopes, "client": {"ip": "127.0.0.1", "user_agent": "test"}}
+
+repo(name, actions) := {"type": "repository", "name": name, "actions": actions}
+
+# decide(inp): the "name:action" strings allowed.
+decide(inp) := {sprintf("%s:%s", [g.name, g.action]) | some g in authz.allowed with input as inp}
+
+test_named_user_on_a_pattern if {
+	decide(req(user("alice", []), [repo("team/app", ["pull", "push", "delete"])])) == {"team/app:pull", "team/app:push"}
+}
+
+test_group_on_a_pattern if {
+	decide(req(user("erin", ["dev"]), [repo("team/a/b", ["*"])])) == {"team/a/b:pull", "team/a/b:push"}
+}
+
+test_the_most_specific_pattern_decides if {
+	# team/secret/* gives alice pull only, although team/** gives her push.
+	decide(req(user("alice", []), [repo("team/secret/x", ["pull", "push"])])) == {"team/secret/x:pull"}
+}
+
+test_star_stays_in_its_segment if {
+	# team/secret/x/y is not matched by team/secret/*: team/** decides.
+	decide(req(user("alice", []), [repo("team/secret/x/y", ["push"])])) == {"team/secret/x/y:push"}
+}
+
+test_default_policy_for_authenticated_users if {
+	decide(req(user("bob", []), [repo("other/app", ["pull", "push"]), repo("team/app", ["pull"])])) == {"other/app:pull"}
+}
+
+test_home_namespace_for_every_user if {
+	decide(req(user("bob", []), [repo("bob/tools/x", ["*"])])) == {"bob/tools/x:pull", "bob/tools/x:push", "bob/tools/x:delete"}
+	decide(req(user("bob", []), [repo("carol/x", ["push", "pull"])])) == {"carol/x:pull"}
+}
+
+test_anonymous_callers if {
+	decide(req(anonymous, [repo("public/x", ["pull"]), repo("other/x", ["pull"]), repo("team/x", ["pull"])])) == {"public/x:pull"}
+}
+
+test_anonymous_never_matches_a_home_pattern if {
+	decide(req(anonymous, [repo("${subject}/x", ["pull"])])) == set()
+}
+
+test_admin_everywhere if {
+	decide(req(user("admin", []), [repo("team/secret/x", ["delete"])])) == {"team/secret/x:delete"}
+	decide(req(user("erin", ["registry-admins"]), [repo("any/x", ["push"])])) == {"any/x:push"}
+}
+
+test_no_pattern_matches_gives_only_admin_actions if {
+	got := authz.allowed with input as req(user("alice", []), [repo("team/app", ["pull"])])
+		with data.registry.zot as {"repositories": {"x/*": {"default_policy": ["pull"]}}, "admin_policy": {"users": [], "actions": []}}
+	got == set()
+}
+
+test_other_resource_types_are_not_granted if {
+	count(authz.allowed) == 0 with input as req(user("admin", []), [{"type": "registry", "name": "catalog", "actions": ["*"]}])
+}
+
+test_reasons_name_the_pattern if {
+	reasons := authz.reasons with input as req(user("admin", []), [repo("team/secret/x", ["pull"])])
+	reasons == {`team/secret/x: the most specific pattern is "team/secret/*"`, "the caller is in admin_policy"}
+}
