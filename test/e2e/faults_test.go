@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/test/ldaptest"
+	"github.com/tollgate/tollgate/test/oidctest"
 )
 
 // faultCaller is one kind of caller of the fault test and what it may get.
@@ -31,17 +32,20 @@ type faultCaller struct {
 
 // TestFaultsUnderLoad injects faults while clients ask for tokens without
 // pause: slapd killed and restarted, the bundle server failing, a key
-// rotation, a SIGHUP, and finally SIGTERM. No request gets a grant it
-// should not, the only failures are the expected 503s of LDAP users while
-// slapd is down, and the broker's memory stays flat.
+// rotation, a SIGHUP, the OIDC provider stopped, and finally SIGTERM. No
+// request gets a grant it should not, the only failures are the expected
+// 503s of LDAP users while slapd is down, and the broker's memory stays
+// flat. OIDC callers keep working while their provider is down: the keys
+// are cached.
 func TestFaultsUnderLoad(t *testing.T) {
 	dir := ldaptest.Start(t, "", ldapDirectory)
+	idp := oidctest.Start(t, oidctest.Options{Alg: "RS256", Clients: []oidctest.Client{devCI}})
 	bs := startBundleServer(t)
 
 	// The shipped default policy with the test users and the LDAP group.
 	src := filepath.Join(t.TempDir(), "policy")
 	data := strings.Replace(testPolicyData, `"team":    {"public": false, "members": {"alice": "developer", "bob": "guest"}, "groups": {}}`,
-		`"team":    {"public": false, "members": {"alice": "developer", "bob": "guest"}, "groups": {"registry-dev": "developer"}}`, 1)
+		`"team":    {"public": false, "members": {"alice": "developer", "bob": "guest"}, "groups": {"registry-dev": "developer", "oidc:registry-dev": "developer"}}`, 1)
 	if data == testPolicyData {
 		t.Fatal("test data changed shape: the LDAP group was not added")
 	}
@@ -65,7 +69,7 @@ func TestFaultsUnderLoad(t *testing.T) {
     groups: {from: memberOf}
     timeout: 1s
     dial_timeout: 1s
-`, dir.URL(), ldaptest.Reader),
+`, dir.URL(), ldaptest.Reader) + oidcIdentity(idp.Issuer, ""),
 		env:          []string{"TOLLGATE_E2E_LDAP_BIND=" + ldaptest.ReaderPass},
 		policySource: bs.url,
 		policy:       "  polling: {min_delay: 100ms, max_delay: 300ms}\n",
@@ -73,12 +77,14 @@ func TestFaultsUnderLoad(t *testing.T) {
 		decisionTTL:  "200ms",
 	})
 	b.passwords["erin"] = "erin-ldap-pw"
+	bearer := idp.Token(devCI, oidcAudience)
 	svc := flavors[0].service
 	callers := []faultCaller{
 		{"htpasswd developer", "alice", "repository:team/app:pull,push", false},
 		{"htpasswd guest", "bob", "repository:team/app:pull", false},
 		{"LDAP developer", "erin", "repository:team/app:pull,push", true},
 		{"anonymous", "", "", false},
+		{"OIDC developer", "", "repository:team/app:pull,push", false},
 	}
 
 	ctx, stop := context.WithTimeout(context.Background(), 90*time.Second)
@@ -107,6 +113,9 @@ func TestFaultsUnderLoad(t *testing.T) {
 				req, _ := http.NewRequest(http.MethodGet, b.url("/token?"+q.Encode()), nil)
 				if c.user != "" {
 					req.SetBasicAuth(c.user, b.passwords[c.user])
+				}
+				if c.name == "OIDC developer" {
+					req.Header.Set("Authorization", "Bearer "+bearer)
 				}
 				downBefore := ldapDown.Load()
 				resp, err := httpClient.Do(req)
@@ -164,6 +173,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 		}
 	})
 	step("SIGHUP again", func() { b.proc.cmd.Process.Signal(syscall.SIGHUP) })
+	step("OIDC provider stopped", func() { idp.Stop() })
 	rssEnd := rssKiB(t, pid)
 
 	terminating.Store(true)
