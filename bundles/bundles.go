@@ -102,8 +102,8 @@ func fromOPA(name string, b bundle.Bundle) (*Bundle, error) {
 	return out, nil
 }
 
-// DirStamp summarises the names, sizes and modification times of the policy
-// files under dir, so a poller can tell cheaply that something changed.
+// DirStamp summarises the names, sizes and modification times of the files
+// under dir, so a poller can tell cheaply that something changed.
 func DirStamp(dir string) (string, error) {
 	h := sha256.New()
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -221,6 +222,10 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	changed := make(chan struct{}, 1)
+	if cfg.path != "" {
+		go watchConfigFiles(ctx, cfg, configPoll, changed)
+	}
 	for running := true; running; {
 		select {
 		case err := <-errc:
@@ -229,6 +234,9 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 		case <-ctx.Done():
 			running = false
 		case <-hup:
+			shared.reload(ctx, cfg, current, &tlsCert)
+		case <-changed:
+			log.Info("configuration or key files changed: reloading")
 			shared.reload(ctx, cfg, current, &tlsCert)
 		}
 	}
@@ -582,4 +590,53 @@ type redisLogger struct{ log *slog.Logger }
 
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
+}
+
+// configPoll is how often the configuration file and the key directories
+// are checked for changes.
+const configPoll = 2 * time.Second
+
+// watchConfigFiles signals changed when the configuration file, a key
+// directory or the TLS key pair it names changes (size, time, names), so
+// editing them has the effect of a SIGHUP.
+func watchConfigFiles(ctx context.Context, cfg *Config, every time.Duration, changed chan<- struct{}) {
+	stamp := func() string {
+		var b strings.Builder
+		paths := []string{cfg.path}
+		if c, err := LoadConfig(cfg.path); err == nil {
+			for _, svc := range c.Services {
+				paths = append(paths, svc.Keys)
+			}
+			if c.TLS != nil {
+				paths = append(paths, c.TLS.CertFile, c.TLS.KeyFile)
+			}
+		}
+		for _, p := range paths {
+			if st, err := os.Stat(p); err == nil && st.IsDir() {
+				d, _ := bundles.DirStamp(p)
+				b.WriteString(d)
+			} else if err == nil {
+				fmt.Fprintf(&b, "%d/%d", st.Size(), st.ModTime().UnixNano())
+			}
+			b.WriteByte(0)
+		}
+		return b.String()
+	}
+	last := stamp()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if now := stamp(); now != last {
+			last = now
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}
+	}
 }

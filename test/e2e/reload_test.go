@@ -150,3 +150,26 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 		t.Errorf("the log does not say it drained:\n%s", log)
 	}
 }
+
+// TestEditingTheConfigurationReloadsIt: a new key added to a service's key
+// directory, with a changed configuration, takes effect without a signal.
+func TestEditingTheConfigurationReloadsIt(t *testing.T) {
+	b := startBroker(t)
+	const newService = "registry-edited.test"
+	cfg, err := os.ReadFile(b.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := strings.Replace(string(cfg), "services:\n", fmt.Sprintf("services:\n  - {name: %s, issuer: other, realm: %q, keys: %q}\n", newService, b.realm(), b.keys), 1)
+	if err := os.WriteFile(b.config, []byte(added), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the edited configuration to take effect", func() bool {
+		resp, err := httpClient.Get(b.url("/token?service=" + newService))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
