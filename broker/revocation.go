@@ -85,17 +85,9 @@ func parseRevocations(path string, data []byte) (*revocationFile, error) {
 	return f, nil
 }
 
-func fileStamp(path string) string {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "missing"
-	}
-	return fmt.Sprintf("%d/%d", st.Size(), st.ModTime().UnixNano())
-}
-
 // Reload reads the file again; on error the loaded revocations stay.
 func (r *FileRevocations) Reload() error {
-	stamp := fileStamp(r.path)
+	stamp := atomicfile.Stamp(r.path)
 	f, err := readRevocations(r.path)
 	if err != nil {
 		return err
@@ -107,21 +99,14 @@ func (r *FileRevocations) Reload() error {
 
 // Watch reloads the file when it changes, every interval until ctx ends.
 func (r *FileRevocations) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	atomicfile.Poll(ctx, interval, func() {
+		if atomicfile.Stamp(r.path) == r.stamp.Load().(string) {
 			return
-		case <-t.C:
-		}
-		if fileStamp(r.path) == r.stamp.Load().(string) {
-			continue
 		}
 		if err := r.Reload(); err != nil {
 			log.Error("revocations reload failed; keeping the loaded ones", "err", err)
 		}
-	}
+	})
 }
 
 // Revoked implements Revocations.

@@ -16,6 +16,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/keys"
+
+	"github.com/tollgate/tollgate/broker/atomicfile"
 )
 
 // Source is where a policy bundle comes from: a directory, an OPA bundle
@@ -208,14 +210,10 @@ func (p *Poller) fail(err error) error {
 }
 
 func (p *Poller) localStamp() (string, error) {
-	st, err := os.Stat(p.Source.Location)
-	if err != nil {
+	if _, err := os.Stat(p.Source.Location); err != nil {
 		return "", err
 	}
-	if st.IsDir() {
-		return DirStamp(p.Source.Location)
-	}
-	return fmt.Sprintf("%d/%d", st.Size(), st.ModTime().UnixNano()), nil
+	return atomicfile.Stamp(p.Source.Location), nil
 }
 
 // Run polls until ctx ends.

@@ -1,16 +1,21 @@
 // Package atomicfile replaces files so that a reader never sees half of
-// one, and serialises the read-modify-write cycles of concurrent editors
-// (the `tollgate htpasswd`, `robot` and `token revoke` commands) with an
-// advisory lock, so no update is lost.
+// one, serialises the read-modify-write cycles of concurrent editors (the
+// `tollgate htpasswd`, `robot` and `token revoke` commands) with an
+// advisory lock so no update is lost, and lets the broker notice cheaply
+// that a file it loaded has changed.
 package atomicfile
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // Write replaces path with data (mode perm) through a temporary file in
@@ -67,4 +72,48 @@ func Edit(path string, perm fs.FileMode, change func(old []byte) ([]byte, error)
 		return err
 	}
 	return Write(path, data, perm)
+}
+
+// Stamp summarises what a poller needs to tell that files changed: for each
+// path, the size and modification time of a file, or the names, sizes and
+// times of every file below a directory; "-" for a path that does not exist.
+func Stamp(paths ...string) string {
+	h := sha256.New()
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		switch {
+		case err != nil:
+			h.Write([]byte("-"))
+		case !st.IsDir():
+			fmt.Fprintf(h, "%d/%d", st.Size(), st.ModTime().UnixNano())
+		default:
+			_ = filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
+				if err != nil || d.IsDir() {
+					return nil
+				}
+				if info, err := d.Info(); err == nil {
+					fmt.Fprintf(h, "%s\x00%d\x00%d\n", q, info.Size(), info.ModTime().UnixNano())
+				}
+				return nil
+			})
+		}
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Poll runs check every interval until ctx ends: the loop of every file
+// watcher (htpasswd, robots, revocations, the policy directory, the
+// configuration), each of which compares a Stamp with the one it loaded.
+func Poll(ctx context.Context, interval time.Duration, check func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			check()
+		}
+	}
 }

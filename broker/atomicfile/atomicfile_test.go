@@ -56,3 +56,33 @@ func TestFailedEditKeepsTheFile(t *testing.T) {
 		}
 	}
 }
+
+func TestStampChangesWithFilesAndDirectories(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "sub", "a")
+	missing := filepath.Join(dir, "missing")
+	if err := atomicfile.Write(filepath.Join(dir, "top"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Dir(file), 0o755)
+	if err := atomicfile.Write(file, []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := atomicfile.Stamp(dir, file, missing)
+	if atomicfile.Stamp(dir, file, missing) != before {
+		t.Fatal("the stamp changed without a change")
+	}
+	if err := atomicfile.Write(file, []byte("22"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	after := atomicfile.Stamp(dir, file, missing)
+	if after == before {
+		t.Fatal("the stamp did not change after a write below the directory")
+	}
+	if err := atomicfile.Write(missing, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if atomicfile.Stamp(dir, file, missing) == after {
+		t.Fatal("the stamp did not change when a missing file appeared")
+	}
+}

@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,6 +25,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/atomicfile"
 	"github.com/tollgate/tollgate/broker/redisstore"
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/identity"
@@ -601,7 +601,6 @@ const configPoll = 2 * time.Second
 // editing them has the effect of a SIGHUP.
 func watchConfigFiles(ctx context.Context, cfg *Config, every time.Duration, changed chan<- struct{}) {
 	stamp := func() string {
-		var b strings.Builder
 		paths := []string{cfg.path}
 		if c, err := LoadConfig(cfg.path); err == nil {
 			for _, svc := range c.Services {
@@ -611,26 +610,10 @@ func watchConfigFiles(ctx context.Context, cfg *Config, every time.Duration, cha
 				paths = append(paths, c.TLS.CertFile, c.TLS.KeyFile)
 			}
 		}
-		for _, p := range paths {
-			if st, err := os.Stat(p); err == nil && st.IsDir() {
-				d, _ := bundles.DirStamp(p)
-				b.WriteString(d)
-			} else if err == nil {
-				fmt.Fprintf(&b, "%d/%d", st.Size(), st.ModTime().UnixNano())
-			}
-			b.WriteByte(0)
-		}
-		return b.String()
+		return atomicfile.Stamp(paths...)
 	}
 	last := stamp()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	atomicfile.Poll(ctx, every, func() {
 		if now := stamp(); now != last {
 			last = now
 			select {
@@ -638,5 +621,5 @@ func watchConfigFiles(ctx context.Context, cfg *Config, every time.Duration, cha
 			default:
 			}
 		}
-	}
+	})
 }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/tollgate/tollgate/broker/atomicfile"
 	"github.com/tollgate/tollgate/identity"
 )
 
@@ -22,15 +23,10 @@ import (
 type File struct {
 	path  string
 	users atomic.Pointer[map[string][]byte]
-	stamp atomic.Value // fileStamp of the loaded version
+	stamp atomic.Value // atomicfile.Stamp of the loaded version
 	// OnReload, when set, is called after a successful reload (the broker
 	// purges its credential cache so a changed password takes effect at once).
 	OnReload func()
-}
-
-type fileStamp struct {
-	mod  time.Time
-	size int64
 }
 
 // Open reads the file at path. Every line must be "user:bcrypt-hash"; other
@@ -73,10 +69,7 @@ func Parse(name string, data []byte) (map[string][]byte, error) {
 
 // Reload re-reads the file. On error the previously loaded users stay in force.
 func (f *File) Reload() error {
-	st, err := os.Stat(f.path)
-	if err != nil {
-		return fmt.Errorf("htpasswd: %w", err)
-	}
+	stamp := atomicfile.Stamp(f.path)
 	data, err := os.ReadFile(f.path)
 	if err != nil {
 		return fmt.Errorf("htpasswd: %w", err)
@@ -86,39 +79,27 @@ func (f *File) Reload() error {
 		return err
 	}
 	f.users.Store(&users)
-	f.stamp.Store(fileStamp{st.ModTime(), st.Size()})
+	f.stamp.Store(stamp)
 	if f.OnReload != nil {
 		f.OnReload()
 	}
 	return nil
 }
 
-// Watch reloads the file whenever its modification time or size changes,
-// checking every interval until ctx ends. A file that fails to load is logged
-// and the last good version kept.
+// Watch reloads the file whenever it changes, checking every interval until
+// ctx ends. A file that fails to load is logged and the last good version
+// kept.
 func (f *File) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	atomicfile.Poll(ctx, interval, func() {
+		if atomicfile.Stamp(f.path) == f.stamp.Load().(string) {
 			return
-		case <-t.C:
-		}
-		st, err := os.Stat(f.path)
-		if err != nil {
-			log.Warn("htpasswd file unreadable; keeping the loaded users", "file", f.path, "err", err)
-			continue
-		}
-		if (fileStamp{st.ModTime(), st.Size()}) == f.stamp.Load().(fileStamp) {
-			continue
 		}
 		if err := f.Reload(); err != nil {
-			log.Error("htpasswd reload failed; keeping the loaded users", "err", err)
-			continue
+			log.Error("htpasswd reload failed; keeping the loaded users", "file", f.path, "err", err)
+			return
 		}
 		log.Info("htpasswd reloaded", "file", f.path, "users", len(*f.users.Load()))
-	}
+	})
 }
 
 // Login implements identity.PasswordConnector.

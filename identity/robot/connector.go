@@ -5,11 +5,11 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/tollgate/tollgate/broker/atomicfile"
 	"github.com/tollgate/tollgate/identity"
 )
 
@@ -40,17 +40,9 @@ func Open(path string) (*Connector, error) {
 	return c, nil
 }
 
-func stampOf(path string) string {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "missing"
-	}
-	return fmt.Sprintf("%d/%d", st.Size(), st.ModTime().UnixNano())
-}
-
 // Reload reads the store again. On error the loaded robots stay.
 func (c *Connector) Reload() error {
-	stamp := stampOf(c.path)
+	stamp := atomicfile.Stamp(c.path)
 	f, err := read(c.path)
 	if err != nil {
 		return err
@@ -68,23 +60,16 @@ func (c *Connector) Reload() error {
 
 // Watch reloads the store whenever it changes, checking every interval.
 func (c *Connector) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	atomicfile.Poll(ctx, interval, func() {
+		if atomicfile.Stamp(c.path) == c.state.Load().stamp {
 			return
-		case <-t.C:
-		}
-		if stampOf(c.path) == c.state.Load().stamp {
-			continue
 		}
 		if err := c.Reload(); err != nil {
 			log.Error("robot store reload failed; keeping the loaded robots", "err", err)
-			continue
+			return
 		}
 		log.Info("robot store reloaded", "file", c.path, "robots", len(c.state.Load().byName))
-	}
+	})
 }
 
 func (c *Connector) now() time.Time {
