@@ -8,27 +8,20 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
-)
 
-// installHint is what a missing component's message tells the reader to run.
-const installHint = "run `make test` or scripts/install-test-deps.sh"
+	"github.com/tollgate/tollgate/test/testenv"
+)
 
 // Set once by TestMain, read-only afterwards.
 var (
 	tollgateBin string
 	buildErr    error
-	toolPaths   map[string]string // name -> absolute path; absent when not installed
 )
-
-// toolNames are the external programs the tests run.
-var toolNames = []string{"docker-registry", "registry", "crane", "oras", "skopeo", "podman"}
 
 func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
@@ -47,34 +40,7 @@ func runTests(m *testing.M) int {
 	if err != nil {
 		buildErr = fmt.Errorf("go build ./cmd/tollgate: %w\n%s", err, out)
 	}
-	toolPaths = findTools(toolNames)
 	return m.Run()
-}
-
-// findTools looks each program up on PATH, then in every GOPATH's bin,
-// where `go install` puts crane, oras and distribution 3.
-func findTools(names []string) map[string]string {
-	var gobins []string
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		for _, p := range filepath.SplitList(strings.TrimSpace(string(out))) {
-			gobins = append(gobins, filepath.Join(p, "bin"))
-		}
-	}
-	found := map[string]string{}
-	for _, name := range names {
-		if p, err := exec.LookPath(name); err == nil {
-			found[name] = p
-			continue
-		}
-		for _, dir := range gobins {
-			p := filepath.Join(dir, name)
-			if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-				found[name] = p
-				break
-			}
-		}
-	}
-	return found
 }
 
 // tool returns the path of an installed program. A missing one fails the
@@ -82,15 +48,7 @@ func findTools(names []string) map[string]string {
 // it otherwise; both name the install command.
 func tool(t testing.TB, name string) string {
 	t.Helper()
-	if p, ok := toolPaths[name]; ok {
-		return p
-	}
-	msg := fmt.Sprintf("%s is not installed: %s", name, installHint)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testenv.Tool(t, name)
 }
 
 // needTools checks every program a test runs before it starts anything.
@@ -111,15 +69,7 @@ func needTollgate(t testing.TB) {
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testenv.FreePort(t) }
 
 // process is a server started for one test, its output kept in a file.
 type process struct {

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/tollgate/tollgate/test/testenv"
 )
 
 // Suffix is the directory's base DN; Admin and AdminPassword its root account.
@@ -60,9 +62,6 @@ func (s *Server) URL() string { return fmt.Sprintf("ldap://localhost:%d", s.port
 // TLSURL is the ldaps:// URL.
 func (s *Server) TLSURL() string { return fmt.Sprintf("ldaps://localhost:%d", s.tlsPort) }
 
-// installHint names the command that installs slapd.
-const installHint = "slapd is not installed: run `make test` (scripts/install-test-deps.sh installs slapd and ldap-utils)"
-
 // Start runs slapd with the given extra schema (may be empty) and loads ldif
 // (entries under Suffix; the suffix entry and the reader account are added
 // here). It fails under CI=true when slapd is missing, and skips otherwise.
@@ -74,15 +73,9 @@ func Start(t testing.TB, extraSchema, ldif string) *Server {
 // StartWith is Start with options.
 func StartWith(t testing.TB, extraSchema, ldif string, o Options) *Server {
 	t.Helper()
-	bin := "/usr/sbin/slapd"
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(installHint)
-		}
-		t.Skip(installHint)
-	}
+	bin := testenv.Tool(t, "slapd") // Debian's slapd, in /usr/sbin
 	dir := t.TempDir()
-	s := &Server{t: t, dir: dir, bin: bin, port: freePort(t), tlsPort: freePort(t)}
+	s := &Server{t: t, dir: dir, bin: bin, port: testenv.FreePort(t), tlsPort: testenv.FreePort(t)}
 	s.CAFile = writeTLS(t, dir)
 	s.ClientCertFile, s.ClientKeyFile = filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
 	if extraSchema != "" {
@@ -274,16 +267,6 @@ func (s *Server) Delete(dn string) {
 	if err := c.Del(ldap.NewDelRequest(dn, nil)); err != nil {
 		s.t.Fatalf("delete %s: %v", dn, err)
 	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // writeTLS makes a CA and a server certificate for localhost/127.0.0.1 and

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,10 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// installHint names the command that installs the provider.
-const installHint = "the test OIDC provider is not installed: run `make test` (scripts/install-test-deps.sh runs npm ci in test/oidcprovider; Node 20 or later and npm are needed)"
+	"github.com/tollgate/tollgate/test/testenv"
+)
 
 // Client is an OAuth2 client of the provider. Its tokens come from the
 // client_credentials grant and carry Claims (which may replace `sub`).
@@ -71,15 +69,12 @@ func New(t testing.TB, o Options) *Provider {
 		_, err = os.Stat(filepath.Join(filepath.Dir(script), "node_modules", "oidc-provider", "package.json"))
 	}
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s (%v)", installHint, err)
-		}
-		t.Skipf("%s (%v)", installHint, err)
+		testenv.Missing(t, fmt.Sprintf("the test OIDC provider (npm oidc-provider in test/oidcprovider, Node 20 or later) is not installed (%v)", err))
 	}
 	if o.Alg == "" {
 		o.Alg = "RS256"
 	}
-	p := &Provider{t: t, dir: t.TempDir(), port: freePort(t), node: node, script: script}
+	p := &Provider{t: t, dir: t.TempDir(), port: testenv.FreePort(t), node: node, script: script}
 	p.Issuer = fmt.Sprintf("http://127.0.0.1:%d", p.port)
 	cfg, err := json.Marshal(map[string]any{"port": p.port, "issuer": p.Issuer, "dir": p.dir, "alg": o.Alg, "clients": o.Clients})
 	if err != nil {
@@ -230,14 +225,4 @@ func (p *Provider) admin(method, path string, out any) {
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		p.t.Fatalf("%s %s: %v", method, path, err)
 	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
