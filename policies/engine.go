@@ -131,6 +131,9 @@ func Uncacheable(b *bundles.Bundle) string {
 				reason = fmt.Sprintf("%s reads input.client", name)
 			case len(r) == 1 && r.Equal(ast.InputRootRef):
 				reason = fmt.Sprintf("%s uses the whole input", name)
+			case r[0].Equal(ast.InputRootDocument) && !isString(r[1]):
+				// input[k] with k a variable or an expression may be input.client.
+				reason = fmt.Sprintf("%s reads input[%v], which may be input.client", name, r[1])
 			}
 			return reason != ""
 		})
@@ -156,6 +159,11 @@ func Uncacheable(b *bundles.Bundle) string {
 		}
 	}
 	return ""
+}
+
+func isString(t *ast.Term) bool {
+	_, ok := t.Value.(ast.String)
+	return ok
 }
 
 func definesRule(b *bundles.Bundle, pkg ast.Ref, rule string) bool {

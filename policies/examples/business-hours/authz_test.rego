@@ -53,3 +53,17 @@ test_reason_at_night if {
 	reasons := authz.reasons with input as user("alice", "203.0.113.9") with time.now_ns as wednesday_22
 	reasons == {"outside business hours and outside the trusted networks: read-only"}
 }
+
+test_hours_are_counted_in_the_configured_time_zone if {
+	# 07:30 and 17:30 UTC are 08:30 (open) and 18:30 (closed) in Paris.
+	actions(user("alice", "203.0.113.9"), time.parse_rfc3339_ns("2026-11-25T07:30:00Z")) == {"pull", "push"}
+	actions(user("alice", "203.0.113.9"), time.parse_rfc3339_ns("2026-11-25T17:30:00Z")) == {"pull"}
+
+	# the boundaries: from is included, to is not.
+	actions(user("alice", "203.0.113.9"), time.parse_rfc3339_ns("2026-11-25T06:59:59Z")) == {"pull"}
+	actions(user("alice", "203.0.113.9"), time.parse_rfc3339_ns("2026-11-25T07:00:00Z")) == {"pull", "push"}
+}
+
+test_an_ipv6_caller_is_outside_ipv4_networks if {
+	actions(user("alice", "2001:db8::1"), wednesday_22) == {"pull"}
+}

@@ -1,9 +1,14 @@
 # CI identities from OIDC tokens: each CI job may push only to its own
 # image, and pull it back. The job is known by the claims of its OIDC token
-# (identity.claims, connector "oidc"), mapped per issuer in
-# data.registry.ci.issuers:
+# (input.identity.claims, every claim of the verified token), mapped per
+# issuer in data.registry.ci.issuers:
 #
-#   {ISSUER: {"kind": "github" | "gitlab" | "kubernetes", "prefix": "ci/"}}
+#   {ISSUER: {"kind": "github" | "gitlab" | "kubernetes", "prefix": "ci/",
+#             "connector": "oidc"}}
+#
+# "connector" is the name of the tollgate connector (type: oidc) that
+# verifies this issuer's tokens: claims that came any other way (an LDAP
+# attribute that happens to be called "iss") never count.
 #
 # - GitHub Actions: the `repository` claim ("org/repo") owns PREFIX + org/repo
 #   (and below); pushes only from the default branch (`ref` =
@@ -12,11 +17,17 @@
 #   only from protected refs (`ref_protected` = "true").
 # - Kubernetes service accounts: pull (never push) under PREFIX + NAMESPACE/.
 #
+# Repository and project paths are lower-cased: image names are lower case,
+# GitHub and GitLab paths need not be.
+#
 # Anything else (people, other issuers, other claims) gets nothing here:
 # layer this file over another policy for people.
 package registry.authz
 
-issuer := data.registry.ci.issuers[input.identity.claims.iss]
+issuer := i if {
+	i := data.registry.ci.issuers[input.identity.claims.iss]
+	i.connector == input.identity.connector
+}
 
 # owned(name): the job owns the repository name, by its image path.
 owned(name) if {
@@ -29,9 +40,9 @@ owned(name) if {
 	startswith(name, concat("", [issuer.prefix, path, "/"]))
 }
 
-job_paths contains input.identity.claims.repository if issuer.kind == "github"
+job_paths contains lower(input.identity.claims.repository) if issuer.kind == "github"
 
-job_paths contains input.identity.claims.project_path if issuer.kind == "gitlab"
+job_paths contains lower(input.identity.claims.project_path) if issuer.kind == "gitlab"
 
 # may_push: the job runs from a ref that may publish images.
 may_push if {
@@ -66,7 +77,6 @@ wants(s, a) if a in s.actions
 wants(s, _) if "*" in s.actions
 
 allowed contains {"type": "repository", "name": s.name, "action": a} if {
-	input.identity.connector == "oidc"
 	some s in input.scopes
 	s.type == "repository"
 	some a in actions_for(s.name)

@@ -13,7 +13,7 @@ gitlab(path, protected) := {
 }
 
 k8s(ns) := {
-	"subject": concat("", ["system:serviceaccount:", ns, ":builder"]), "name": "", "groups": [], "connector": "oidc", "anonymous": false,
+	"subject": concat("", ["system:serviceaccount:", ns, ":builder"]), "name": "", "groups": [], "connector": "k8s", "anonymous": false,
 	"claims": {"iss": "https://kubernetes.default.svc", "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": "builder"}}},
 }
 
@@ -49,6 +49,19 @@ test_kubernetes_pulls_in_its_namespace_only if {
 test_unknown_issuer_gets_nothing if {
 	id := json.patch(github("acme/api", "refs/heads/main"), [{"op": "replace", "path": "/claims/iss", "value": "https://evil.example"}])
 	decide(req(id, [repo("ci/acme/api", ["pull"])])) == set()
+}
+
+test_github_paths_are_lower_cased if {
+	decide(req(github("Acme/API", "refs/heads/main"), [repo("ci/acme/api", ["push"]), repo("ci/Acme/API", ["push"])])) == {"ci/acme/api:push"}
+}
+
+test_claims_count_only_from_the_issuers_connector if {
+	# a GitHub token verified by another connector, and a Kubernetes token
+	# verified by the connector meant for GitHub and GitLab: nothing.
+	id := json.patch(github("acme/api", "refs/heads/main"), [{"op": "replace", "path": "/connector", "value": "k8s"}])
+	decide(req(id, [repo("ci/acme/api", ["pull"])])) == set()
+	sa := json.patch(k8s("payments"), [{"op": "replace", "path": "/connector", "value": "oidc"}])
+	decide(req(sa, [repo("ns/payments/app", ["pull"])])) == set()
 }
 
 test_people_get_nothing_here if {

@@ -10,20 +10,31 @@ req(id, scopes) := {"service": "registry.test", "identity": id, "scopes": scopes
 
 repo(name, actions) := {"type": "repository", "name": name, "actions": actions}
 
-# decide(inp): the "name:action" strings allowed.
+# decide(inp): the "name:action" strings allowed over the shipped data.json.
 decide(inp) := {sprintf("%s:%s", [g.name, g.action]) | some g in authz.allowed with input as inp}
+
+# decide_with(inp, zot): the same over another accessControl section.
+decide_with(inp, zot) := {sprintf("%s:%s", [g.name, g.action]) | some g in authz.allowed with input as inp with data.registry.zot as zot}
 
 test_named_user_on_a_pattern if {
 	decide(req(user("alice", []), [repo("team/app", ["pull", "push", "delete"])])) == {"team/app:pull", "team/app:push"}
 }
 
-test_group_on_a_pattern if {
+test_identity_group_on_a_pattern if {
 	decide(req(user("erin", ["dev"]), [repo("team/a/b", ["*"])])) == {"team/a/b:pull", "team/a/b:push"}
 }
 
-test_the_most_specific_pattern_decides if {
-	# team/secret/* gives alice pull only, although team/** gives her push.
+test_config_group_on_a_pattern if {
+	# frank is in the group dev by the config's "groups", not by his identity.
+	decide(req(user("frank", []), [repo("team/app", ["pull", "push"])])) == {"team/app:pull", "team/app:push"}
+}
+
+test_the_longest_pattern_decides if {
+	# team/secret/* gives alice read only, although team/** gives her create.
 	decide(req(user("alice", []), [repo("team/secret/x", ["pull", "push"])])) == {"team/secret/x:pull"}
+
+	# and nobody else gets anything there, not even team/**'s group dev.
+	decide(req(user("erin", ["dev"]), [repo("team/secret/x", ["pull"])])) == set()
 }
 
 test_star_stays_in_its_segment if {
@@ -41,7 +52,7 @@ test_home_namespace_for_every_user if {
 }
 
 test_anonymous_callers if {
-	decide(req(anonymous, [repo("public/x", ["pull"]), repo("other/x", ["pull"]), repo("team/x", ["pull"])])) == {"public/x:pull"}
+	decide(req(anonymous, [repo("public/x", ["pull", "push"]), repo("other/x", ["pull"]), repo("team/x", ["pull"])])) == {"public/x:pull"}
 }
 
 test_anonymous_never_matches_a_home_pattern if {
@@ -53,10 +64,25 @@ test_admin_everywhere if {
 	decide(req(user("erin", ["registry-admins"]), [repo("any/x", ["push"])])) == {"any/x:push"}
 }
 
+test_actions_map_to_registry_actions if {
+	zot := {"repositories": {"**": {"policies": [
+		{"users": ["u"], "actions": ["update"]},
+		{"users": ["c"], "actions": ["read", "create"]},
+		{"users": ["d"], "actions": ["delete", "detectManifestCollision"]},
+	]}}}
+
+	# update alone (overwrite a tag) cannot be told apart from a push: nothing.
+	decide_with(req(user("u", []), [repo("x", ["*"])]), zot) == set()
+	decide_with(req(user("c", []), [repo("x", ["*"])]), zot) == {"x:pull", "x:push"}
+
+	# actions that are not about tokens are ignored.
+	decide_with(req(user("d", []), [repo("x", ["*"])]), zot) == {"x:delete"}
+}
+
 test_no_pattern_matches_gives_only_admin_actions if {
-	got := authz.allowed with input as req(user("alice", []), [repo("team/app", ["pull"])])
-		with data.registry.zot as {"repositories": {"x/*": {"default_policy": ["pull"]}}, "admin_policy": {"users": [], "actions": []}}
-	got == set()
+	zot := {"repositories": {"x/*": {"defaultPolicy": ["read"]}}, "adminPolicy": {"users": ["root"], "actions": ["read"]}}
+	decide_with(req(user("alice", []), [repo("team/app", ["pull"])]), zot) == set()
+	decide_with(req(user("root", []), [repo("team/app", ["pull"])]), zot) == {"team/app:pull"}
 }
 
 test_other_resource_types_are_not_granted if {
@@ -65,5 +91,9 @@ test_other_resource_types_are_not_granted if {
 
 test_reasons_name_the_pattern if {
 	reasons := authz.reasons with input as req(user("admin", []), [repo("team/secret/x", ["pull"])])
-	reasons == {`team/secret/x: the most specific pattern is "team/secret/*"`, "the caller is in admin_policy"}
+	reasons == {`team/secret/x: the longest matching pattern is "team/secret/*"`, "the caller is in adminPolicy"}
+
+	none := authz.reasons with input as req(user("bob", []), [repo("x", ["pull"])])
+		with data.registry.zot as {"repositories": {"y/**": {}}, "adminPolicy": {}}
+	none == {"x: no pattern matches"}
 }

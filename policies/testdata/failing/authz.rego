@@ -1,5 +1,6 @@
-# A deliberately broken policy for the parity test of `tollgate policy
-# test` and `opa test`: one test passes, one fails, one errors.
+# A deliberately failing fixture for the parity test of `tollgate policy
+# test` and `opa test` (cmd/tollgate/opa_parity_test.go): of its tests one
+# passes, one fails, one errors and one is skipped. Nothing else loads it.
 package registry.authz
 
 allowed contains {"type": "repository", "name": s.name, "action": "pull"} if {

@@ -11,7 +11,17 @@ test_public_push_fails_on_purpose if {
 	authz.allowed == {{"type": "repository", "name": "public/x", "action": "push"}} with input as {"scopes": [{"type": "repository", "name": "public/x", "actions": ["push"]}]}
 }
 
-# Errors on purpose: a division by zero at evaluation time.
+# Errors on purpose: two different values for one rule are an evaluation
+# error (eval_conflict_error), reported as ERROR, not FAIL.
+conflict := 1 if input.x
+
+conflict := 2 if input.x
+
 test_error_on_purpose if {
-	input.a / input.b == 1 with input as {"a": 1, "b": 0}
+	conflict == 1 with input as {"x": true}
+}
+
+# Skipped on purpose: todo_ tests are reported, never run.
+todo_test_skipped_on_purpose if {
+	false
 }
