@@ -46,5 +46,12 @@ fuzz:
 e2e: build
 	$(GO) test -count=1 -v -timeout 15m ./test/e2e/...
 
+## bench: Go benchmarks and loopback load against tollgate and the parse-and-sign
+## ceiling, one table (about 10 minutes; not part of `make test`). Set
+## DOCKER_AUTH=/path/to/docker_auth to run docker_auth side by side (docs/performance.md).
+BENCHFLAGS ?=
+bench:
+	$(GO) run ./test/bench $(BENCHFLAGS)
+
 clean:
 	rm -rf bin

@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"mime"
@@ -107,11 +106,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, rec *decisio
 		}
 		rec.refreshIssued = true
 	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	_ = json.NewEncoder(w).Encode(resp)
+	writeTokenResponse(w, &resp)
 	return http.StatusOK, nil
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/atomicfile"
@@ -50,6 +51,7 @@ Examples:
 			&cli.StringFlag{Name: "state-dir", Value: ".tollgate", Usage: "development mode: where keys, users and the policy copy live"},
 			&cli.StringFlag{Name: "listen", Usage: "listen address, overrides the configuration"},
 			&cli.BoolFlag{Name: "check", Usage: "validate the configuration file and exit (0 when it is valid)"},
+			pprofFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			cfg, dev, err := loadOrDevConfig(c)
@@ -62,6 +64,9 @@ Examples:
 			if c.Bool("check") {
 				fmt.Fprintf(c.App.Writer, "configuration valid: %d service(s), %d connector(s), policy from %s\n", len(cfg.Services), len(cfg.Identity), cfg.Policy.Source)
 				return nil
+			}
+			if err := servePprof(c, cfg); err != nil {
+				return err
 			}
 			return serve(c.Context, cfg, dev, c.App.Writer, c.App.ErrWriter)
 		},
@@ -157,7 +162,7 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 		shared.reg.MustRegister(shared.reloads)
 	}
 
-	gen, err := shared.build(ctx, cfg)
+	gen, err := shared.build(ctx, cfg, nil)
 	if err != nil {
 		return err
 	}
@@ -229,7 +234,7 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 	for running := true; running; {
 		select {
 		case err := <-errc:
-			current.p.Load().cancel()
+			retire(current.p.Load().connectors, nil, 0)
 			return err
 		case <-ctx.Done():
 			running = false
@@ -245,7 +250,7 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = hs.Shutdown(shutdownCtx)
-	current.p.Load().cancel()
+	retire(current.p.Load().connectors, nil, 0)
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -272,8 +277,55 @@ type sharedState struct {
 // generation is the broker built from one reading of the configuration:
 // services and keys, connectors (their watchers stop with cancel), throttle.
 type generation struct {
-	srv    *broker.Server
-	cancel context.CancelFunc
+	srv        *broker.Server
+	connectors map[string]*liveConnector // by name
+}
+
+// liveConnector is a built identity adapter and what stops it (its file
+// watchers, its LDAP pool). A reload keeps a connector whose configuration
+// did not change, with its caches, pooled connections and fetched OIDC keys:
+// a reload while an identity provider is down must not lose them.
+type liveConnector struct {
+	key     string // its type, base directory and configuration text
+	adapter any
+	cancel  context.CancelFunc
+}
+
+// retire stops the connectors of old that next does not keep, after the
+// longest a request may take (requests in flight finish on them).
+func retire(old, next map[string]*liveConnector, after time.Duration) {
+	for name, lc := range old {
+		if next[name] != lc {
+			time.AfterFunc(after, lc.cancel)
+		}
+	}
+}
+
+// connectors builds the chain of cfg, reusing the live connectors of prev
+// whose configuration is unchanged.
+func (sh *sharedState) connectors(ctx context.Context, cfg *Config, prev map[string]*liveConnector) (*identity.Chain, map[string]*liveConnector, error) {
+	next := map[string]*liveConnector{}
+	conns := make([]identity.Connector, 0, len(cfg.Identity))
+	for i := range cfg.Identity {
+		c := &cfg.Identity[i]
+		raw, _ := yaml.Marshal(&c.node)
+		key := c.Type + "\x00" + cfg.baseDir + "\x00" + string(raw)
+		lc := prev[c.Name]
+		if lc == nil || lc.key != key {
+			cctx, cancel := context.WithCancel(ctx)
+			env := connectorEnv{ctx: cctx, log: sh.log, baseDir: cfg.baseDir, cache: sh.cache}
+			adapter, err := connectorFactories[c.Type](env, c)
+			if err != nil {
+				cancel()
+				retire(next, prev, 0) // stop what this attempt built
+				return nil, nil, fmt.Errorf("identity[%d] (%s): %w", i, c.Name, err)
+			}
+			lc = &liveConnector{key: key, adapter: adapter, cancel: cancel}
+		}
+		next[c.Name] = lc
+		conns = append(conns, identity.Connector{Name: c.Name, Adapter: lc.adapter})
+	}
+	return identity.NewChain(conns, sh.cache), next, nil
 }
 
 // currentServer serves with the generation in force; a reload swaps it
@@ -286,16 +338,13 @@ func (c *currentServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.p.Load().srv.ServeHTTP(w, r)
 }
 
-func (sh *sharedState) build(ctx context.Context, cfg *Config) (*generation, error) {
+func (sh *sharedState) build(ctx context.Context, cfg *Config, prev map[string]*liveConnector) (*generation, error) {
 	services, err := loadServices(cfg)
 	if err != nil {
 		return nil, err
 	}
-	gctx, cancel := context.WithCancel(ctx)
-	env := connectorEnv{ctx: gctx, log: sh.log, baseDir: cfg.baseDir, cache: sh.cache}
-	chain, err := buildChain(env, cfg.Identity)
+	chain, live, err := sh.connectors(ctx, cfg, prev)
 	if err != nil {
-		cancel()
 		return nil, err
 	}
 	refreshTTL := time.Duration(0)
@@ -327,10 +376,10 @@ func (sh *sharedState) build(ctx context.Context, cfg *Config) (*generation, err
 		ReadyDetail: func() []string { return policyStatus(poller, engine) },
 	})
 	if err != nil {
-		cancel()
+		retire(live, prev, 0)
 		return nil, err
 	}
-	return &generation{srv: srv, cancel: cancel}, nil
+	return &generation{srv: srv, connectors: live}, nil
 }
 
 // reload reads the configuration file again (SIGHUP): services, keys,
@@ -363,15 +412,15 @@ func (sh *sharedState) reload(ctx context.Context, running *Config, current *cur
 		}
 		cert = &c
 	}
-	gen, err := sh.build(ctx, cfg)
+	gen, err := sh.build(ctx, cfg, current.p.Load().connectors)
 	if err != nil {
 		sh.log.Error("reload failed; keeping the running configuration", "err", err)
 		return
 	}
 	old := current.p.Swap(gen)
-	// Requests that started on the old generation finish on it: its
-	// connectors close only after the longest a request may take.
-	time.AfterFunc(requestGrace, old.cancel)
+	// Requests that started on the old generation finish on it: the
+	// connectors it does not share close after the longest a request may take.
+	retire(old.connectors, gen.connectors, requestGrace)
 	sh.cache.Purge() // connectors may have changed: verify passwords again
 	if cert != nil && running.TLS != nil {
 		tlsCert.Store(cert)

@@ -35,8 +35,8 @@ type faultCaller struct {
 // rotation, a SIGHUP, the OIDC provider stopped, and finally SIGTERM. No
 // request gets a grant it should not, the only failures are the expected
 // 503s of LDAP users while slapd is down, and the broker's memory stays
-// flat. OIDC callers keep working while their provider is down: the keys
-// are cached.
+// flat. OIDC callers keep working while their provider is down, through a
+// reload too: the keys are cached and unchanged connectors are kept.
 func TestFaultsUnderLoad(t *testing.T) {
 	dir := ldaptest.Start(t, "", ldapDirectory)
 	idp := oidctest.Start(t, oidctest.Options{Alg: "RS256", Clients: []oidctest.Client{devCI}})
@@ -174,6 +174,8 @@ func TestFaultsUnderLoad(t *testing.T) {
 	})
 	step("SIGHUP again", func() { b.proc.cmd.Process.Signal(syscall.SIGHUP) })
 	step("OIDC provider stopped", func() { idp.Stop() })
+	// A reload keeps unchanged connectors, with the keys they fetched.
+	step("SIGHUP with the OIDC provider down", func() { b.proc.cmd.Process.Signal(syscall.SIGHUP) })
 	rssEnd := rssKiB(t, pid)
 
 	terminating.Store(true)
