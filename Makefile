@@ -10,7 +10,7 @@ FUZZTIME ?= 10s
 FUZZ := ./broker/scope:FuzzParse ./broker:FuzzTokenEndpoint ./broker:FuzzInspect \
 	./identity/htpasswd:FuzzParse ./identity/robot:FuzzStore
 
-.PHONY: all build run test test-deps lint unit fuzz e2e bench clean
+.PHONY: all build run test test-deps lint unit fuzz e2e bench soak clean
 
 all: build
 
@@ -52,6 +52,12 @@ e2e: build
 BENCHFLAGS ?=
 bench:
 	$(GO) run ./test/bench $(BENCHFLAGS)
+
+## soak: SOAKTIME (10m) of mixed load with reloads, key rotations, policy and
+## user changes between 30 s runs; reports errors and RSS over time (not in `make test`).
+SOAKTIME ?= 10m
+soak:
+	$(GO) run ./test/bench -micro=false -soak $(SOAKTIME)
 
 clean:
 	rm -rf bin

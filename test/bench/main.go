@@ -55,6 +55,8 @@ type options struct {
 	benchtime   string
 	dockerAuth  string
 	keep        bool
+	soak        time.Duration // > 0: the soak instead of the benchmark
+	soakRound   time.Duration
 }
 
 func main() {
@@ -68,7 +70,24 @@ func main() {
 	flag.StringVar(&o.benchtime, "benchtime", "1s", "go test -benchtime for the micro-benchmarks")
 	flag.StringVar(&o.dockerAuth, "docker-auth", os.Getenv("DOCKER_AUTH"), "docker_auth binary to compare with (default $DOCKER_AUTH)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, keys, logs)")
+	flag.DurationVar(&o.soak, "soak", 0, "run the soak instead (make soak): mixed load for this long with reloads, key rotations, policy and user changes between runs")
+	flag.DurationVar(&o.soakRound, "soak-round", 30*time.Second, "soak: length of each load run")
 	flag.Parse()
+	if o.soak > 0 {
+		if o.soak > 40*time.Minute || o.soakRound < time.Second || o.soakRound > o.soak {
+			fmt.Fprintln(os.Stderr, "bench: want -soak up to 40m and -soak-round between 1s and -soak")
+			os.Exit(2)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		ctx, cancel := context.WithTimeout(ctx, o.soak+10*time.Minute) // bounded: setup, runs, the last run
+		defer cancel()
+		if err := soak(ctx, o, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "soak:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if o.rounds < 1 || o.rounds > 20 || o.duration <= 0 || o.duration > 2*time.Minute || o.concurrency < 1 || o.concurrency > 512 {
 		fmt.Fprintln(os.Stderr, "bench: want -rounds 1..20, -duration up to 2m, -c 1..512")
 		os.Exit(2)
