@@ -100,7 +100,8 @@ func TestHelmChart(t *testing.T) {
 		t.Fatalf("helm lint: %v\n%s", err, out)
 	}
 	out, err := exec.Command(helm, "template", "tg", chart,
-		"--set", "bundleToken.existingSecret=bundle-token", "--set", "htpasswd.existingSecret=users").Output()
+		"--set", "bundleToken.existingSecret=bundle-token", "--set", "htpasswd.existingSecret=users",
+		"--set", "config.redis.addr=redis:6379", "--set", "redisPassword.existingSecret=redis").Output()
 	if err != nil {
 		t.Fatalf("helm template: %v", err)
 	}
@@ -131,8 +132,13 @@ func TestHelmChart(t *testing.T) {
 		t.FailNow()
 	}
 	cfg := cm["data"].(map[string]any)["config.yaml"].(string)
-	if !strings.Contains(cfg, "bearer_token_file: /etc/tollgate/bundle-token/token") {
-		t.Errorf("the bundle token is not wired into the config:\n%s", cfg)
+	for _, want := range []string{"bearer_token_file: /etc/tollgate/bundle-token/token", "addr: redis:6379", "password_file: /etc/tollgate/redis/password"} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("the rendered config lacks %q:\n%s", want, cfg)
+		}
+	}
+	if !strings.Contains(rendered, "mountPath: /etc/tollgate/redis") {
+		t.Error("the Redis password Secret is not mounted")
 	}
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
