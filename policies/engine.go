@@ -89,7 +89,7 @@ func Compile(ctx context.Context, b *bundles.Bundle, query string) (*Policy, err
 	if !definesRule(b, ref, "allowed") {
 		return nil, fmt.Errorf("policy revision %s defines no rule %s.allowed", b.Revision, query)
 	}
-	store := inmem.NewFromObject(b.Data)
+	store := inmem.NewFromObjectWithOpts(b.Data, inmem.OptReturnASTValuesOnRead(true))
 	opts := []func(*rego.Rego){
 		rego.Query(fmt.Sprintf("allowed := %s.allowed; ttl := [t | t := %s.token_ttl]", query, query)),
 		rego.Store(store),
