@@ -52,7 +52,12 @@ func TestRobotCredentials(t *testing.T) {
 	tool(t, r.bin)
 	tool(t, "crane")
 	robots := filepath.Join(t.TempDir(), "robots.json")
-	b := startBrokerWith(t, brokerOptions{identity: fmt.Sprintf("  - {name: robot, type: robot, file: %q}\n", robots)})
+	// The test polls with credentials the broker has not loaded yet: each
+	// poll is a failed login, which the default throttle would lock out.
+	b := startBrokerWith(t, brokerOptions{
+		identity: fmt.Sprintf("  - {name: robot, type: robot, file: %q}\n", robots),
+		extra:    "throttle: {max_failures_per_user: 10000, max_failures_per_address: 10000}\n",
+	})
 	reg := startRegistry(t, r, b)
 
 	// Shell metacharacters are refused at creation.
