@@ -95,11 +95,10 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, rec *decisio
 	if key == nil {
 		return 0, newError(kindUnavailable, nil, "no signing key is valid for service %q", req.svc.Name)
 	}
-	tok, err := req.svc.signAccess(key, id.Subject, access, now, ttl)
+	resp, err := s.accessToken(req.svc, key, id.Subject, access, now, ttl, rec)
 	if err != nil {
 		return 0, err
 	}
-	resp := tokenResponse{Token: tok, AccessToken: tok, ExpiresIn: int(ttl / time.Second), IssuedAt: now.UTC().Format(time.RFC3339)}
 	if refreshTTL := refreshLifetime(s.opts.RefreshTTL, id, now); req.offline && req.grant != "refresh_token" && refreshTTL > 0 && !id.Anonymous {
 		if resp.RefreshToken, err = req.svc.signRefresh(key, id, now, refreshTTL); err != nil {
 			return 0, err
@@ -108,6 +107,28 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, rec *decisio
 	}
 	writeTokenResponse(w, &resp)
 	return http.StatusOK, nil
+}
+
+// accessToken signs the access token, or serves the one signed for the same
+// claims within the service's reuse window (see tokenReuse).
+func (s *Server) accessToken(svc *Service, key *Key, subject string, access []AccessEntry, now time.Time, ttl time.Duration, rec *decision) (tokenResponse, error) {
+	var rk string
+	if svc.TokenReuse > 0 {
+		rk = reuseKey(svc, key, subject, ttl, access)
+		if resp, ok := s.reuse.get(rk, key, now, svc.TokenReuse); ok {
+			rec.reused = true
+			return resp, nil
+		}
+	}
+	tok, err := svc.signAccess(key, subject, access, now, ttl)
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	resp := tokenResponse{Token: tok, AccessToken: tok, ExpiresIn: int(ttl / time.Second), IssuedAt: now.UTC().Format(time.RFC3339)}
+	if rk != "" {
+		s.reuse.put(rk, key, now, resp)
+	}
+	return resp, nil
 }
 
 // refreshLifetime is the configured refresh-token lifetime, cut short for
@@ -461,6 +482,7 @@ type decision struct {
 	granted       []AccessEntry
 	revision      string
 	cached        bool
+	reused        bool // the access token was one signed moments ago for the same claims
 	refreshIssued bool
 }
 
@@ -519,7 +541,7 @@ func (d *decision) log(l *slog.Logger, r *http.Request, status int, outcome stri
 		for i, a := range d.granted {
 			granted[i] = a.Type + ":" + a.Name + ":" + strings.Join(a.Actions, ",")
 		}
-		attrs = append(attrs, slog.Any("granted", granted), slog.Bool("refresh_token_issued", d.refreshIssued))
+		attrs = append(attrs, slog.Any("granted", granted), slog.Bool("token_reused", d.reused), slog.Bool("refresh_token_issued", d.refreshIssued))
 	}
 	if d.revision != "" {
 		attrs = append(attrs, slog.String("policy_revision", d.revision), slog.Bool("decision_cached", d.cached))

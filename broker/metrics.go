@@ -15,6 +15,7 @@ type Metrics struct {
 	latency   *prometheus.HistogramVec
 	decisions *prometheus.CounterVec
 	unchecked prometheus.Counter
+	reused    prometheus.Counter
 }
 
 // NewMetrics registers the broker's metrics with reg.
@@ -38,7 +39,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "tollgate_refresh_revocation_unchecked_total",
 		Help: "Refresh tokens served without a revocation check because the revocation store did not answer.",
 	})
-	reg.MustRegister(m.requests, m.latency, m.decisions, m.unchecked)
+	m.reused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tollgate_access_tokens_reused_total",
+		Help: "Access tokens served again, within the service's token_reuse window, instead of signed anew.",
+	})
+	reg.MustRegister(m.requests, m.latency, m.decisions, m.unchecked, m.reused)
 	return m
 }
 
@@ -54,6 +59,9 @@ func (m *Metrics) observe(outcome string, status int, d *decision, elapsed time.
 	m.latency.WithLabelValues(outcome).Observe(elapsed.Seconds())
 	if d.revision != "" {
 		m.decisions.WithLabelValues(strconv.FormatBool(d.cached)).Inc()
+	}
+	if d.reused {
+		m.reused.Inc()
 	}
 }
 

@@ -39,7 +39,11 @@ type Service struct {
 	Realm       string
 	TokenTTL    time.Duration
 	MaxTokenTTL time.Duration
-	Keys        *KeySet
+	// TokenReuse is how long an access token may be served again to a
+	// request for the same subject and grant instead of signing anew; 0
+	// signs every token. At most 10 seconds.
+	TokenReuse time.Duration
+	Keys       *KeySet
 }
 
 // Options configure a Server.
@@ -76,6 +80,7 @@ type Server struct {
 	now      func() time.Time
 	mux      *http.ServeMux
 	draining atomic.Bool
+	reuse    *tokenReuse
 }
 
 // minTokenTTL is the shortest lifetime the broker signs: clients assume 60
@@ -84,7 +89,7 @@ const minTokenTTL = 60 * time.Second
 
 // New builds a Server. It fails when a service has no key that can sign.
 func New(opts Options) (*Server, error) {
-	s := &Server{opts: opts, services: map[string]*Service{}, log: opts.Logger, now: opts.Now}
+	s := &Server{opts: opts, services: map[string]*Service{}, log: opts.Logger, now: opts.Now, reuse: newTokenReuse()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -94,6 +99,9 @@ func New(opts Options) (*Server, error) {
 	for _, svc := range opts.Services {
 		if _, dup := s.services[svc.Name]; dup {
 			return nil, fmt.Errorf("service %q defined twice", svc.Name)
+		}
+		if svc.TokenReuse < 0 || svc.TokenReuse > maxTokenReuse {
+			return nil, fmt.Errorf("service %q: token reuse window %s outside [0, %s]", svc.Name, svc.TokenReuse, maxTokenReuse)
 		}
 		if svc.Keys == nil || svc.Keys.Signer(s.now()) == nil {
 			return nil, fmt.Errorf("service %q: no key valid for signing now", svc.Name)

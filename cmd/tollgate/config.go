@@ -45,7 +45,10 @@ type ServiceConfig struct {
 	Realm       string        `yaml:"realm"`
 	TokenTTL    time.Duration `yaml:"token_ttl"`
 	MaxTokenTTL time.Duration `yaml:"max_token_ttl"`
-	Keys        string        `yaml:"keys"`
+	// TokenReuse: how long the same access token is served again for the
+	// same subject and grant instead of signing anew (default 1s, 0s off).
+	TokenReuse *time.Duration `yaml:"token_reuse"`
+	Keys       string         `yaml:"keys"`
 }
 
 // RefreshConfig controls refresh tokens (offline_token / access_type=offline).
@@ -234,6 +237,9 @@ func (c *Config) setDefaults() {
 		if s.MaxTokenTTL == 0 {
 			s.MaxTokenTTL = max(s.TokenTTL, time.Hour)
 		}
+		if s.TokenReuse == nil {
+			s.TokenReuse = ptr(time.Second)
+		}
 	}
 	if c.RefreshTokens.Enabled == nil {
 		c.RefreshTokens.Enabled = ptr(true)
@@ -336,6 +342,9 @@ func (c *Config) Validate() error {
 		}
 		if s.MaxTokenTTL < s.TokenTTL {
 			bad(p+".max_token_ttl", "must not be shorter than token_ttl")
+		}
+		if s.TokenReuse != nil && (*s.TokenReuse < 0 || *s.TokenReuse > 10*time.Second) {
+			bad(p+".token_reuse", "between 0s (sign every token) and 10s")
 		}
 		if s.Keys == "" {
 			bad(p+".keys", "required: a directory of NAME.key + NAME.crt pairs (tollgate keygen)")

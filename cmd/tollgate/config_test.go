@@ -40,7 +40,7 @@ func TestConfigDefaultsAndRelativePaths(t *testing.T) {
 		t.Fatalf("relative paths not resolved against the file: %+v", c)
 	}
 	s := c.Services[0]
-	if s.TokenTTL != 5*time.Minute || s.MaxTokenTTL != time.Hour || c.Listen != ":5001" ||
+	if s.TokenTTL != 5*time.Minute || s.MaxTokenTTL != time.Hour || *s.TokenReuse != time.Second || c.Listen != ":5001" ||
 		!*c.Anonymous || !*c.RefreshTokens.Enabled || c.Policy.Query != "data.registry.authz" ||
 		*c.Policy.DecisionCache.Size != 100000 || *c.CredentialCache.Size != 10000 {
 		t.Fatalf("defaults: %+v %+v", c, s)
@@ -74,6 +74,8 @@ func TestConfigErrorsNameTheirPath(t *testing.T) {
 		{"negative cache", validConfig + "credential_cache: {size: -1}\n", []string{"credential_cache.size: must not be negative"}},
 		{"log level", validConfig + "log: {level: loud}\n", []string{"log.level: want debug, info, warn or error"}},
 		{"unknown key", validConfig + "listne: ':1'\n", []string{"field listne not found"}},
+		{"reuse too long", strings.Replace(validConfig, "keys: keys", "keys: keys\n    token_reuse: 30s", 1),
+			[]string{"services[0].token_reuse: between 0s (sign every token) and 10s"}},
 		{"bad duration", strings.Replace(validConfig, "keys: keys", "keys: keys\n    token_ttl: soon", 1), []string{"soon"}},
 	}
 	for _, tt := range tests {
@@ -129,5 +131,15 @@ func TestRealmWarning(t *testing.T) {
 	}
 	if w := realmWarning("http://localhost:5001/token"); w != "" {
 		t.Errorf("warning for localhost: %s", w)
+	}
+}
+
+func TestTokenReuseCanBeSwitchedOff(t *testing.T) {
+	c, err := LoadConfig(writeConfig(t, strings.Replace(validConfig, "keys: keys", "keys: keys\n    token_reuse: 0s", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *c.Services[0].TokenReuse != 0 {
+		t.Fatalf("token_reuse: 0s read as %s", *c.Services[0].TokenReuse)
 	}
 }

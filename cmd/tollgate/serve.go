@@ -101,7 +101,7 @@ func loadServices(cfg *Config) ([]*broker.Service, error) {
 		}
 		out = append(out, &broker.Service{
 			Name: sc.Name, Default: sc.Default, Issuer: sc.Issuer, Realm: sc.Realm,
-			TokenTTL: sc.TokenTTL, MaxTokenTTL: sc.MaxTokenTTL, Keys: ks,
+			TokenTTL: sc.TokenTTL, MaxTokenTTL: sc.MaxTokenTTL, TokenReuse: *sc.TokenReuse, Keys: ks,
 		})
 	}
 	return out, nil

@@ -423,7 +423,14 @@ func htpasswdHash(path, user string) (string, error) {
 	return "", fmt.Errorf("%s: no user %s", path, user)
 }
 
-func tollgateConfig(addr, keys, dir string) string {
+// noReuse names tollgate with token_reuse: 0s, which signs every token: what
+// the request path costs on top of the signature (docs/decisions/0011).
+const noReuse = "tollgate (no reuse)"
+
+// isTollgate reports whether a target is tollgate, with or without reuse.
+func isTollgate(t string) bool { return t == "tollgate" || t == noReuse }
+
+func tollgateConfig(addr, keys, dir string, reuse time.Duration) string {
 	return fmt.Sprintf(`listen: %q
 state_dir: %q
 services:
@@ -432,13 +439,14 @@ services:
     issuer: %q
     realm: "http://%s/token"
     token_ttl: 5m
+    token_reuse: %s
     keys: %q
 identity:
   - {name: local, type: htpasswd, file: htpasswd}
 policy:
   source: policy
 log: {level: info, format: json}
-`, addr, dir, service, issuer, addr, keys)
+`, addr, dir, service, issuer, addr, reuse, keys)
 }
 
 // --- servers ---
@@ -502,13 +510,17 @@ func waitReady(ctx context.Context, url string) (time.Duration, error) {
 func (e *env) start(ctx context.Context) ([]target, time.Duration, error) {
 	var targets []target
 	var startup time.Duration
-	for _, k := range []struct{ key, dir string }{{"ES256", "keys-es"}, {"RS256", "keys-rs"}} {
+	for _, k := range []struct {
+		name, key, dir string
+		reuse          time.Duration
+	}{{"tollgate", "ES256", "keys-es", time.Second}, {"tollgate", "RS256", "keys-rs", time.Second},
+		{noReuse, "ES256", "keys-es", 0}, {noReuse, "RS256", "keys-rs", 0}} {
 		addr, err := freeAddr()
 		if err != nil {
 			return nil, 0, err
 		}
-		cfg := filepath.Join(e.work, "tollgate-"+k.dir+".yaml")
-		if err := os.WriteFile(cfg, []byte(tollgateConfig(addr, k.dir, e.work)), 0o644); err != nil {
+		cfg := filepath.Join(e.work, fmt.Sprintf("tollgate-%s-reuse%s.yaml", k.dir, k.reuse))
+		if err := os.WriteFile(cfg, []byte(tollgateConfig(addr, k.dir, e.work, k.reuse)), 0o644); err != nil {
 			return nil, 0, err
 		}
 		cmd, err := e.spawn(k.key, filepath.Join(e.bin, "tollgate"), "serve", "--config", cfg)
@@ -517,11 +529,11 @@ func (e *env) start(ctx context.Context) ([]target, time.Duration, error) {
 		}
 		ready, err := waitReady(ctx, "http://"+addr+"/readyz")
 		if err != nil {
-			return nil, 0, fmt.Errorf("tollgate %s: %w (log in %s)", k.key, err, e.work)
+			return nil, 0, fmt.Errorf("%s %s: %w (log in %s)", k.name, k.key, err, e.work)
 		}
-		step("tollgate %s ready on %s in %s", k.key, addr, ready.Round(time.Millisecond))
+		step("%s %s ready on %s in %s", k.name, k.key, addr, ready.Round(time.Millisecond))
 		startup = max(startup, ready)
-		targets = append(targets, target{"tollgate", k.key, "http://" + addr + "/token", cmd.Process.Pid})
+		targets = append(targets, target{k.name, k.key, "http://" + addr + "/token", cmd.Process.Pid})
 	}
 	for _, k := range []struct{ key, dir string }{{"ES256", "keys-es"}, {"RS256", "keys-rs"}} {
 		addr, err := freeAddr()
@@ -579,7 +591,7 @@ type scenario struct {
 var scenarios = []scenario{
 	{"password (bcrypt 10, repeated)", "password=1", func(target) bool { return true }},
 	{"anonymous public pull", "anonymous=1", func(target) bool { return true }},
-	{"refresh grant", "refresh=1", func(t target) bool { return t.name == "tollgate" }},
+	{"refresh grant", "refresh=1", func(t target) bool { return isTollgate(t.name) }},
 	{"mix: password+anonymous+refresh+distinct", "password=1,anonymous=1,refresh=1,distinct=1", func(t target) bool { return t.name == "tollgate" && t.key == "ES256" }},
 }
 
@@ -610,10 +622,10 @@ type runKey struct{ target, key, scenario string }
 // order reverses every other round. A ratio is taken within each round and
 // the median over the rounds is reported, with the median tokens/s.
 func (e *env) rounds(ctx context.Context, targets []target) ([]row, error) {
-	rank := func(t target) int { // tollgate ES, ceiling ES, tollgate RS, ceiling RS, docker_auth
-		r := map[string]int{"tollgate": 0, "ceiling": 1, "docker_auth": 4}[t.name]
+	rank := func(t target) int { // tollgate, no reuse, ceiling: ES256, then RS256; docker_auth
+		r := map[string]int{"tollgate": 0, noReuse: 1, "ceiling": 2, "docker_auth": 6}[t.name]
 		if t.key == "RS256" && t.name != "docker_auth" {
-			r += 2
+			r += 3
 		}
 		return r
 	}
@@ -655,7 +667,7 @@ func (e *env) rounds(ctx context.Context, targets []target) ([]row, error) {
 				this[k] = res
 			}
 			for k, res := range this {
-				if k.target != "tollgate" {
+				if !isTollgate(k.target) {
 					continue
 				}
 				// docker_auth signs RS256 only: both key types of tollgate are compared with it.
@@ -727,7 +739,7 @@ func spread(rs []*loadResult) string {
 func (e *env) halfPeakAndMemory(ctx context.Context, targets []target, load []row) ([]row, error) {
 	var rows []row
 	for _, t := range targets {
-		if t.name != "tollgate" {
+		if !isTollgate(t.name) {
 			continue
 		}
 		for _, s := range scenarios[:2] {
@@ -866,8 +878,10 @@ func printTargets(w io.Writer, rows []row, startup time.Duration) {
 			key, scen string
 			want      float64
 		}{{"RS256", pw, 40}, {"ES256", pw, 250}, {"RS256", anon, 1.1}} {
-			if r := find("tollgate", c.key, c.scen); r != nil {
-				check(r.vsDocker >= c.want, "%s, tollgate %s: %.2fx docker_auth RS256 (want >= %gx)", c.scen, c.key, r.vsDocker, c.want)
+			for _, tg := range []string{"tollgate", noReuse} {
+				if r := find(tg, c.key, c.scen); r != nil {
+					check(r.vsDocker >= c.want, "%s, %s %s: %.2fx docker_auth RS256 (want >= %gx)", c.scen, tg, c.key, r.vsDocker, c.want)
+				}
 			}
 		}
 	} else {
@@ -878,15 +892,19 @@ func printTargets(w io.Writer, rows []row, startup time.Duration) {
 		want float64
 	}{{"ES256", 0.70}, {"RS256", 0.90}} {
 		for _, s := range []string{anon, pw} {
-			if r := find("tollgate", c.key, s); r != nil {
-				check(r.vsCeiling >= c.want, "%s, tollgate %s: %.0f%% of the parse-and-sign ceiling (want >= %.0f%%)", s, c.key, r.vsCeiling*100, c.want*100)
+			for _, tg := range []string{"tollgate", noReuse} {
+				if r := find(tg, c.key, s); r != nil {
+					check(r.vsCeiling >= c.want, "%s, %s %s: %.0f%% of the parse-and-sign ceiling (want >= %.0f%%)", s, tg, c.key, r.vsCeiling*100, c.want*100)
+				}
 			}
 		}
 	}
 	for _, key := range []string{"ES256", "RS256"} {
 		for _, s := range []string{pw, anon} {
-			if r := find("tollgate", key, s+" @ 50% of peak"); r != nil {
-				check(r.p99 < 5000 && r.errors == 0, "%s %s at half of the peak rate (%s/s): p99 %s (want < 5 ms)", key, s, fmtRate(r.rate), fmtDur(r.p99))
+			for _, tg := range []string{"tollgate", noReuse} {
+				if r := find(tg, key, s+" @ 50% of peak"); r != nil {
+					check(r.p99 < 5000 && r.errors == 0, "%s %s %s at half of the peak rate (%s/s): p99 %s (want < 5 ms)", tg, key, s, fmtRate(r.rate), fmtDur(r.p99))
+				}
 			}
 		}
 	}

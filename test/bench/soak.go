@@ -86,7 +86,7 @@ func soak(ctx context.Context, o options, w io.Writer) error {
 	}
 	cfg := filepath.Join(work, "tollgate.yaml")
 	// No throttle: the load tool's distinct users all come from 127.0.0.1.
-	if err := os.WriteFile(cfg, []byte(tollgateConfig(addr, "keys-es", work)+"throttle: {enabled: false}\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(tollgateConfig(addr, "keys-es", work, time.Second)+"throttle: {enabled: false}\n"), 0o644); err != nil {
 		return err
 	}
 	cmd, err := e.spawn("ES256", filepath.Join(e.bin, "tollgate"), "serve", "--config", cfg)
