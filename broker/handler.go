@@ -112,23 +112,45 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, rec *decisio
 // accessToken signs the access token, or serves the one signed for the same
 // claims within the service's reuse window (see tokenReuse).
 func (s *Server) accessToken(svc *Service, key *Key, subject string, access []AccessEntry, now time.Time, ttl time.Duration, rec *decision) (tokenResponse, error) {
+	sign := func() (reusedToken, error) {
+		tok, id, err := svc.signAccess(key, subject, access, now, ttl)
+		resp := tokenResponse{Token: tok, AccessToken: tok, ExpiresIn: int(ttl / time.Second), IssuedAt: now.UTC().Format(time.RFC3339)}
+		return reusedToken{key: key, resp: resp, id: id, iat: now.Round(0)}, err
+	}
 	var rk string
 	if svc.TokenReuse > 0 {
 		rk = reuseKey(svc, key, subject, ttl, access)
-		if resp, ok := s.reuse.get(rk, key, now, svc.TokenReuse); ok {
-			rec.reused = true
-			return resp, nil
-		}
 	}
-	tok, err := svc.signAccess(key, subject, access, now, ttl)
+	if rk == "" {
+		t, err := sign()
+		rec.tokenID = t.id
+		return t.resp, err
+	}
+	if t, ok := s.reuse.get(rk, key, now, svc.TokenReuse); ok {
+		rec.tokenID, rec.reused = t.id, true
+		return t.resp, nil
+	}
+	// Identical requests that miss together wait for one signature: a storm
+	// on an RS256 key would otherwise sign once per waiting request. Looking
+	// again inside covers a request that missed just as the last one ended.
+	signed := false
+	v, err, _ := s.signing.Do(rk, func() (any, error) {
+		if t, ok := s.reuse.get(rk, key, now, svc.TokenReuse); ok {
+			return t, nil
+		}
+		signed = true
+		t, err := sign()
+		if err == nil {
+			s.reuse.put(rk, t)
+		}
+		return t, err
+	})
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	resp := tokenResponse{Token: tok, AccessToken: tok, ExpiresIn: int(ttl / time.Second), IssuedAt: now.UTC().Format(time.RFC3339)}
-	if rk != "" {
-		s.reuse.put(rk, key, now, resp)
-	}
-	return resp, nil
+	t := v.(reusedToken)
+	rec.tokenID, rec.reused = t.id, !signed
+	return t.resp, nil
 }
 
 // refreshLifetime is the configured refresh-token lifetime, cut short for
@@ -470,7 +492,8 @@ func (s *Server) authorize(ctx context.Context, r *http.Request, req *tokenReque
 		}
 	}
 	if dec.TokenTTL > 0 {
-		ttl = min(max(dec.TokenTTL, minTokenTTL), req.svc.MaxTokenTTL)
+		// Whole seconds: expires_in and exp - iat must agree.
+		ttl = min(max(dec.TokenTTL, minTokenTTL), req.svc.MaxTokenTTL).Truncate(time.Second)
 	}
 	return access, ttl, nil
 }
@@ -482,7 +505,8 @@ type decision struct {
 	granted       []AccessEntry
 	revision      string
 	cached        bool
-	reused        bool // the access token was one signed moments ago for the same claims
+	tokenID       string // the access token's jti
+	reused        bool   // the access token was one signed moments ago for the same claims
 	refreshIssued bool
 }
 
@@ -541,7 +565,7 @@ func (d *decision) log(l *slog.Logger, r *http.Request, status int, outcome stri
 		for i, a := range d.granted {
 			granted[i] = a.Type + ":" + a.Name + ":" + strings.Join(a.Actions, ",")
 		}
-		attrs = append(attrs, slog.Any("granted", granted), slog.Bool("token_reused", d.reused), slog.Bool("refresh_token_issued", d.refreshIssued))
+		attrs = append(attrs, slog.Any("granted", granted), slog.String("token_id", d.tokenID), slog.Bool("token_reused", d.reused), slog.Bool("refresh_token_issued", d.refreshIssued))
 	}
 	if d.revision != "" {
 		attrs = append(attrs, slog.String("policy_revision", d.revision), slog.Bool("decision_cached", d.cached))

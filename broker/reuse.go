@@ -7,13 +7,20 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 )
 
-// reuseEntries bounds the tokens kept for reuse. An entry lives for at most
-// a service's reuse window (seconds), so this only needs to hold the
-// distinct (subject, grant) pairs of that long; beyond it, the oldest go.
-const reuseEntries = 8192
+// MaxTokenReuse is the longest reuse window a service may set.
+const MaxTokenReuse = 10 * time.Second
 
-// maxTokenReuse is the longest reuse window a service may set.
-const maxTokenReuse = 10 * time.Second
+// Bounds of the reuse cache. An entry is served for at most a service's
+// window; after that it waits, unused, to be evicted, so the cache holds a
+// bounded number of bounded entries: at most about reuseEntries *
+// (maxReuseKey + maxReuseToken), 6 MiB, and about 2.5 MiB for common
+// tokens. A request with more scopes than fit is signed every time. The
+// entries that matter are the few hot ones of a storm, which the LRU keeps.
+const (
+	reuseEntries  = 1024
+	maxReuseKey   = 2048 // bytes of claims identifying a token
+	maxReuseToken = 4096 // bytes of a signed token worth keeping
+)
 
 // tokenReuse hands out the access token signed a moment ago for the same
 // service, key, subject, lifetime and granted access, instead of signing
@@ -35,7 +42,8 @@ type tokenReuse struct {
 type reusedToken struct {
 	key  *Key
 	resp tokenResponse // without a refresh token
-	iat  time.Time
+	id   string        // the token's jti
+	iat  time.Time     // wall clock
 }
 
 func newTokenReuse() *tokenReuse {
@@ -44,8 +52,9 @@ func newTokenReuse() *tokenReuse {
 }
 
 // reuseKey identifies the claims of an access token, leaving out the times
-// and the id. Strings are length-prefixed, so no subject or repository name
-// can make two different claim sets collide.
+// and the id, or returns "" when they are too long to keep. Strings are
+// length-prefixed, so no subject or repository name can make two different
+// claim sets collide.
 func reuseKey(svc *Service, k *Key, subject string, ttl time.Duration, access []AccessEntry) string {
 	n := len(svc.Name) + len(k.ID) + len(subject) + 40
 	for _, a := range access {
@@ -53,6 +62,9 @@ func reuseKey(svc *Service, k *Key, subject string, ttl time.Duration, access []
 		for _, act := range a.Actions {
 			n += len(act) + 4
 		}
+	}
+	if n > maxReuseKey {
+		return ""
 	}
 	b := make([]byte, 0, n)
 	str := func(s string) {
@@ -77,21 +89,26 @@ func reuseKey(svc *Service, k *Key, subject string, ttl time.Duration, access []
 	return string(b)
 }
 
-// get returns the response of a token for these claims signed by k no more
-// than window before now.
-func (t *tokenReuse) get(key string, k *Key, now time.Time, window time.Duration) (tokenResponse, bool) {
+// get returns the token kept for these claims if k signed it no more than
+// window before now. Age is wall-clock time: a clock stepped back, or a
+// machine resumed from a pause (which the monotonic clock does not see),
+// never gets an old token.
+func (t *tokenReuse) get(key string, k *Key, now time.Time, window time.Duration) (reusedToken, bool) {
 	e, ok := t.cache.Get(key)
 	if !ok || e.key != k {
-		return tokenResponse{}, false
+		return reusedToken{}, false
 	}
-	age := now.Sub(e.iat)
-	if age < 0 || age >= window {
-		return tokenResponse{}, false
+	if age := now.Round(0).Sub(e.iat); age < 0 || age >= window {
+		return reusedToken{}, false
 	}
-	return e.resp, true
+	return e, true
 }
 
-func (t *tokenReuse) put(key string, k *Key, iat time.Time, resp tokenResponse) {
-	resp.RefreshToken = ""
-	t.cache.Add(key, reusedToken{key: k, resp: resp, iat: iat})
+// put keeps a freshly signed token (without a refresh token; iat on the
+// wall clock) under key.
+func (t *tokenReuse) put(key string, e reusedToken) {
+	if len(e.resp.AccessToken) > maxReuseToken {
+		return
+	}
+	t.cache.Add(key, e)
 }

@@ -2,10 +2,12 @@ package broker_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,8 +35,8 @@ func (c *clock) add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// reuseFixture serves registry.test with a 2-second reuse window, and
-// notary.test without one, on a clock the test moves.
+// reuseFixture serves registry.test and notary.test with a 2-second reuse
+// window, on a clock the test moves.
 func reuseFixture(t *testing.T, mutate ...func(*broker.Options)) (*fixture, *clock, *syncBuffer) {
 	t.Helper()
 	clk := &clock{t: time.Now()}
@@ -43,6 +45,7 @@ func reuseFixture(t *testing.T, mutate ...func(*broker.Options)) (*fixture, *clo
 		o.Now = clk.now
 		o.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 		o.Services[0].TokenReuse = 2 * time.Second
+		o.Services[1].TokenReuse = 2 * time.Second
 	}}, mutate...)...)
 	return f, clk, logs
 }
@@ -101,9 +104,79 @@ func TestTokenReuseServesTheSameTokenForTheSameClaims(t *testing.T) {
 		t.Fatalf("new token: iat %v jti %v, old iat %v jti %v", lc["iat"], lc["jti"], claims["iat"], claims["jti"])
 	}
 
+	// The log says which requests got a reused token, and which token.
 	lines := logs.lines(t)
-	if lines[0]["token_reused"] != false || lines[1]["token_reused"] != true || lines[len(lines)-1]["token_reused"] != false {
-		t.Fatalf("token_reused in the log: %v, %v, %v", lines[0]["token_reused"], lines[1]["token_reused"], lines[len(lines)-1]["token_reused"])
+	first0, again1, last := lines[0], lines[1], lines[len(lines)-1]
+	if first0["token_reused"] != false || again1["token_reused"] != true || last["token_reused"] != false {
+		t.Fatalf("token_reused in the log: %v, %v, %v", first0["token_reused"], again1["token_reused"], last["token_reused"])
+	}
+	if first0["token_id"] != claims["jti"] || again1["token_id"] != claims["jti"] || last["token_id"] != lc["jti"] {
+		t.Fatalf("token_id in the log: %v, %v, %v; jti %v then %v", first0["token_id"], again1["token_id"], last["token_id"], claims["jti"], lc["jti"])
+	}
+}
+
+func TestTokenReuseNeverServesATokenFromTheFuture(t *testing.T) {
+	f, clk, _ := reuseFixture(t)
+	q := "service=registry.test&scope=repository:public/x:pull"
+	a := f.get(t, q)
+	clk.add(-500 * time.Millisecond) // the wall clock is stepped back
+	if b := f.get(t, q); b.body["token"] == a.body["token"] {
+		t.Fatal("after the clock went back, the token issued 'later' was served again")
+	}
+}
+
+func TestTokenReuseUnderConcurrentRequests(t *testing.T) {
+	f, _, _ := reuseFixture(t)
+	const workers, each = 16, 20
+	q := "service=registry.test&scope=repository:public/x:pull"
+	tokens := make(chan string, workers*each)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				a := f.get(t, q)
+				if a.status != 200 {
+					t.Errorf("status %d: %s", a.status, a.raw)
+					return
+				}
+				tokens <- a.body["token"].(string)
+			}
+		}()
+	}
+	wg.Wait()
+	close(tokens)
+	distinct := map[string]bool{}
+	for tok := range tokens {
+		if !distinct[tok] {
+			f.claims(t, tok) // every one verifies
+		}
+		distinct[tok] = true
+	}
+	// The clock stands still: requests that miss together wait for one
+	// signature, and every later one gets the kept token.
+	if len(distinct) != 1 {
+		t.Fatalf("%d distinct tokens for %d identical requests from %d clients", len(distinct), workers*each, workers)
+	}
+}
+
+func TestTokenReuseSkipsOversizedClaims(t *testing.T) {
+	f, _, _ := reuseFixture(t)
+	q := "service=registry.test"
+	for i := range 40 {
+		q += fmt.Sprintf("&scope=repository:public/%s-%02d:pull", strings.Repeat("n", 60), i)
+	}
+	a, b := f.get(t, q), f.get(t, q)
+	if a.status != 200 || b.status != 200 {
+		t.Fatalf("statuses %d %d: %s", a.status, b.status, a.raw)
+	}
+	_, claims := f.claims(t, a.body["token"].(string))
+	if len(accessOf(t, claims)) != 40 {
+		t.Fatalf("access has %d entries, want 40", len(accessOf(t, claims)))
+	}
+	if a.body["token"] == b.body["token"] {
+		t.Fatal("a token with 40 long scopes was kept for reuse")
 	}
 }
 
@@ -122,19 +195,9 @@ func TestTokenReuseNeverOutlivesAPolicyChange(t *testing.T) {
 	before := f.get(t, q, "Authorization", alice)
 
 	// The new policy takes push away; the clock has not moved.
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "authz.rego"), `package registry.authz
+	swapPolicy(t, f, `package registry.authz
 allowed contains {"type": s.type, "name": s.name, "action": "pull"} if some s in input.scopes
 `)
-	b, err := bundles.LoadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := policies.Compile(context.Background(), b, policies.DefaultQuery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.engine.Swap(p)
 
 	after := f.get(t, q, "Authorization", alice)
 	if after.body["token"] == before.body["token"] {
@@ -145,6 +208,35 @@ allowed contains {"type": s.type, "name": s.name, "action": "pull"} if some s in
 	if got := accessOf(t, claims); !reflect.DeepEqual(got, want) {
 		t.Fatalf("access = %+v, want %+v", got, want)
 	}
+
+	// The same grant with another lifetime is another token too.
+	swapPolicy(t, f, `package registry.authz
+allowed contains {"type": s.type, "name": s.name, "action": "pull"} if some s in input.scopes
+token_ttl := 1800
+`)
+	longer := f.get(t, q, "Authorization", alice)
+	if longer.body["token"] == after.body["token"] || longer.body["expires_in"] != float64(1800) {
+		t.Fatalf("after token_ttl changed: expires_in %v, same token: %v", longer.body["expires_in"], longer.body["token"] == after.body["token"])
+	}
+	_, lc := f.claims(t, longer.body["token"].(string))
+	if lc["exp"].(float64)-lc["iat"].(float64) != 1800 {
+		t.Fatalf("exp - iat = %v, want 1800", lc["exp"].(float64)-lc["iat"].(float64))
+	}
+}
+
+func swapPolicy(t *testing.T, f *fixture, rego string) {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "authz.rego"), rego)
+	b, err := bundles.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policies.Compile(context.Background(), b, policies.DefaultQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.engine.Swap(p)
 }
 
 func TestTokenReuseFollowsKeyRotation(t *testing.T) {
@@ -192,13 +284,34 @@ func TestTokenReuseKeepsRefreshTokensPerRequest(t *testing.T) {
 	if a.body["refresh_token"] == nil || a.body["refresh_token"] == b.body["refresh_token"] {
 		t.Fatal("a refresh token must be signed for each request")
 	}
+	// A request that did not ask for one gets the same access token and no
+	// refresh token; so does the refresh grant.
+	plain := f.get(t, "service=registry.test&scope=repository:team/app:pull", "Authorization", basic("alice", "alice-secret"))
+	if plain.body["access_token"] != a.body["access_token"] || plain.body["refresh_token"] != nil {
+		t.Fatalf("plain request after an offline one: same token %v, refresh_token %v",
+			plain.body["access_token"] == a.body["access_token"], plain.body["refresh_token"] != nil)
+	}
+	r := f.post(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {a.body["refresh_token"].(string)},
+		"service": {svcName}, "scope": {"repository:team/app:pull"}})
+	if r.status != 200 || r.body["access_token"] != a.body["access_token"] || r.body["refresh_token"] != nil {
+		t.Fatalf("refresh grant: %d, same token %v, refresh_token %v", r.status, r.body["access_token"] == a.body["access_token"], r.body["refresh_token"] != nil)
+	}
 }
 
 func TestTokenReuseWindowIsBounded(t *testing.T) {
-	for _, d := range []time.Duration{-time.Second, 11 * time.Second} {
-		_, err := broker.New(broker.Options{Services: []*broker.Service{{Name: "x", TokenReuse: d}}})
-		if err == nil {
-			t.Fatalf("token reuse %s accepted", d)
+	dir := t.TempDir()
+	genKey(t, dir, "a", broker.KeyEC, time.Now().Add(-time.Hour))
+	keys, err := broker.LoadKeyDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d, ok := range map[time.Duration]bool{-time.Second: false, 0: true, 10 * time.Second: true, 10*time.Second + 1: false} {
+		_, err := broker.New(broker.Options{Services: []*broker.Service{{Name: "x", TokenReuse: d, Keys: keys}}})
+		if ok && err != nil {
+			t.Errorf("token reuse %s refused: %v", d, err)
+		}
+		if !ok && (err == nil || !strings.Contains(err.Error(), "token reuse")) {
+			t.Errorf("token reuse %s: err = %v, want it refused", d, err)
 		}
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/policies"
 )
@@ -81,6 +83,7 @@ type Server struct {
 	mux      *http.ServeMux
 	draining atomic.Bool
 	reuse    *tokenReuse
+	signing  singleflight.Group // reuse keys being signed
 }
 
 // minTokenTTL is the shortest lifetime the broker signs: clients assume 60
@@ -100,8 +103,8 @@ func New(opts Options) (*Server, error) {
 		if _, dup := s.services[svc.Name]; dup {
 			return nil, fmt.Errorf("service %q defined twice", svc.Name)
 		}
-		if svc.TokenReuse < 0 || svc.TokenReuse > maxTokenReuse {
-			return nil, fmt.Errorf("service %q: token reuse window %s outside [0, %s]", svc.Name, svc.TokenReuse, maxTokenReuse)
+		if svc.TokenReuse < 0 || svc.TokenReuse > MaxTokenReuse {
+			return nil, fmt.Errorf("service %q: token reuse window %s outside [0, %s]", svc.Name, svc.TokenReuse, MaxTokenReuse)
 		}
 		if svc.Keys == nil || svc.Keys.Signer(s.now()) == nil {
 			return nil, fmt.Errorf("service %q: no key valid for signing now", svc.Name)

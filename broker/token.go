@@ -60,21 +60,23 @@ func (k *Key) sign(claims any) (string, error) {
 	return string(buf), nil
 }
 
-// signAccess makes a registry access token.
-func (svc *Service) signAccess(k *Key, subject string, access []AccessEntry, now time.Time, ttl time.Duration) (string, error) {
+// signAccess makes a registry access token and returns it with its `jti`.
+func (svc *Service) signAccess(k *Key, subject string, access []AccessEntry, now time.Time, ttl time.Duration) (tok, id string, err error) {
 	if access == nil {
 		access = []AccessEntry{}
 	}
-	return k.sign(accessClaims{
+	id = rand.Text()
+	tok, err = k.sign(accessClaims{
 		Issuer:    svc.Issuer,
 		Subject:   subject,
 		Audience:  svc.Name,
 		ExpiresAt: now.Add(ttl).Unix(),
 		NotBefore: now.Add(-clockSkew).Unix(),
 		IssuedAt:  now.Unix(),
-		ID:        rand.Text(),
+		ID:        id,
 		Access:    access,
 	})
+	return tok, id, err
 }
 
 // writeTokenResponse answers 200 with resp as JSON, byte for byte what

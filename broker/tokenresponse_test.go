@@ -45,7 +45,7 @@ func TestSignedTokensNeedNoJSONEscaping(t *testing.T) {
 			t.Fatal(err)
 		}
 		svc := &Service{Name: "svc<&>\"", Issuer: "iss\n\\"}
-		tok, err := svc.signAccess(k, "sub\"<>&\x00é", []AccessEntry{{Type: "repository", Name: "a\"b", Actions: []string{"pull"}}}, time.Now(), time.Minute)
+		tok, _, err := svc.signAccess(k, "sub\"<>&\x00é", []AccessEntry{{Type: "repository", Name: "a\"b", Actions: []string{"pull"}}}, time.Now(), time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}

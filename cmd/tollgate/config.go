@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/bundles"
 )
 
@@ -343,8 +344,8 @@ func (c *Config) Validate() error {
 		if s.MaxTokenTTL < s.TokenTTL {
 			bad(p+".max_token_ttl", "must not be shorter than token_ttl")
 		}
-		if s.TokenReuse != nil && (*s.TokenReuse < 0 || *s.TokenReuse > 10*time.Second) {
-			bad(p+".token_reuse", "between 0s (sign every token) and 10s")
+		if s.TokenReuse != nil && (*s.TokenReuse < 0 || *s.TokenReuse > broker.MaxTokenReuse) {
+			bad(p+".token_reuse", "between 0s (sign every token) and %s", broker.MaxTokenReuse)
 		}
 		if s.Keys == "" {
 			bad(p+".keys", "required: a directory of NAME.key + NAME.crt pairs (tollgate keygen)")

@@ -752,7 +752,7 @@ func (e *env) halfPeakAndMemory(ctx context.Context, targets []target, load []ro
 			if peak <= 0 {
 				continue
 			}
-			step("tollgate %s %s at half the peak rate (%.0f/s)", t.key, s.name, peak/2)
+			step("%s %s %s at half the peak rate (%.0f/s)", t.name, t.key, s.name, peak/2)
 			res, err := e.load(ctx, t, s.mix, "-rate", strconv.FormatFloat(peak/2, 'f', 0, 64))
 			if err != nil {
 				return nil, err
