@@ -53,6 +53,7 @@ type options struct {
 	users       int
 	micro       bool
 	benchtime   string
+	benchCount  int
 	dockerAuth  string
 	keep        bool
 	soak        time.Duration // > 0: the soak instead of the benchmark
@@ -68,6 +69,7 @@ func main() {
 	flag.IntVar(&o.users, "users", 100, "memory run: distinct users (bcrypt cost 10 each)")
 	flag.BoolVar(&o.micro, "micro", true, "run the Go micro-benchmarks first")
 	flag.StringVar(&o.benchtime, "benchtime", "1s", "go test -benchtime for the micro-benchmarks")
+	flag.IntVar(&o.benchCount, "bench-count", 3, "go test -count for the micro-benchmarks (the median is reported)")
 	flag.StringVar(&o.dockerAuth, "docker-auth", os.Getenv("DOCKER_AUTH"), "docker_auth binary to compare with (default $DOCKER_AUTH)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, keys, logs)")
 	flag.DurationVar(&o.soak, "soak", 0, "run the soak instead (make soak): mixed load for this long with reloads, key rotations, policy and user changes between runs")
@@ -158,7 +160,7 @@ func run(ctx context.Context, o options, w io.Writer) ([]row, error) {
 
 	var rows []row
 	if o.micro {
-		step("Go benchmarks (go test -bench, -benchtime %s)", o.benchtime)
+		step("Go benchmarks (go test -bench, -benchtime %s, median of -count %d)", o.benchtime, max(1, o.benchCount))
 		if rows, err = e.micro(ctx); err != nil {
 			return nil, err
 		}
@@ -254,24 +256,38 @@ func (e *env) micro(ctx context.Context) ([]row, error) {
 	}
 	var rows []row
 	for _, r := range runs {
-		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", r.pattern, "-benchmem", "-benchtime", e.o.benchtime, r.pkg)
+		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", r.pattern, "-benchmem", "-benchtime", e.o.benchtime,
+			"-count", strconv.Itoa(max(1, e.o.benchCount)), r.pkg)
 		cmd.Dir = e.root
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = io.MultiWriter(&out, os.Stderr), os.Stderr
 		if err := cmd.Run(); err != nil {
 			return nil, fmt.Errorf("go test -bench %s %s: %w", r.pattern, r.pkg, err)
 		}
+		// One row per benchmark: the median time of its -count runs.
+		var names []string
+		times, notes := map[string][]float64{}, map[string]string{}
 		for _, line := range strings.Split(out.String(), "\n") {
 			m := benchLine.FindStringSubmatch(line)
 			if m == nil {
 				continue
 			}
 			ns, _ := strconv.ParseFloat(m[2], 64)
-			note := ""
-			if m[4] != "" {
-				note = m[3] + " B/op, " + m[4] + " allocs/op"
+			if _, seen := times[m[1]]; !seen {
+				names = append(names, m[1])
 			}
-			rows = append(rows, row{target: "go test", scenario: m[1], rate: 1e9 / ns, p50: ns / 1000, note: note})
+			times[m[1]] = append(times[m[1]], ns)
+			if m[4] != "" {
+				notes[m[1]] = m[3] + " B/op, " + m[4] + " allocs/op"
+			}
+		}
+		for _, name := range names {
+			ns := median(times[name])
+			note := notes[name]
+			if len(times[name]) > 1 {
+				note = strings.TrimPrefix(fmt.Sprintf("%s; runs %s-%s", note, fmtDur(slices.Min(times[name])/1000), fmtDur(slices.Max(times[name])/1000)), "; ")
+			}
+			rows = append(rows, row{target: "go test", scenario: name, rate: 1e9 / ns, p50: ns / 1000, note: note})
 		}
 	}
 	return rows, nil
@@ -804,7 +820,7 @@ func (e *env) halfPeakAndMemory(ctx context.Context, targets []target, load []ro
 // --- output ---
 
 func printTable(w io.Writer, rows []row, o options) {
-	fmt.Fprintf(w, "%d loopback clients, %s per run, medians of %d alternating rounds (ratios: median of per-round ratios); go test rows: ops/s and time per op\n\n", o.concurrency, o.duration, o.rounds)
+	fmt.Fprintf(w, "%d loopback clients, %s per run, medians of %d alternating rounds (ratios: median of per-round ratios); go test rows: ops/s and time per op, median of %d runs\n\n", o.concurrency, o.duration, o.rounds, max(1, o.benchCount))
 	fmt.Fprintln(w, "| server | key | scenario | tokens/s | p50 | p99 | p99.9 | CPU/token | errors | RSS MiB | vs docker_auth | of ceiling | note |")
 	fmt.Fprintln(w, "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 	for _, r := range rows {
