@@ -108,18 +108,8 @@ func newFixture(t testing.TB, mutate ...func(*broker.Options)) *fixture {
 		t.Fatal(err)
 	}
 
-	polDir := filepath.Join(dir, "policy")
-	writeFile(t, filepath.Join(polDir, "authz.rego"), testPolicy)
 	f.engine = policies.NewEngine(1000, time.Minute)
-	b, err := bundles.LoadDir(polDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := policies.Compile(context.Background(), b, policies.DefaultQuery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.engine.Swap(p)
+	f.swapPolicy(t, testPolicy)
 
 	opts := broker.Options{
 		Services: []*broker.Service{
@@ -142,6 +132,22 @@ func newFixture(t testing.TB, mutate ...func(*broker.Options)) *fixture {
 	f.ts = httptest.NewServer(f.srv)
 	t.Cleanup(f.ts.Close)
 	return f
+}
+
+// swapPolicy compiles one Rego module and puts it in force.
+func (f *fixture) swapPolicy(t testing.TB, rego string) {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "authz.rego"), rego)
+	b, err := bundles.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policies.Compile(context.Background(), b, policies.DefaultQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.engine.Swap(p)
 }
 
 func genKey(t testing.TB, dir, name string, typ broker.KeyType, notBefore time.Time) {

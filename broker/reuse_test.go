@@ -1,11 +1,9 @@
 package broker_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/url"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -13,8 +11,6 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/broker"
-	"github.com/tollgate/tollgate/bundles"
-	"github.com/tollgate/tollgate/policies"
 )
 
 // clock is a settable time source for the server.
@@ -195,7 +191,7 @@ func TestTokenReuseNeverOutlivesAPolicyChange(t *testing.T) {
 	before := f.get(t, q, "Authorization", alice)
 
 	// The new policy takes push away; the clock has not moved.
-	swapPolicy(t, f, `package registry.authz
+	f.swapPolicy(t, `package registry.authz
 allowed contains {"type": s.type, "name": s.name, "action": "pull"} if some s in input.scopes
 `)
 
@@ -210,7 +206,7 @@ allowed contains {"type": s.type, "name": s.name, "action": "pull"} if some s in
 	}
 
 	// The same grant with another lifetime is another token too.
-	swapPolicy(t, f, `package registry.authz
+	f.swapPolicy(t, `package registry.authz
 allowed contains {"type": s.type, "name": s.name, "action": "pull"} if some s in input.scopes
 token_ttl := 1800
 `)
@@ -222,21 +218,6 @@ token_ttl := 1800
 	if lc["exp"].(float64)-lc["iat"].(float64) != 1800 {
 		t.Fatalf("exp - iat = %v, want 1800", lc["exp"].(float64)-lc["iat"].(float64))
 	}
-}
-
-func swapPolicy(t *testing.T, f *fixture, rego string) {
-	t.Helper()
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "authz.rego"), rego)
-	b, err := bundles.LoadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := policies.Compile(context.Background(), b, policies.DefaultQuery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.engine.Swap(p)
 }
 
 func TestTokenReuseFollowsKeyRotation(t *testing.T) {
