@@ -588,24 +588,13 @@ func TestNoPolicyFailsClosed(t *testing.T) {
 }
 
 func TestPolicyRuntimeErrorFailsClosed(t *testing.T) {
-	dir := t.TempDir()
+	f := newFixture(t)
 	// Two values for one complete rule: a runtime conflict error.
-	writeFile(t, filepath.Join(dir, "p.rego"), `package registry.authz
+	f.swapPolicy(t, `package registry.authz
 allowed contains {"type": "repository", "name": "x", "action": "pull"}
 token_ttl := 60 if input.service
 token_ttl := 120 if input.service
 `)
-	b, err := bundles.LoadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := policies.Compile(context.Background(), b, policies.DefaultQuery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := policies.NewEngine(10, time.Minute)
-	e.Swap(p)
-	f := newFixture(t, func(o *broker.Options) { o.Authorizer = e })
 	a := f.get(t, "service=registry.test&scope=repository:x:pull")
 	if a.status != 500 || a.body["token"] != nil || strings.Contains(a.raw, "conflict") {
 		t.Fatalf("status %d: %s", a.status, a.raw)
