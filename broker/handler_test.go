@@ -134,6 +134,30 @@ func newFixture(t testing.TB, mutate ...func(*broker.Options)) *fixture {
 	return f
 }
 
+// clock is a settable time source for the server.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
 // swapPolicy compiles one Rego module and puts it in force.
 func (f *fixture) swapPolicy(t testing.TB, rego string) {
 	t.Helper()
@@ -645,6 +669,13 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+// String returns everything written so far.
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -688,7 +719,7 @@ func TestDecisionLogLineNeverHoldsSecrets(t *testing.T) {
 	if g, _ := first["granted"].([]any); len(g) != 1 || g[0] != "repository:team/app:pull" {
 		t.Errorf("granted = %v", first["granted"])
 	}
-	all := logs.buf.String()
+	all := logs.String()
 	for _, secret := range []string{"alice-secret", "wrong-secret", a.body["token"].(string), a.body["refresh_token"].(string)} {
 		if strings.Contains(all, secret) {
 			t.Fatalf("the log holds a secret: %q", secret)

@@ -30,15 +30,15 @@ type oidcFixture struct {
 	issuer *httptest.Server
 	key    *ecdsa.PrivateKey
 	down   atomic.Bool
-	clock  atomic.Int64 // unix nanoseconds
+	clock  clock
 }
 
-func (o *oidcFixture) now() time.Time { return time.Unix(0, o.clock.Load()) }
+func (o *oidcFixture) now() time.Time { return o.clock.now() }
 
 func newOIDCFixture(t *testing.T) *oidcFixture {
 	t.Helper()
 	o := &oidcFixture{}
-	o.clock.Store(time.Now().UnixNano())
+	o.clock.set(time.Now())
 	var err error
 	if o.key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
 		t.Fatal(err)
@@ -123,7 +123,7 @@ func TestOIDCRefreshTokenExpiresWithTheOIDCToken(t *testing.T) {
 	if c, _ := rc["claims"].(map[string]any); c["team"] != "blue" || c["iss"] != o.issuer.URL {
 		t.Fatalf("refresh token claims %v", rc["claims"])
 	}
-	o.clock.Store(start.Add(9 * time.Minute).UnixNano())
+	o.clock.set(start.Add(9 * time.Minute))
 	r := o.post(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "service": {svcName}, "scope": {"repository:team/app:pull"}})
 	if r.status != 200 {
 		t.Fatalf("refresh before the OIDC token expired: %d %s", r.status, r.raw)
@@ -132,14 +132,14 @@ func TestOIDCRefreshTokenExpiresWithTheOIDCToken(t *testing.T) {
 	if _, _, err := jwt.NewParser().ParseUnverified(r.body["token"].(string), &claims); err != nil || claims["sub"] != "alice" || len(accessOf(t, claims)) != 1 {
 		t.Fatalf("refreshed token claims %v (%v)", claims, err)
 	}
-	o.clock.Store(start.Add(11 * time.Minute).UnixNano())
+	o.clock.set(start.Add(11 * time.Minute))
 	if r := o.post(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "service": {svcName}}); r.status != 401 || !strings.Contains(r.raw, "expired") {
 		t.Fatalf("refresh after the OIDC token expired: %d %s", r.status, r.raw)
 	}
 
 	// A password identity's refresh token keeps the configured lifetime and
 	// carries no claims.
-	o.clock.Store(start.UnixNano())
+	o.clock.set(start)
 	p := o.get(t, "service=registry.test&offline_token=true", "Authorization", basic("admin", "admin-secret"))
 	var pc jwt.MapClaims
 	if _, _, err := jwt.NewParser().ParseUnverified(p.body["refresh_token"].(string), &pc); err != nil {
@@ -199,7 +199,7 @@ func TestOIDCProviderDownIsUnavailableForTokensOnly(t *testing.T) {
 		t.Fatalf("htpasswd user, provider down: %d %s", a.status, a.raw)
 	}
 	o.down.Store(false)
-	o.clock.Add(int64(2 * time.Second)) // past the refetch interval
+	o.clock.add(2 * time.Second) // past the refetch interval
 	tok = o.token(t, 5*time.Minute, nil)
 	if a := o.get(t, "service=registry.test", "Authorization", "Bearer "+tok); a.status != 200 {
 		t.Fatalf("bearer, provider back: %d %s", a.status, a.raw)

@@ -13,24 +13,6 @@ import (
 	"github.com/tollgate/tollgate/broker"
 )
 
-// clock is a settable time source for the server.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // reuseFixture serves registry.test and notary.test with a 2-second reuse
 // window, on a clock the test moves.
 func reuseFixture(t *testing.T, mutate ...func(*broker.Options)) (*fixture, *clock, *syncBuffer) {
@@ -236,7 +218,7 @@ func TestTokenReuseFollowsKeyRotation(t *testing.T) {
 		o.Services[0].TokenReuse = 5 * time.Second
 	})
 	f.keys = keys // what f.claims verifies against
-	clk.t = start
+	clk.set(start)
 	q := "service=registry.test&scope=repository:public/x:pull"
 	old := f.get(t, q)
 	clk.add(2 * time.Second)

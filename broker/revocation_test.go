@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -65,17 +64,6 @@ func (failingRevocations) RevokeSubject(context.Context, string, time.Time, time
 	return nil
 }
 
-type syncWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
 func TestRevokedRefreshTokenIsRefused(t *testing.T) {
 	store, err := broker.OpenFileRevocations(filepath.Join(t.TempDir(), "revocations.json"))
 	if err != nil {
@@ -98,7 +86,7 @@ func TestRevokedRefreshTokenIsRefused(t *testing.T) {
 }
 
 func TestRevocationStoreDownServesAndSaysSo(t *testing.T) {
-	var logs syncWriter
+	var logs syncBuffer
 	f := newFixture(t, func(o *broker.Options) {
 		o.Revocations = failingRevocations{}
 		o.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
@@ -109,7 +97,7 @@ func TestRevocationStoreDownServesAndSaysSo(t *testing.T) {
 	if got.status != 200 {
 		t.Fatalf("refresh with the store down: %d %s", got.status, got.raw)
 	}
-	if !strings.Contains(logs.b.String(), "revocation store unavailable") {
-		t.Fatalf("the outage was not logged:\n%s", logs.b.String())
+	if all := logs.String(); !strings.Contains(all, "revocation store unavailable") {
+		t.Fatalf("the outage was not logged:\n%s", all)
 	}
 }

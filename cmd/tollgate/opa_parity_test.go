@@ -28,13 +28,7 @@ import (
 // installs it.
 func parityOPA(t *testing.T) string {
 	t.Helper()
-	missing := func(msg string) {
-		msg += ": run `make test-deps` (it installs opa with go install)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	missing := func(msg string) { testenv.Missing(t, msg) }
 	opa := testenv.Lookup("opa")
 	if opa == "" {
 		missing("opa is not installed")

@@ -59,17 +59,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 	bs.publish(raw, "v1")
 
 	b := startBrokerWith(t, brokerOptions{
-		identity: fmt.Sprintf(`  - name: corp
-    type: ldap
-    url: %q
-    bind_dn: %q
-    bind_password_env: TOLLGATE_E2E_LDAP_BIND
-    user_base: "ou=people,dc=example,dc=org"
-    user_filter: "(uid={user})"
-    groups: {from: memberOf}
-    timeout: 1s
-    dial_timeout: 1s
-`, dir.URL(), ldaptest.Reader) + oidcIdentity(idp.Issuer, ""),
+		identity:     ldapIdentity(dir.URL(), "1s") + oidcIdentity(idp.Issuer, ""),
 		env:          []string{"TOLLGATE_E2E_LDAP_BIND=" + ldaptest.ReaderPass},
 		policySource: bs.url,
 		policy:       "  polling: {min_delay: 100ms, max_delay: 300ms}\n",

@@ -100,6 +100,18 @@ type tokenResponse struct {
 // (GET with Basic credentials; user "" is anonymous) and returns it.
 func (b *broker) getToken(t testing.TB, service, user string, scopes ...string) string {
 	t.Helper()
+	status, raw, u := b.askToken(t, service, user, scopes...)
+	var body tokenResponse
+	if status != http.StatusOK || json.Unmarshal(raw, &body) != nil || body.Token == "" || body.Token != body.AccessToken {
+		t.Fatalf("GET %s as %q: %d\n%s", u, user, status, raw)
+	}
+	return body.Token
+}
+
+// askToken sends getToken's request and returns the status, the body and
+// the URL asked, whatever the answer.
+func (b *broker) askToken(t testing.TB, service, user string, scopes ...string) (int, []byte, string) {
+	t.Helper()
 	q := url.Values{"service": {service}}
 	for _, s := range scopes {
 		q.Add("scope", s)
@@ -117,11 +129,7 @@ func (b *broker) getToken(t testing.TB, service, user string, scopes ...string) 
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	var body tokenResponse
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &body) != nil || body.Token == "" || body.Token != body.AccessToken {
-		t.Fatalf("GET %s as %q: %s\n%s", req.URL, user, resp.Status, raw)
-	}
-	return body.Token
+	return resp.StatusCode, raw, req.URL.String()
 }
 
 // postToken does an OAuth2 POST /token and returns the status and body.

@@ -52,6 +52,23 @@ const ldapPolicyData = `{"registry": {
   "projects": {"team": {"public": false, "members": {}, "groups": {"registry-dev": "developer"}}}
 }}`
 
+// ldapIdentity is the `corp` connector against the test directory at url,
+// bound as ldaptest.Reader (its password in TOLLGATE_E2E_LDAP_BIND), with
+// timeout for both dialling and each operation.
+func ldapIdentity(url, timeout string) string {
+	return fmt.Sprintf(`  - name: corp
+    type: ldap
+    url: %q
+    bind_dn: %q
+    bind_password_env: TOLLGATE_E2E_LDAP_BIND
+    user_base: "ou=people,dc=example,dc=org"
+    user_filter: "(uid={user})"
+    groups: {from: memberOf}
+    timeout: %s
+    dial_timeout: %s
+`, url, ldaptest.Reader, timeout, timeout)
+}
+
 // TestLDAPGroupDecidesPush runs the whole path with a real slapd: an LDAP
 // user whose group the policy maps to developer pushes with crane, a user
 // outside the group cannot, removing the membership in slapd takes push
@@ -62,17 +79,7 @@ func TestLDAPGroupDecidesPush(t *testing.T) {
 	r := flavors[1]
 	tool(t, r.bin)
 	b := startBrokerWith(t, brokerOptions{
-		identity: fmt.Sprintf(`  - name: corp
-    type: ldap
-    url: %q
-    bind_dn: %q
-    bind_password_env: TOLLGATE_E2E_LDAP_BIND
-    user_base: "ou=people,dc=example,dc=org"
-    user_filter: "(uid={user})"
-    groups: {from: memberOf}
-    timeout: 2s
-    dial_timeout: 2s
-`, dir.URL(), ldaptest.Reader),
+		identity: ldapIdentity(dir.URL(), "2s"),
 		// Short caches, so a membership change shows within seconds.
 		extra:       "credential_cache: {size: 100, ttl: 1s}\n",
 		policyData:  ldapPolicyData,

@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -27,21 +26,14 @@ func robotCredential(t *testing.T, args ...string) string {
 // broker's error message.
 func tokenError(t *testing.T, b *broker, user string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, b.url("/token?service="+flavors[1].service+"&scope=repository:team/app:pull"), nil)
-	req.SetBasicAuth(user, b.passwords[user])
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	status, raw, _ := b.askToken(t, flavors[1].service, user, "repository:team/app:pull")
 	var body tokenResponse
 	json.Unmarshal(raw, &body)
 	msg := ""
 	if len(body.Errors) > 0 {
 		msg = body.Errors[0].Message
 	}
-	return resp.StatusCode, msg
+	return status, msg
 }
 
 // TestRobotCredentials: crane works with a robot credential within its
