@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tollgate/tollgate/broker"
 )
 
@@ -29,7 +31,8 @@ func reuseFixture(t *testing.T, mutate ...func(*broker.Options)) (*fixture, *clo
 }
 
 func TestTokenReuseServesTheSameTokenForTheSameClaims(t *testing.T) {
-	f, clk, logs := reuseFixture(t)
+	reg := prometheus.NewRegistry()
+	f, clk, logs := reuseFixture(t, func(o *broker.Options) { o.Metrics = broker.NewMetrics(reg) })
 	alice := basic("alice", "alice-secret")
 	const teamApp = "service=registry.test&scope=repository:team/app:pull,push"
 
@@ -80,6 +83,11 @@ func TestTokenReuseServesTheSameTokenForTheSameClaims(t *testing.T) {
 	_, lc := f.claims(t, later.body["token"].(string))
 	if lc["iat"].(float64) <= claims["iat"].(float64) || lc["jti"] == claims["jti"] {
 		t.Fatalf("new token: iat %v jti %v, old iat %v jti %v", lc["iat"], lc["jti"], claims["iat"], claims["jti"])
+	}
+
+	// So does the metric: one reuse (the second request) so far.
+	if n := reusedMetric(t, reg); n != 1 {
+		t.Fatalf("tollgate_access_tokens_reused_total = %v, want 1", n)
 	}
 
 	// The log says which requests got a reused token, and which token.
@@ -156,6 +164,22 @@ func TestTokenReuseSkipsOversizedClaims(t *testing.T) {
 	if a.body["token"] == b.body["token"] {
 		t.Fatal("a token with 40 long scopes was kept for reuse")
 	}
+}
+
+// reusedMetric reads tollgate_access_tokens_reused_total from reg.
+func reusedMetric(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		if mf.GetName() == "tollgate_access_tokens_reused_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("tollgate_access_tokens_reused_total is not registered")
+	return 0
 }
 
 func TestTokenReuseOffSignsEveryToken(t *testing.T) {
