@@ -341,50 +341,7 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.
 		return s.verifyBearer(ctx, req, req.bearer)
 
 	case req.basic:
-		if wait, err := s.opts.Throttle.Check(ctx, req.user, req.addr); err != nil {
-			s.log.Warn("throttle store unavailable; not throttling", "err", err)
-		} else if wait > 0 {
-			e := newError(kindThrottled, nil, "too many failed logins for this user or from this address; retry later")
-			e.retryAfter = wait
-			return identity.Identity{}, e
-		}
-		var tokenErr error // why the token connectors refused a JWT-shaped password
-		if looksLikeJWT(req.password) && auth.HasTokenConnectors() {
-			// `docker login -u anything -p $TOKEN`: the user name is arbitrary.
-			id, ok, err := auth.VerifyToken(ctx, req.password)
-			if err == nil && ok {
-				return identity.Normalize(id), nil
-			}
-			tokenErr = err
-		}
-		id, ok, err := auth.Login(ctx, req.user, req.password)
-		if rejected := (*identity.RejectedError)(nil); errors.As(err, &rejected) {
-			return identity.Identity{}, newError(kindUnauthorized, nil, "%s", rejected.Reason)
-		}
-		if err != nil {
-			return identity.Identity{}, newError(kindUnavailable, err, "identity backend unavailable; try again")
-		}
-		if !ok && tokenErr != nil && !errors.As(tokenErr, new(*identity.RejectedError)) {
-			// The password is a token whose verifier could not answer: an
-			// outage, not a wrong password, and no failure to count.
-			return identity.Identity{}, newError(kindUnavailable, tokenErr, "token verifier unavailable; try again")
-		}
-		if !ok {
-			if err := s.opts.Throttle.Failure(ctx, req.user, req.addr); err != nil {
-				s.log.Warn("throttle store unavailable; failure not counted", "err", err)
-			}
-			if rejected := (*identity.RejectedError)(nil); errors.As(tokenErr, &rejected) {
-				return identity.Identity{}, newError(kindUnauthorized, nil, "%s", rejected.Reason)
-			}
-			if looksLikeJWT(req.password) && auth.HasTokenConnectors() {
-				return identity.Identity{}, newError(kindUnauthorized, nil, "invalid user name or password (the password is a JWT, but no identity connector trusts its issuer)")
-			}
-			return identity.Identity{}, newError(kindUnauthorized, nil, "invalid user name or password")
-		}
-		if err := s.opts.Throttle.Success(ctx, req.user, req.addr); err != nil {
-			s.log.Warn("throttle store unavailable", "err", err)
-		}
-		return identity.Normalize(id), nil
+		return s.basicLogin(ctx, req)
 
 	default:
 		if !s.opts.Anonymous {
@@ -394,10 +351,86 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.
 	}
 }
 
-// checkRevoked refuses a revoked refresh token. When the revocation store
-// cannot answer (Redis down) the token is served: it is still signed, bound
-// to its service and re-checked by its connector; the miss is logged and
-// counted (docs/security.md).
+// basicLogin checks a user name and password, where the password may be a
+// token (`docker login -u anything -p $TOKEN`). Only guessable secrets
+// (passwords) are throttled per user name: a robot's secret or a signed
+// token cannot be guessed, so their failures count per address alone and
+// nobody can lock them out by naming them.
+func (s *Server) basicLogin(ctx context.Context, req *tokenRequest) (identity.Identity, error) {
+	auth := s.opts.Authenticator
+	if err := s.throttled(ctx, "", req.addr); err != nil {
+		return identity.Identity{}, err
+	}
+	var tokenErr error // why the token connectors refused a JWT-shaped password
+	if looksLikeJWT(req.password) && auth.HasTokenConnectors() {
+		id, ok, err := auth.VerifyToken(ctx, req.password)
+		if err == nil && ok {
+			return identity.Normalize(id), nil
+		}
+		tokenErr = err
+	}
+	user := req.user // the name failures are counted under; "" for none
+	if auth.Unguessable(user) {
+		user = ""
+	}
+	if err := s.throttled(ctx, user, req.addr); err != nil {
+		return identity.Identity{}, err
+	}
+	id, ok, err := auth.Login(ctx, req.user, req.password)
+	if rejected := (*identity.RejectedError)(nil); errors.As(err, &rejected) {
+		return identity.Identity{}, newError(kindUnauthorized, nil, "%s", rejected.Reason)
+	}
+	if err != nil {
+		return identity.Identity{}, newError(kindUnavailable, err, "identity backend unavailable; try again")
+	}
+	if !ok && tokenErr != nil && !errors.As(tokenErr, new(*identity.RejectedError)) {
+		// The password is a token whose verifier could not answer: an
+		// outage, not a wrong password, and no failure to count.
+		return identity.Identity{}, newError(kindUnavailable, tokenErr, "token verifier unavailable; try again")
+	}
+	if !ok {
+		return identity.Identity{}, s.loginFailed(ctx, req, user, tokenErr)
+	}
+	if err := s.opts.Throttle.Success(ctx, user, req.addr); err != nil {
+		s.log.Warn("throttle store unavailable", "err", err)
+	}
+	return identity.Normalize(id), nil
+}
+
+// throttled answers 429 when user (or, with user "", only the address) has
+// failed too often.
+func (s *Server) throttled(ctx context.Context, user, addr string) error {
+	wait, err := s.opts.Throttle.Check(ctx, user, addr)
+	if err != nil {
+		s.log.Warn("throttle store unavailable; not throttling", "err", err)
+		return nil
+	}
+	if wait > 0 {
+		e := newError(kindThrottled, nil, "too many failed logins for this user or from this address; retry later")
+		e.retryAfter = wait
+		return e
+	}
+	return nil
+}
+
+// loginFailed counts a wrong credential and words the 401.
+func (s *Server) loginFailed(ctx context.Context, req *tokenRequest, user string, tokenErr error) error {
+	if err := s.opts.Throttle.Failure(ctx, user, req.addr); err != nil {
+		s.log.Warn("throttle store unavailable; failure not counted", "err", err)
+	}
+	if rejected := (*identity.RejectedError)(nil); errors.As(tokenErr, &rejected) {
+		return newError(kindUnauthorized, nil, "%s", rejected.Reason)
+	}
+	if looksLikeJWT(req.password) && s.opts.Authenticator.HasTokenConnectors() {
+		return newError(kindUnauthorized, nil, "invalid user name or password (the password is a JWT, but no identity connector trusts its issuer)")
+	}
+	return newError(kindUnauthorized, nil, "invalid user name or password")
+}
+
+// checkRevoked refuses a revoked refresh token. A store that cannot answer
+// at all fails the refresh (503): the Redis store answers from its synced
+// copy during an outage, so an error here is unexpected, and a revocation
+// must never be skipped.
 func (s *Server) checkRevoked(ctx context.Context, claims *refreshClaims) error {
 	if s.opts.Revocations == nil {
 		return nil
@@ -409,8 +442,7 @@ func (s *Server) checkRevoked(ctx context.Context, claims *refreshClaims) error 
 	revoked, err := s.opts.Revocations.Revoked(ctx, claims.ID, claims.Subject, issued)
 	switch {
 	case err != nil:
-		s.log.Warn("revocation store unavailable: refresh token served unchecked", "err", err)
-		s.opts.Metrics.revocationUnchecked()
+		return newError(kindUnavailable, err, "revocation list unavailable; try again")
 	case revoked:
 		return newError(kindUnauthorized, nil, "refresh token revoked: log in again")
 	}

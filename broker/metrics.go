@@ -14,7 +14,6 @@ type Metrics struct {
 	requests  *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	decisions *prometheus.CounterVec
-	unchecked prometheus.Counter
 	reused    prometheus.Counter
 }
 
@@ -35,15 +34,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Policy decisions, by whether the decision cache answered.",
 		}, []string{"cached"}),
 	}
-	m.unchecked = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "tollgate_refresh_revocation_unchecked_total",
-		Help: "Refresh tokens served without a revocation check because the revocation store did not answer.",
-	})
 	m.reused = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tollgate_access_tokens_reused_total",
 		Help: "Access tokens served again, within the service's token_reuse window, instead of signed anew.",
 	})
-	reg.MustRegister(m.requests, m.latency, m.decisions, m.unchecked, m.reused)
+	reg.MustRegister(m.requests, m.latency, m.decisions, m.reused)
 	return m
 }
 
@@ -62,11 +57,5 @@ func (m *Metrics) observe(outcome string, status int, d *decision, elapsed time.
 	}
 	if d.reused {
 		m.reused.Inc()
-	}
-}
-
-func (m *Metrics) revocationUnchecked() {
-	if m != nil {
-		m.unchecked.Inc()
 	}
 }

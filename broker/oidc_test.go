@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -35,7 +36,7 @@ type oidcFixture struct {
 
 func (o *oidcFixture) now() time.Time { return o.clock.now() }
 
-func newOIDCFixture(t *testing.T) *oidcFixture {
+func newOIDCFixture(t *testing.T, mutate ...func(*broker.Options)) *oidcFixture {
 	t.Helper()
 	o := &oidcFixture{}
 	o.clock.set(time.Now())
@@ -81,6 +82,9 @@ func newOIDCFixture(t *testing.T) *oidcFixture {
 		opts.Authenticator = chain
 		opts.Now = o.now
 		opts.RefreshTTL = 24 * time.Hour
+		for _, m := range mutate {
+			m(opts)
+		}
 	})
 	return o
 }
@@ -203,5 +207,23 @@ func TestOIDCProviderDownIsUnavailableForTokensOnly(t *testing.T) {
 	tok = o.token(t, 5*time.Minute, nil)
 	if a := o.get(t, "service=registry.test", "Authorization", "Bearer "+tok); a.status != 200 {
 		t.Fatalf("bearer, provider back: %d %s", a.status, a.raw)
+	}
+}
+
+// TestValidOIDCTokenIsNotLockedByUserName: the user name beside a token
+// sent as a Basic password is arbitrary (`docker login -u oauth2 -p $TOKEN`);
+// wrong passwords for that name from elsewhere must not stop the token.
+func TestValidOIDCTokenIsNotLockedByUserName(t *testing.T) {
+	o := newOIDCFixture(t, func(opts *broker.Options) {
+		opts.Throttle = &broker.Throttle{Store: broker.NewMemoryCounters(1000, time.Hour), Window: time.Minute,
+			MaxPerUser: 5, MaxPerAddress: 100, KnownAddressWindow: time.Hour}
+	})
+	for i := range 10 {
+		if code, _ := tokenFrom(o.fixture, "203.0.113.1", "oauth2", fmt.Sprint("guess-", i)); code != http.StatusUnauthorized && code != http.StatusTooManyRequests {
+			t.Fatalf("guess %d: %d", i, code)
+		}
+	}
+	if code, _ := tokenFrom(o.fixture, "198.51.100.9", "oauth2", o.token(t, 10*time.Minute, nil)); code != http.StatusOK {
+		t.Fatalf("a valid OIDC token as the password of oauth2 after guesses at that name: %d, want 200", code)
 	}
 }

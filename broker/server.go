@@ -31,6 +31,9 @@ type Authenticator interface {
 	VerifyToken(ctx context.Context, raw string) (identity.Identity, bool, error)
 	Refresh(ctx context.Context, prev identity.Identity) (identity.Identity, bool, error)
 	HasTokenConnectors() bool
+	// Unguessable reports whether user's secret cannot be guessed (a
+	// robot's): its failed logins are throttled per address only.
+	Unguessable(user string) bool
 }
 
 // Service is one audience the broker issues tokens for (a registry, a notary).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,21 +50,23 @@ func throttleKey(kind string, parts ...string) string {
 	return kind + ":" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// Check says whether a login for user from addr may be attempted now; when
-// not, how long to wait. A store error lets the attempt through: throttling
-// is a defence against guessing, and bcrypt still bounds its rate.
+// Check says, with user "", whether a login from addr may be attempted
+// now and, with a user, whether one for user from addr may (callers ask for
+// the address first); when not, how long to wait. A store
+// error lets the attempt through: throttling is a defence against
+// guessing, and bcrypt still bounds its rate.
 func (t *Throttle) Check(ctx context.Context, user, addr string) (wait time.Duration, err error) {
 	if t == nil {
 		return 0, nil
 	}
-	if n, left, err := t.Store.Get(ctx, throttleKey("fa", addr)); err != nil {
-		return 0, err
-	} else if n >= t.MaxPerAddress {
+	if user == "" {
+		n, left, err := t.Store.Get(ctx, throttleKey("fa", addr))
+		if err != nil || n < t.MaxPerAddress {
+			return 0, err
+		}
 		return left, nil
 	}
-	if user == "" {
-		return 0, nil
-	}
+	user = throttleName(user)
 	n, left, err := t.Store.Get(ctx, throttleKey("fu", user))
 	if err != nil || n < t.MaxPerUser {
 		return 0, err
@@ -85,7 +88,7 @@ func (t *Throttle) Failure(ctx context.Context, user, addr string) error {
 	if user == "" {
 		return nil
 	}
-	_, _, err := t.Store.Incr(ctx, throttleKey("fu", user), t.Window)
+	_, _, err := t.Store.Incr(ctx, throttleKey("fu", throttleName(user)), t.Window)
 	return err
 }
 
@@ -94,7 +97,64 @@ func (t *Throttle) Success(ctx context.Context, user, addr string) error {
 	if t == nil || user == "" {
 		return nil
 	}
-	return t.Store.Mark(ctx, throttleKey("ok", user, addr), t.KnownAddressWindow)
+	return t.Store.Mark(ctx, throttleKey("ok", throttleName(user), addr), t.KnownAddressWindow)
+}
+
+// throttleName is the form of a user name the per-user counters use: the
+// loosest way any connector compares names. LDAP matches uid ignoring case
+// and leading, trailing and repeated spaces, so "eve", "EVE" and " Eve "
+// are one user to it and must share one budget. Names that differ only so
+// are thereby one budget for case-sensitive connectors too: stricter, never
+// looser.
+func throttleName(user string) string {
+	return strings.ToLower(strings.Join(strings.Fields(user), " "))
+}
+
+// FallbackCounters keeps counters in a shared store (Redis) and, while it
+// does not answer, in this process's memory: an outage of the shared store
+// must not switch the throttle off. Counts from both are combined, so the
+// failures counted locally during an outage still hold once it ends.
+type FallbackCounters struct {
+	Shared, Local CounterStore
+}
+
+// Incr implements CounterStore.
+func (f *FallbackCounters) Incr(ctx context.Context, key string, window time.Duration) (int, time.Duration, error) {
+	n, left, err := f.Shared.Incr(ctx, key, window)
+	if err != nil {
+		return f.Local.Incr(ctx, key, window)
+	}
+	if ln, lleft, _ := f.Local.Get(ctx, key); ln > 0 {
+		return n + ln, max(left, lleft), nil
+	}
+	return n, left, nil
+}
+
+// Get implements CounterStore.
+func (f *FallbackCounters) Get(ctx context.Context, key string) (int, time.Duration, error) {
+	ln, lleft, _ := f.Local.Get(ctx, key)
+	n, left, err := f.Shared.Get(ctx, key)
+	if err != nil {
+		return ln, lleft, nil
+	}
+	return n + ln, max(left, lleft), nil
+}
+
+// Mark implements CounterStore.
+func (f *FallbackCounters) Mark(ctx context.Context, key string, window time.Duration) error {
+	if err := f.Shared.Mark(ctx, key, window); err != nil {
+		return f.Local.Mark(ctx, key, window)
+	}
+	return nil
+}
+
+// Marked implements CounterStore.
+func (f *FallbackCounters) Marked(ctx context.Context, key string) (bool, error) {
+	if ok, _ := f.Local.Marked(ctx, key); ok {
+		return true, nil
+	}
+	ok, err := f.Shared.Marked(ctx, key)
+	return ok && err == nil, nil
 }
 
 // MemoryCounters is a CounterStore for one process, bounded in size: when

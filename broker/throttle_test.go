@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/identity/robot"
 )
 
 func throttle() *broker.Throttle {
@@ -103,5 +105,53 @@ func TestAnOutageLocksNobodyOut(t *testing.T) {
 	}
 	if down.calls.Load() != 30 {
 		t.Fatalf("%d backend calls for 30 requests: requests were throttled during an outage", down.calls.Load())
+	}
+}
+
+// TestNamesAConnectorMatchesAlikeShareOneBudget: LDAP matches uid ignoring
+// case and surrounding spaces, so once "alice" is locked, "ALICE", " alice"
+// and "Alice " must not each bring a fresh budget of guesses.
+func TestNamesAConnectorMatchesAlikeShareOneBudget(t *testing.T) {
+	f := newFixture(t, func(o *broker.Options) { o.Throttle = throttle() })
+	for i := range 5 {
+		tokenFrom(f, fmt.Sprintf("203.0.113.%d", i), "alice", "guess")
+	}
+	for _, name := range []string{"alice", "ALICE", " alice", "Alice ", "aLiCe"} {
+		if code, _ := tokenFrom(f, "203.0.113.99", name, "guess"); code != http.StatusTooManyRequests {
+			t.Errorf("%q after alice was locked: %d, want 429", name, code)
+		}
+	}
+}
+
+// TestRobotsCannotBeLockedOutByName: a robot's secret cannot be guessed, so
+// failures under its name count per address only; wrong secrets sent from
+// elsewhere must not stop the robot's runner, whose address is new to it.
+func TestRobotsCannotBeLockedOutByName(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "robots.json")
+	rec, secret, err := robot.Create(store, robot.CreateOptions{Name: "ci", Scopes: []string{"repository:team/app:pull"}, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	robots, err := robot.Open(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *broker.Options) {
+		o.Throttle = throttle()
+		o.Authenticator = identity.NewChain([]identity.Connector{{Name: "robots", Adapter: robots}}, nil)
+	})
+	for i := range 12 {
+		if code, _ := tokenFrom(f, fmt.Sprintf("203.0.113.%d", i%3), rec.User(), fmt.Sprint("guess-", i)); code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i, code)
+		}
+	}
+	if code, _ := tokenFrom(f, "198.51.100.20", rec.User(), secret); code != http.StatusOK {
+		t.Fatalf("the robot from a new address after guesses at its name: %d, want 200", code)
+	}
+	for i := range 20 {
+		tokenFrom(f, "203.0.113.50", rec.User(), fmt.Sprint("more-", i))
+	}
+	if code, _ := tokenFrom(f, "203.0.113.50", rec.User(), secret); code != http.StatusTooManyRequests {
+		t.Fatalf("the guessing address itself: %d, want 429 (per-address limit)", code)
 	}
 }

@@ -105,6 +105,17 @@ func (c *Chain) HasTokenConnectors() bool {
 	return false
 }
 
+// Unguessable reports whether user is a name whose secret cannot be guessed
+// (a robot's), so its failures must not be counted against the name.
+func (c *Chain) Unguessable(user string) bool {
+	for _, conn := range c.connectors {
+		if u, ok := conn.Adapter.(Unguessable); ok && u.OwnsName(user) {
+			return true
+		}
+	}
+	return false
+}
+
 // Refresh re-checks prev with the connector that produced it. A connector that
 // is no longer configured, or cannot re-check, fails the refresh.
 func (c *Chain) Refresh(ctx context.Context, prev Identity) (Identity, bool, error) {

@@ -67,6 +67,15 @@ type RejectedError struct {
 
 func (e *RejectedError) Error() string { return e.Reason }
 
+// Unguessable is implemented by password connectors whose secrets are
+// generated with so much entropy that guessing them is hopeless (robots).
+// Failed logins for the names such a connector owns are throttled per
+// client address only: counting them per name would let anyone who knows
+// the name lock the account out.
+type Unguessable interface {
+	OwnsName(user string) bool
+}
+
 // Uncached is implemented by connectors whose every answer must be fresh
 // (for example because a credential may expire at any second); the chain
 // then never serves their logins from the credential cache.

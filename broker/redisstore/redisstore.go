@@ -1,6 +1,12 @@
 // Package redisstore keeps the state several broker replicas must share in
 // Redis: the failed-login counters of the throttle and the refresh-token
 // revocations. Keys hold hashes, never user names or addresses.
+//
+// A caller's cancelled request is never taken for a Redis outage: every call
+// runs on a context detached from the caller's, with the store's own
+// deadline. A real outage does not switch revocation checks off either: the
+// revocations are kept in memory, synced from Redis every second, and checked
+// against that copy while Redis does not answer (see docs/decisions/0010).
 package redisstore
 
 import (
@@ -8,7 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"strconv"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -17,12 +23,16 @@ import (
 
 // Store implements broker.CounterStore and broker.Revocations on Redis.
 type Store struct {
-	client *redis.Client
-	prefix string
+	client  *redis.Client
+	prefix  string
+	timeout time.Duration
+	log     *slog.Logger
 	// downUntil (unix nanoseconds): after a failure, calls fail at once for
 	// a moment instead of each waiting for a timeout, so a Redis outage
 	// does not slow every token request.
 	downUntil atomic.Int64
+	revs      revocationCopy
+	health    health
 }
 
 // ErrDown is returned while Redis is considered down after a failure.
@@ -30,18 +40,6 @@ var ErrDown = errors.New("redis unavailable (retrying shortly)")
 
 // backoff is how long calls fail fast after a failure.
 const backoff = 2 * time.Second
-
-// guard runs a call unless Redis failed a moment ago, and notes failures.
-func (s *Store) guard(call func() error) error {
-	if time.Now().UnixNano() < s.downUntil.Load() {
-		return ErrDown
-	}
-	err := call()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		s.downUntil.Store(time.Now().Add(backoff).UnixNano())
-	}
-	return err
-}
 
 // Options configure the connection.
 type Options struct {
@@ -52,6 +50,9 @@ type Options struct {
 	// deployments can share one Redis.
 	Prefix  string
 	Timeout time.Duration
+	// Logger receives one line when Redis stops answering and one when it
+	// answers again; nil discards them.
+	Logger *slog.Logger
 }
 
 // New connects lazily: a Redis that is down makes each call fail fast
@@ -63,21 +64,51 @@ func New(o Options) *Store {
 	if o.Timeout == 0 {
 		o.Timeout = 500 * time.Millisecond
 	}
-	return &Store{
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{
 		client: redis.NewClient(&redis.Options{
 			Addr: o.Addr, Password: o.Password, DB: o.DB,
 			DialTimeout: o.Timeout, ReadTimeout: o.Timeout, WriteTimeout: o.Timeout,
 			MaxRetries: 1,
 		}),
-		prefix: o.Prefix,
+		prefix:  o.Prefix,
+		timeout: o.Timeout,
+		log:     o.Logger,
 	}
+	s.revs.init()
+	return s
 }
 
 // Close releases the connections.
 func (s *Store) Close() error { return s.client.Close() }
 
 // Ping checks that Redis answers.
-func (s *Store) Ping(ctx context.Context) error { return s.client.Ping(ctx).Err() }
+func (s *Store) Ping(ctx context.Context) error {
+	return s.guard(ctx, func(ctx context.Context) error { return s.client.Ping(ctx).Err() })
+}
+
+// guard runs a call unless Redis failed a moment ago, and notes failures.
+// The call gets a context that the caller's cancellation does not reach
+// (a client that resets its connection must not make Redis look down, nor
+// leave a counter unincremented) and that ends after the store's timeout,
+// with room for the client's one retry.
+func (s *Store) guard(ctx context.Context, call func(context.Context) error) error {
+	if time.Now().UnixNano() < s.downUntil.Load() {
+		return ErrDown
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*s.timeout)
+	defer cancel()
+	err := call(ctx)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		s.downUntil.Store(time.Now().Add(backoff).UnixNano())
+		s.health.failed(s.log, err)
+		return err
+	}
+	s.health.answered(s.log)
+	return err
+}
 
 // incr increments a counter, starting its window when it is new, and
 // returns the count and the window's time left, in one round trip.
@@ -92,7 +123,7 @@ return {n, ttl}
 // Incr implements broker.CounterStore.
 func (s *Store) Incr(ctx context.Context, key string, window time.Duration) (int, time.Duration, error) {
 	var res []int64
-	err := s.guard(func() (err error) {
+	err := s.guard(ctx, func(ctx context.Context) (err error) {
 		res, err = incr.Run(ctx, s.client, []string{s.prefix + key}, window.Milliseconds()).Int64Slice()
 		return err
 	})
@@ -104,10 +135,16 @@ func (s *Store) Incr(ctx context.Context, key string, window time.Duration) (int
 
 // Get implements broker.CounterStore.
 func (s *Store) Get(ctx context.Context, key string) (int, time.Duration, error) {
-	pipe := s.client.Pipeline()
-	get := pipe.Get(ctx, s.prefix+key)
-	ttl := pipe.PTTL(ctx, s.prefix+key)
-	if err := s.guard(func() error { _, err := pipe.Exec(ctx); return err }); err != nil && !errors.Is(err, redis.Nil) {
+	var get *redis.StringCmd
+	var ttl *redis.DurationCmd
+	err := s.guard(ctx, func(ctx context.Context) error {
+		pipe := s.client.Pipeline()
+		get = pipe.Get(ctx, s.prefix+key)
+		ttl = pipe.PTTL(ctx, s.prefix+key)
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return 0, 0, err
 	}
 	n, err := get.Int()
@@ -122,54 +159,17 @@ func (s *Store) Get(ctx context.Context, key string) (int, time.Duration, error)
 
 // Mark implements broker.CounterStore.
 func (s *Store) Mark(ctx context.Context, key string, window time.Duration) error {
-	return s.guard(func() error { return s.client.Set(ctx, s.prefix+key, 1, window).Err() })
+	return s.guard(ctx, func(ctx context.Context) error { return s.client.Set(ctx, s.prefix+key, 1, window).Err() })
 }
 
 // Marked implements broker.CounterStore.
 func (s *Store) Marked(ctx context.Context, key string) (bool, error) {
 	var n int64
-	err := s.guard(func() (err error) { n, err = s.client.Exists(ctx, s.prefix+key).Result(); return err })
+	err := s.guard(ctx, func(ctx context.Context) (err error) { n, err = s.client.Exists(ctx, s.prefix+key).Result(); return err })
 	return n > 0, err
 }
 
 func hashed(kind, v string) string {
 	sum := sha256.Sum256([]byte(v))
 	return kind + ":" + hex.EncodeToString(sum[:16])
-}
-
-// Revoked implements broker.Revocations.
-func (s *Store) Revoked(ctx context.Context, jti, subject string, issuedAt time.Time) (bool, error) {
-	var vals []any
-	err := s.guard(func() (err error) {
-		vals, err = s.client.MGet(ctx, s.prefix+hashed("rev-id", jti), s.prefix+hashed("rev-sub", subject)).Result()
-		return err
-	})
-	if err != nil {
-		return false, err
-	}
-	if vals[0] != nil {
-		return true, nil
-	}
-	if v, ok := vals[1].(string); ok {
-		before, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return false, err
-		}
-		return issuedAt.Unix() < before, nil
-	}
-	return false, nil
-}
-
-// RevokeID implements broker.Revocations.
-func (s *Store) RevokeID(ctx context.Context, jti string, until time.Time) error {
-	return s.guard(func() error {
-		return s.client.Set(ctx, s.prefix+hashed("rev-id", jti), 1, time.Until(until)+time.Minute).Err()
-	})
-}
-
-// RevokeSubject implements broker.Revocations.
-func (s *Store) RevokeSubject(ctx context.Context, subject string, at, until time.Time) error {
-	return s.guard(func() error {
-		return s.client.Set(ctx, s.prefix+hashed("rev-sub", subject), strconv.FormatInt(at.Unix(), 10), time.Until(until)+time.Minute).Err()
-	})
 }

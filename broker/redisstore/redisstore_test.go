@@ -94,3 +94,76 @@ func TestRevocationsAgainstRedis(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelledCallerIsNotAnOutage: a caller whose request was cancelled
+// (a client that reset its connection) still gets its call done, and the
+// store does not take the cancellation for an outage.
+func TestCancelledCallerIsNotAnOutage(t *testing.T) {
+	srv := redistest.Start(t)
+	s := redisstore.New(redisstore.Options{Addr: srv.Addr()})
+	defer s.Close()
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if n, _, err := s.Incr(cancelled, "k", time.Minute); err != nil || n != 1 {
+		t.Fatalf("incr with a cancelled caller: %d %v, want 1 <nil>", n, err)
+	}
+	if n, _, err := s.Incr(context.Background(), "k", time.Minute); err != nil || n != 2 {
+		t.Fatalf("next incr: %d %v, want 2 <nil> (no back-off after a caller's cancellation)", n, err)
+	}
+	if st := s.Status(); !st.DownSince.IsZero() {
+		t.Fatalf("status after a cancelled caller: %+v", st)
+	}
+}
+
+// TestRevocationsHoldThroughOutageAndDataLoss: a replica's synced copy
+// answers while Redis is down, and refills a Redis that lost its data, so
+// a replica that starts afterwards sees the revocation too.
+func TestRevocationsHoldThroughOutageAndDataLoss(t *testing.T) {
+	srv := redistest.Start(t)
+	cli := redisstore.New(redisstore.Options{Addr: srv.Addr()}) // `token revoke`
+	defer cli.Close()
+	replica := redisstore.New(redisstore.Options{Addr: srv.Addr(), Timeout: 100 * time.Millisecond})
+	defer replica.Close()
+	ctx := context.Background()
+	now := time.Now()
+	if err := cli.RevokeID(ctx, "jti-1", now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.RevokeSubject(ctx, "bob", now, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := replica.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check := func(s *redisstore.Store, when string) {
+		t.Helper()
+		for _, tc := range []struct {
+			jti, subject string
+			want         bool
+		}{{"jti-1", "alice", true}, {"jti-2", "bob", true}, {"jti-3", "alice", false}} {
+			if got, err := s.Revoked(ctx, tc.jti, tc.subject, now.Add(-time.Minute)); err != nil || got != tc.want {
+				t.Errorf("%s: revoked(%s, %s) = %v %v, want %v", when, tc.jti, tc.subject, got, err, tc.want)
+			}
+		}
+	}
+	srv.Stop()
+	check(replica, "redis down")
+	if st := replica.Status(); !st.Stale || st.DownSince.IsZero() {
+		t.Errorf("status with redis down: %+v, want stale", st)
+	}
+
+	srv.Restart() // empty: no persistence
+	deadline := time.Now().Add(5 * time.Second)
+	for replica.Sync(ctx) != nil || replica.Sync(ctx) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica does not sync with the restarted redis")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fresh := redisstore.New(redisstore.Options{Addr: srv.Addr()})
+	defer fresh.Close()
+	check(fresh, "a new replica after redis lost its data")
+	if st := replica.Status(); st.Stale && !st.DownSince.IsZero() {
+		t.Errorf("status after the restart: %+v", st)
+	}
+}

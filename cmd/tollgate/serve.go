@@ -141,21 +141,21 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 		defer closeLog()
 		authorizer = policies.NewDecisionLog(engine, w, cfg.Policy.Query, map[string]string{"id": instanceID(), "version": version})
 	}
-	counters, revocations, closeStores, err := openSharedStores(ctx, cfg, log)
+	stores, err := openSharedStores(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeStores()
+	defer stores.close()
 	shared := &sharedState{
 		log: log, engine: engine, poller: poller, authorizer: authorizer,
-		cache:       identity.NewCredentialCache(*cfg.CredentialCache.Size, cfg.CredentialCache.TTL),
-		counters:    counters,
-		revocations: revocations,
-		reg:         prometheus.NewRegistry(),
+		cache:  identity.NewCredentialCache(*cfg.CredentialCache.Size, cfg.CredentialCache.TTL),
+		stores: stores,
+		reg:    prometheus.NewRegistry(),
 	}
 	if *cfg.Metrics.Enabled {
 		shared.metrics = broker.NewMetrics(shared.reg)
 		registerServeMetrics(shared.reg, engine, poller, shared.cache)
+		stores.registerMetrics(shared.reg)
 		shared.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_config_reloads_total", Help: "Configuration reloads (SIGHUP), by result.",
 		}, []string{"result"})
@@ -267,8 +267,7 @@ type sharedState struct {
 	poller      *bundles.Poller
 	authorizer  broker.Authorizer
 	cache       *identity.CredentialCache
-	counters    broker.CounterStore
-	revocations broker.Revocations
+	stores      *sharedStores
 	reg         *prometheus.Registry
 	metrics     *broker.Metrics
 	reloads     *prometheus.CounterVec
@@ -353,7 +352,7 @@ func (sh *sharedState) build(ctx context.Context, cfg *Config, prev map[string]*
 	}
 	var throttle *broker.Throttle
 	if tc := cfg.Throttle; *tc.Enabled {
-		throttle = &broker.Throttle{Store: sh.counters, Window: tc.Window, MaxPerUser: tc.MaxFailuresPerUser,
+		throttle = &broker.Throttle{Store: sh.stores.counters, Window: tc.Window, MaxPerUser: tc.MaxFailuresPerUser,
 			MaxPerAddress: tc.MaxFailuresPerAddress, KnownAddressWindow: tc.KnownAddressTTL}
 	}
 	engine, poller := sh.engine, sh.poller
@@ -364,7 +363,7 @@ func (sh *sharedState) build(ctx context.Context, cfg *Config, prev map[string]*
 		Anonymous:     *cfg.Anonymous,
 		RefreshTTL:    refreshTTL,
 		Throttle:      throttle,
-		Revocations:   sh.revocations,
+		Revocations:   sh.stores.revocations,
 		Metrics:       sh.metrics,
 		Logger:        sh.log,
 		Ready: func() error {
@@ -373,7 +372,7 @@ func (sh *sharedState) build(ctx context.Context, cfg *Config, prev map[string]*
 			}
 			return nil
 		},
-		ReadyDetail: func() []string { return policyStatus(poller, engine) },
+		ReadyDetail: func() []string { return append(policyStatus(poller, engine), sh.stores.status()...) },
 	})
 	if err != nil {
 		retire(live, prev, 0)
@@ -596,39 +595,100 @@ func unixOrZero(t time.Time) float64 {
 	return float64(t.UnixNano()) / 1e9
 }
 
-// openSharedStores opens where throttle counters and refresh-token
-// revocations live: Redis when configured (shared by every replica), else
-// the process's memory and a revocations file in state_dir that
-// `tollgate token revoke` edits.
-func openSharedStores(ctx context.Context, cfg *Config, log *slog.Logger) (broker.CounterStore, broker.Revocations, func(), error) {
+// sharedStores are where throttle counters and refresh-token revocations
+// live: Redis when configured (shared by every replica), else the process's
+// memory and a revocations file in state_dir that `tollgate token revoke`
+// edits.
+type sharedStores struct {
+	counters    broker.CounterStore
+	revocations broker.Revocations
+	redis       *redisstore.Store // nil without Redis
+	close       func()
+}
+
+// revocationSync is how often each replica copies the revocations from
+// Redis: how far behind its copy may be when Redis stops answering.
+const revocationSync = time.Second
+
+func openSharedStores(ctx context.Context, cfg *Config, log *slog.Logger) (*sharedStores, error) {
+	local := broker.NewMemoryCounters(100_000, max(cfg.Throttle.Window, cfg.Throttle.KnownAddressTTL))
 	if rc := cfg.Redis; rc != nil {
 		redis.SetLogger(redisLogger{log})
-		rs, err := openRedis(cfg)
+		rs, err := openRedis(cfg, log)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, err
 		}
-		if err := rs.Ping(ctx); err != nil {
-			log.Warn("redis does not answer: serving anyway; lockouts are not counted and revocations not checked until it does",
+		if err := rs.Sync(ctx); err != nil {
+			log.Warn("redis does not answer: serving anyway; failed logins are counted by this replica alone until it does",
 				"addr", rc.Addr, "err", err)
 		}
-		return rs, rs, func() { rs.Close() }, nil
+		sctx, cancel := context.WithCancel(ctx)
+		go rs.Run(sctx, revocationSync)
+		return &sharedStores{
+			counters: &broker.FallbackCounters{Shared: rs, Local: local}, revocations: rs, redis: rs,
+			close: func() { cancel(); rs.Close() },
+		}, nil
 	}
 	fr, err := broker.OpenFileRevocations(revocationsFile(cfg))
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	go fr.Watch(wctx, time.Second, log)
-	return broker.NewMemoryCounters(100_000, max(cfg.Throttle.Window, cfg.Throttle.KnownAddressTTL)), fr, cancel, nil
+	return &sharedStores{counters: local, revocations: fr, close: cancel}, nil
 }
 
-func openRedis(cfg *Config) (*redisstore.Store, error) {
+// status is the shared-state line of /readyz (none without Redis). A stale
+// state does not make the broker unready: it serves, throttling on its own
+// counts and checking revocations against its last copy (decision 0010).
+func (st *sharedStores) status() []string {
+	if st.redis == nil {
+		return nil
+	}
+	s := st.redis.Status()
+	synced := "never"
+	if !s.LastSync.IsZero() {
+		synced = s.LastSync.UTC().Format(time.RFC3339)
+	}
+	if !s.Stale {
+		return []string{"shared state: redis in sync (revocations synced " + synced + ")"}
+	}
+	why := "revocations not synced lately"
+	if !s.DownSince.IsZero() {
+		why = "redis does not answer since " + s.DownSince.UTC().Format(time.RFC3339)
+	}
+	return []string{"shared state: stale: " + why + "; failed logins are counted by this replica alone, refresh tokens are checked against the revocations synced " + synced}
+}
+
+// registerMetrics says whether the shared state is current.
+func (st *sharedStores) registerMetrics(reg prometheus.Registerer) {
+	if st.redis == nil {
+		return
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tollgate_shared_state_stale",
+			Help: "1 while Redis does not answer or the revocations were not synced lately: failed logins are counted per replica, revocations checked against the last copy.",
+		}, func() float64 {
+			if st.redis.Status().Stale {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tollgate_shared_state_last_sync_timestamp_seconds",
+			Help: "When the revocations were last copied from Redis (unix time; 0 before the first copy).",
+		}, func() float64 { return unixOrZero(st.redis.Status().LastSync) }),
+	)
+}
+
+func openRedis(cfg *Config, log *slog.Logger) (*redisstore.Store, error) {
 	rc := cfg.Redis
 	pw, err := resolveSecret(rc.Password, rc.PasswordEnv, rc.PasswordFile, cfg.baseDir)
 	if err != nil {
 		return nil, fmt.Errorf("redis.password: %w", err)
 	}
-	return redisstore.New(redisstore.Options{Addr: rc.Addr, Password: string(pw), DB: rc.DB, Prefix: rc.Prefix, Timeout: rc.Timeout}), nil
+	return redisstore.New(redisstore.Options{Addr: rc.Addr, Password: string(pw), DB: rc.DB, Prefix: rc.Prefix, Timeout: rc.Timeout, Logger: log}), nil
 }
 
 func revocationsFile(cfg *Config) string { return filepath.Join(cfg.StateDir, "revocations.json") }

@@ -252,7 +252,7 @@ func tokenRevoke(c *cli.Context) error {
 	}
 	var store broker.Revocations
 	if cfg.Redis != nil {
-		rs, err := openRedis(cfg)
+		rs, err := openRedis(cfg, nil)
 		if err != nil {
 			return err
 		}

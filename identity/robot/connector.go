@@ -72,6 +72,10 @@ func (c *Connector) Watch(ctx context.Context, interval time.Duration, log *slog
 	})
 }
 
+// OwnsName implements identity.Unguessable: every name with the robot
+// prefix is a robot's, whose secret is 260 random bits.
+func (c *Connector) OwnsName(user string) bool { return strings.HasPrefix(user, UserPrefix) }
+
 func (c *Connector) now() time.Time {
 	if c.Now != nil {
 		return c.Now()
