@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	"golang.org/x/crypto/bcrypt"
 )
 
 // Connector is one configured identity adapter with its name. An adapter
@@ -17,18 +15,19 @@ type Connector struct {
 
 // Chain tries the configured connectors in order: the first that knows a user
 // decides. Verified passwords are remembered in a CredentialCache.
+//
+// A refusal costs the same whether a name exists or not: each connector
+// spends on a name it does not know what a wrong password of its own users
+// costs, and after a connector refuses a known user the later ones spend it
+// too (Decoy). So every refusal costs what asking every connector costs.
 type Chain struct {
 	connectors []Connector
 	cache      *CredentialCache
-	// dummyHash equalises the time of a login for an unknown user with that
-	// of a known user, so timing does not reveal which names exist.
-	dummyHash []byte
 }
 
 // NewChain builds a chain over connectors. cache may be nil.
 func NewChain(connectors []Connector, cache *CredentialCache) *Chain {
-	h, _ := bcrypt.GenerateFromPassword([]byte("tollgate-timing-equaliser"), bcrypt.DefaultCost)
-	return &Chain{connectors: connectors, cache: cache, dummyHash: h}
+	return &Chain{connectors: connectors, cache: cache}
 }
 
 // Login checks a password against the connectors in order. ok=false with a
@@ -38,7 +37,7 @@ func (c *Chain) Login(ctx context.Context, user, password string) (Identity, boo
 	if user == "" || password == "" {
 		return Identity{}, false, nil
 	}
-	for _, conn := range c.connectors {
+	for i, conn := range c.connectors {
 		pc, isPassword := conn.Adapter.(PasswordConnector)
 		if !isPassword {
 			continue
@@ -59,6 +58,7 @@ func (c *Chain) Login(ctx context.Context, user, password string) (Identity, boo
 		case err != nil:
 			return Identity{}, false, fmt.Errorf("connector %s: %w", conn.Name, err)
 		case !ok:
+			c.decoy(ctx, c.connectors[i+1:], user, password)
 			return Identity{}, false, nil
 		}
 		id.Connector = conn.Name
@@ -67,8 +67,19 @@ func (c *Chain) Login(ctx context.Context, user, password string) (Identity, boo
 		}
 		return id, true, nil
 	}
-	_ = bcrypt.CompareHashAndPassword(c.dummyHash, []byte(password))
+	// No connector knows the name; each has spent its refusal's cost.
 	return Identity{}, false, nil
+}
+
+// decoy makes the connectors that were not asked spend what they spend on a
+// name they do not know, so that a wrong password refused by an early
+// connector costs what a name no connector knows costs.
+func (c *Chain) decoy(ctx context.Context, rest []Connector, user, password string) {
+	for _, conn := range rest {
+		if d, ok := conn.Adapter.(Decoy); ok {
+			d.Decoy(ctx, user, password)
+		}
+	}
 }
 
 // VerifyToken asks the token connectors in order. The first that accepts the

@@ -70,6 +70,38 @@ func TestChainFirstConnectorThatKnowsTheUserDecides(t *testing.T) {
 	}
 }
 
+// decoyCounter is a connector that knows nobody and counts the decoys it is asked for.
+type decoyCounter struct{ logins, decoys int }
+
+func (d *decoyCounter) Login(context.Context, string, string) (identity.Identity, bool, error) {
+	d.logins++
+	return identity.Identity{}, false, identity.ErrUnknownUser
+}
+
+func (d *decoyCounter) Decoy(context.Context, string, string) { d.decoys++ }
+
+// A refusal by one connector makes the later ones spend their decoy, so it
+// costs what a name nobody knows costs; a success or an earlier connector's
+// refusal does not.
+func TestChainRefusalAsksTheLaterConnectorsForADecoy(t *testing.T) {
+	before, after := &decoyCounter{}, &decoyCounter{}
+	c := identity.NewChain([]identity.Connector{{Name: "before", Adapter: before}, {Name: "people", Adapter: newFile(t, "alice")}, {Name: "after", Adapter: after}}, nil)
+	ctx := context.Background()
+	for _, step := range []struct {
+		user, password                    string
+		beforeLogins, afterLogins, decoys int
+	}{
+		{"alice", "wrong", 1, 0, 1},
+		{"alice", "alice-pw", 2, 0, 1},
+		{"nobody", "x", 3, 1, 1},
+	} {
+		_, _, _ = c.Login(ctx, step.user, step.password)
+		if before.logins != step.beforeLogins || before.decoys != 0 || after.logins != step.afterLogins || after.decoys != step.decoys {
+			t.Fatalf("after %s/%s: before %+v, after %+v", step.user, step.password, *before, *after)
+		}
+	}
+}
+
 func TestChainOutageIsAnErrorNotWrongPassword(t *testing.T) {
 	c := identity.NewChain([]identity.Connector{{Name: "ldap", Adapter: failingConnector{}}}, nil)
 	_, ok, err := c.Login(context.Background(), "alice", "pw")

@@ -44,6 +44,15 @@ type PasswordConnector interface {
 	Login(ctx context.Context, user, password string) (id Identity, ok bool, err error)
 }
 
+// Decoy is implemented by a PasswordConnector whose refusals take time (a
+// slow hash, a round trip to a directory). Decoy spends what Login spends to
+// refuse a name the connector does not know, and checks nothing. A Chain
+// calls it on the connectors after the one that refused a known user, so a
+// refusal costs the same whichever connector knew the name, or none did.
+type Decoy interface {
+	Decoy(ctx context.Context, user, password string)
+}
+
 // TokenConnector verifies a bearer token (OIDC, workload identity). ok=false
 // means the token is not valid; err means the verifier could not answer.
 type TokenConnector interface {

@@ -6,9 +6,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -22,7 +27,7 @@ import (
 // File is an htpasswd file kept in memory and reloaded when it changes on disk.
 type File struct {
 	path  string
-	users atomic.Pointer[map[string][]byte]
+	table atomic.Pointer[table]
 	stamp atomic.Value // atomicfile.Stamp of the loaded version
 	// OnReload, when set, is called after a successful reload (the broker
 	// purges its credential cache so a changed password takes effect at once).
@@ -78,7 +83,7 @@ func (f *File) Reload() error {
 	if err != nil {
 		return err
 	}
-	f.users.Store(&users)
+	f.table.Store(newTable(users, data))
 	f.stamp.Store(stamp)
 	if f.OnReload != nil {
 		f.OnReload()
@@ -98,14 +103,17 @@ func (f *File) Watch(ctx context.Context, interval time.Duration, log *slog.Logg
 			log.Error("htpasswd reload failed; keeping the loaded users", "file", f.path, "err", err)
 			return
 		}
-		log.Info("htpasswd reloaded", "file", f.path, "users", len(*f.users.Load()))
+		log.Info("htpasswd reloaded", "file", f.path, "users", len(f.table.Load().users))
 	})
 }
 
-// Login implements identity.PasswordConnector.
+// Login implements identity.PasswordConnector. An unknown name is checked
+// against a stand-in hash first, so it costs what a wrong password costs.
 func (f *File) Login(_ context.Context, user, password string) (identity.Identity, bool, error) {
-	hash, known := (*f.users.Load())[user]
+	t := f.table.Load()
+	hash, known := t.users[user]
 	if !known {
+		t.decoy(user, password)
 		return identity.Identity{}, false, identity.ErrUnknownUser
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
@@ -114,12 +122,70 @@ func (f *File) Login(_ context.Context, user, password string) (identity.Identit
 	return newIdentity(user), true, nil
 }
 
+// Decoy implements identity.Decoy: what Login spends on an unknown name.
+func (f *File) Decoy(_ context.Context, user, password string) {
+	f.table.Load().decoy(user, password)
+}
+
 // Refresh implements identity.RefreshConnector: the user must still be in the file.
 func (f *File) Refresh(_ context.Context, prev identity.Identity) (identity.Identity, bool, error) {
-	if _, known := (*f.users.Load())[prev.Subject]; !known {
+	if _, known := f.table.Load().users[prev.Subject]; !known {
 		return identity.Identity{}, false, nil
 	}
 	return newIdentity(prev.Subject), true, nil
+}
+
+// table is one loaded version of the file.
+type table struct {
+	users map[string][]byte
+	// costs holds the bcrypt cost of every entry, in name order, and key a
+	// digest of the file: decoy picks among the costs with it.
+	costs []int
+	key   [sha256.Size]byte
+}
+
+func newTable(users map[string][]byte, data []byte) *table {
+	t := &table{users: users, key: sha256.Sum256(data)}
+	for _, name := range slices.Sorted(maps.Keys(users)) {
+		cost, _ := bcrypt.Cost(users[name]) // Parse checked it
+		t.costs = append(t.costs, cost)
+	}
+	return t
+}
+
+// standInHash is a bcrypt hash's salt and checksum that no password matches
+// (a zero checksum); with a cost in front it costs what an entry of that cost
+// costs to check.
+const standInHash = "......................" + // 22 characters of salt
+	"..............................." // 31 of checksum
+
+// decoy checks password against a stand-in hash with the cost of one of the
+// file's entries, and ignores the answer.
+//
+// Which cost: no single one hides every entry of a file that mixes costs.
+// With entries of cost 5 (`htpasswd -B`, 3.5 ms) and 12 (290 ms), a cost 12
+// stand-in gives the cost 5 users away, and a cost 5 one the cost 12 users.
+// So an unknown name is made to look like one more entry: an HMAC of the name
+// picks the entry whose cost it gets. Unknown names then cost what entries do,
+// in the same proportions, and one name always costs the same, as a user
+// does. The key, a digest of the file, is secret to whoever cannot read the
+// (salted) file and the same on every replica serving it, so replicas behind
+// one address agree; an edit of a mixed-cost file re-picks the costs of
+// unknown names. An empty file has no user to hide and checks nothing.
+func (t *table) decoy(user, password string) {
+	if cost := t.decoyCost(user); cost > 0 {
+		_ = bcrypt.CompareHashAndPassword(fmt.Appendf(nil, "$2a$%02d$%s", cost, standInHash), []byte(password))
+	}
+}
+
+// decoyCost is the cost decoy spends on user; 0 for an empty file.
+func (t *table) decoyCost(user string) int {
+	if len(t.costs) == 0 {
+		return 0
+	}
+	m := hmac.New(sha256.New, t.key[:])
+	m.Write([]byte(user))
+	return t.costs[binary.BigEndian.Uint64(m.Sum(nil))%uint64(len(t.costs))]
 }
 
 func newIdentity(user string) identity.Identity {

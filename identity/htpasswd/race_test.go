@@ -1,0 +1,5 @@
+//go:build race
+
+package htpasswd
+
+func init() { slowCost = 6 } // see rightHash
