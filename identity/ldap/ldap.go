@@ -79,6 +79,9 @@ type Connector struct {
 	tls  *tls.Config
 	pool chan *ldap.Conn
 	log  *slog.Logger
+	// decoyDN names no entry: decoyBind binds as it (see there).
+	decoyDN  string
+	refusals refusals
 }
 
 // New validates cfg and returns a connector. It does not connect: a
@@ -155,7 +158,8 @@ func New(cfg Config, log *slog.Logger) (*Connector, error) {
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
-	return &Connector{cfg: cfg, tls: tc, pool: make(chan *ldap.Conn, cfg.PoolSize), log: log}, nil
+	return &Connector{cfg: cfg, tls: tc, pool: make(chan *ldap.Conn, cfg.PoolSize), log: log,
+		decoyDN: decoyDN(cfg.UserBase)}, nil
 }
 
 // unavailable wraps a directory failure so the broker answers 503.
@@ -297,37 +301,57 @@ func (c *Connector) Login(ctx context.Context, user, password string) (identity.
 	if password == "" || user == "" {
 		return identity.Identity{}, false, nil
 	}
-	filter := strings.ReplaceAll(c.cfg.UserFilter, "{user}", ldap.EscapeFilter(user))
+	start := time.Now()
+	filter := c.userFilter(user)
 	entry, found, err := c.findUser(ctx, filter)
 	if errors.Is(err, errDuplicate) {
 		c.log.Warn("LDAP login refused: the user name matches several entries", "filter", filter)
-		return identity.Identity{}, false, nil
+		return identity.Identity{}, false, c.decoyBind(ctx, start, password)
 	}
 	if err != nil {
 		return identity.Identity{}, false, err
 	}
 	if !found {
+		if err := c.decoyBind(ctx, start, password); err != nil {
+			return identity.Identity{}, false, err
+		}
 		return identity.Identity{}, false, identity.ErrUnknownUser
 	}
-	// Bind as the user on a connection of its own, so pooled connections
-	// stay bound as the service account.
+	ok, err := c.bind(ctx, entry.DN, password)
+	if err != nil || !ok {
+		if err == nil {
+			c.refusals.add(true, time.Since(start))
+		}
+		return identity.Identity{}, false, err
+	}
+	return c.identity(ctx, entry)
+}
+
+func (c *Connector) userFilter(user string) string {
+	return strings.ReplaceAll(c.cfg.UserFilter, "{user}", ldap.EscapeFilter(user))
+}
+
+// bind checks password by binding as dn on a connection of its own, so
+// pooled connections stay bound as the service account. ok=false with a nil
+// error is a refusal.
+func (c *Connector) bind(ctx context.Context, dn, password string) (bool, error) {
 	conn, err := c.dial(ctx)
 	if err != nil {
-		return identity.Identity{}, false, unavailable("connect", err)
+		return false, unavailable("connect", err)
 	}
-	err = conn.Bind(entry.DN, password)
+	err = conn.Bind(dn, password)
 	conn.Close()
 	switch {
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials):
-		return identity.Identity{}, false, nil
+		return false, nil
 	case err != nil && isLDAPResult(err):
 		// Locked, expired or otherwise refused by the server: not a login.
-		c.log.Info("LDAP bind refused", "dn", entry.DN, "err", err)
-		return identity.Identity{}, false, nil
+		c.log.Info("LDAP bind refused", "dn", dn, "err", err)
+		return false, nil
 	case err != nil:
-		return identity.Identity{}, false, unavailable("bind", err)
+		return false, unavailable("bind", err)
 	}
-	return c.identity(ctx, entry)
+	return true, nil
 }
 
 // Refresh implements identity.RefreshConnector: the user must still exist.

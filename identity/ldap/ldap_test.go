@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/identity/htpasswd"
 	tgldap "github.com/tollgate/tollgate/identity/ldap"
 	"github.com/tollgate/tollgate/test/ldaptest"
+	"github.com/tollgate/tollgate/test/timingtest"
 )
 
 const people = "ou=people," + ldaptest.Suffix
@@ -149,6 +152,52 @@ func TestLoginRefusesANameMatchingSeveralEntries(t *testing.T) {
 	}
 	if id, ok, _ := c.Login(context.Background(), "alice@example.org", "alice-pw"); !ok || id.Subject != "alice" {
 		t.Fatalf("login by mail: %+v %v", id, ok)
+	}
+}
+
+// refused is a login of user with a wrong password through c, which must be refused.
+func refused(t *testing.T, c *identity.Chain, user string) timingtest.Path {
+	return timingtest.Path{Name: user, Run: func() {
+		if _, ok, err := c.Login(context.Background(), user, "wrong-pw"); ok || err != nil {
+			t.Fatalf("%s: ok=%v err=%v, want refused", user, ok, err)
+		}
+	}}
+}
+
+// An unknown name costs what a directory user's wrong password costs, so
+// timing does not tell which names the directory holds. A login on loopback
+// takes about a millisecond, and a shared machine's noise is of that order:
+// many samples.
+func TestUnknownUserCostsWhatAWrongPasswordCosts(t *testing.T) {
+	s := ldaptest.Start(t, "", directory)
+	c := identity.NewChain([]identity.Connector{{Name: "corp", Adapter: connector(t, baseConfig(s))}}, nil)
+	timingtest.Alike(t, 101, refused(t, c, "alice"), refused(t, c, "mallory"))
+}
+
+// In a chain of LDAP and htpasswd, a wrong password of either's user and a
+// name neither knows cost the same, in either order: the connectors after the
+// one that refused spend what they would have spent on an unknown name.
+// bcrypt's cheapest cost keeps the test short under the race detector.
+func TestChainRefusalsCostTheSame(t *testing.T) {
+	s := ldaptest.Start(t, "", directory)
+	path := filepath.Join(t.TempDir(), "htpasswd")
+	if err := htpasswd.Set(path, "carl", "carl-pw", 4); err != nil {
+		t.Fatal(err)
+	}
+	file, err := htpasswd.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corp := identity.Connector{Name: "corp", Adapter: connector(t, baseConfig(s))}
+	local := identity.Connector{Name: "local", Adapter: file}
+	for _, tc := range []struct {
+		name  string
+		order []identity.Connector
+	}{{"ldap first", []identity.Connector{corp, local}}, {"htpasswd first", []identity.Connector{local, corp}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := identity.NewChain(tc.order, nil)
+			timingtest.Alike(t, 25, refused(t, c, "alice"), refused(t, c, "carl"), refused(t, c, "mallory"))
+		})
 	}
 }
 
