@@ -185,6 +185,13 @@ func (s *Server) parseRequest(w http.ResponseWriter, r *http.Request) (*tokenReq
 		if err != nil {
 			return nil, err
 		}
+		q, err := parseQuery(r.URL.RawQuery)
+		if err != nil {
+			return nil, err
+		}
+		if err := takeFromQuery(form, q, "service", "scope"); err != nil {
+			return nil, err
+		}
 		params = form
 		if err := req.parseGrant(form); err != nil {
 			return nil, err
@@ -233,6 +240,23 @@ func parseForm(w http.ResponseWriter, r *http.Request) (map[string][]string, err
 		return nil, newError(kindBadRequest, nil, "malformed form body")
 	}
 	return r.PostForm, nil
+}
+
+// takeFromQuery lets a POST name keys in its query string as well as in its
+// form (some clients keep service and scope in the realm's query); a key
+// given in both with different values is refused rather than guessed at.
+func takeFromQuery(form, query map[string][]string, keys ...string) error {
+	for _, k := range keys {
+		q, ok := query[k]
+		if !ok {
+			continue
+		}
+		if f, both := form[k]; both && !slices.Equal(f, q) {
+			return newError(kindBadRequest, nil, "%s differs between the query string and the form body", k)
+		}
+		form[k] = q
+	}
+	return nil
 }
 
 // parseGrant reads the OAuth2 form of POST /token.

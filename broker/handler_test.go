@@ -726,3 +726,34 @@ func TestDecisionLogLineNeverHoldsSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestPostTakesServiceFromTheQueryString: a POST that names its service in
+// the query (a realm URL with ?service=) gets that service, not silently the
+// default; the same key with another value in the form is refused.
+func TestPostTakesServiceFromTheQueryString(t *testing.T) {
+	f := newFixture(t)
+	post := func(query string, form url.Values) answer {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, f.ts.URL+"/token?"+query, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return do(t, req)
+	}
+	login := url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"alice-secret"}}
+	a := post("service=notary.test&scope=repository:team/app:pull", login)
+	if a.status != http.StatusOK {
+		t.Fatalf("service in the query: %d %s", a.status, a.raw)
+	}
+	if _, c := f.claims(t, a.body["access_token"].(string)); c["aud"] != "notary.test" || c["iss"] != "tollgate-notary" {
+		t.Fatalf("service in the query: token for %v from %v, want notary.test", c["aud"], c["iss"])
+	}
+	withForm := url.Values{"service": {"registry.test"}}
+	for k, v := range login {
+		withForm[k] = v
+	}
+	if a := post("service=notary.test", withForm); a.status != http.StatusBadRequest || !strings.Contains(a.raw, "service") {
+		t.Fatalf("conflicting services: %d %s, want 400 naming service", a.status, a.raw)
+	}
+	if a := post("service=registry.test", withForm); a.status != http.StatusOK {
+		t.Fatalf("the same service in both: %d %s", a.status, a.raw)
+	}
+}
