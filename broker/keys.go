@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -23,6 +24,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate/tollgate/broker/atomicfile"
 )
 
 // Key is one signing key with its certificate.
@@ -271,19 +274,33 @@ func GenerateKey(typ KeyType, commonName string, notBefore time.Time, validity t
 	return keyPEM, certPEM, nil
 }
 
-// WriteKeyPair writes NAME.key (mode 0600) and NAME.crt into dir.
+// WriteKeyPair writes NAME.key (mode 0600) and NAME.crt into dir. The
+// certificate comes first, so a broker polling dir never loads a key
+// without it. The key is a new file (O_EXCL): it is never written into a
+// file, or through a link, that is already there.
 func WriteKeyPair(dir, name string, keyPEM, certPEM []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	keyFile := filepath.Join(dir, name+".key")
-	if _, err := os.Stat(keyFile); err == nil {
+	if _, err := os.Lstat(keyFile); err == nil {
 		return fmt.Errorf("%s already exists", keyFile)
 	}
-	if err := os.WriteFile(filepath.Join(dir, name+".crt"), certPEM, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, name+".crt"), certPEM, 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(keyFile, keyPEM, 0o600)
+	f, err := os.OpenFile(keyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s already exists", keyFile)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(keyPEM)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // CertBundle returns the PEM certificates of the published keys, the file a

@@ -51,6 +51,34 @@ func TestKeygenWritesALoadableKeyPair(t *testing.T) {
 	}
 }
 
+// TestKeygenNeverWritesThroughALink: a NAME.key or NAME.crt someone left
+// as a link (dangling or not) never receives the key or the certificate.
+func TestKeygenNeverWritesThroughALink(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	if err := os.Symlink(filepath.Join(outside, "stolen.key"), filepath.Join(dir, "k.key")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, "", "keygen", "--out", dir, "--name", "k"); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("keygen over a dangling link: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(outside, "stolen.key")); err == nil {
+		t.Error("the key was written through the link")
+	}
+	os.WriteFile(filepath.Join(outside, "shared.crt"), []byte("kept\n"), 0o644)
+	if err := os.Symlink(filepath.Join(outside, "shared.crt"), filepath.Join(dir, "c.crt")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, "", "keygen", "--out", dir, "--name", "c"); err != nil {
+		t.Fatalf("keygen: %v\n%s", err, out)
+	}
+	if data, _ := os.ReadFile(filepath.Join(outside, "shared.crt")); string(data) != "kept\n" {
+		t.Errorf("the certificate was written through the link: %q", data)
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "c.crt")); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("c.crt is not a plain file: %v %v", fi, err)
+	}
+}
+
 func TestHtpasswdCommands(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "users")
 	if out, err := run(t, "s3cret\n", "htpasswd", "add", "--cost", "4", file, "alice"); err != nil {
