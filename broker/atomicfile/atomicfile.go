@@ -54,7 +54,9 @@ func Edit(path string, perm fs.FileMode, change func(old []byte) ([]byte, error)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	// O_NOFOLLOW: a link left in place of the lock must not make us create
+	// the file it points to.
+	lock, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,23 @@ func TestFailedEditKeepsTheFile(t *testing.T) {
 	}
 }
 
+// TestEditCreatesNothingThroughALockLink: a link left where the lock file
+// goes is refused, and the file it points to is not created.
+func TestEditCreatesNothingThroughALockLink(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	path := filepath.Join(dir, "users")
+	if err := os.Symlink(filepath.Join(outside, "created"), path+".lock"); err != nil {
+		t.Fatal(err)
+	}
+	err := atomicfile.Edit(path, 0o600, func([]byte) ([]byte, error) { return []byte("x"), nil })
+	if err == nil {
+		t.Error("Edit took a link as its lock")
+	}
+	if _, err := os.Lstat(filepath.Join(outside, "created")); err == nil {
+		t.Error("the lock link's target was created")
+	}
+}
+
 func TestStampChangesWithFilesAndDirectories(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "sub", "a")
