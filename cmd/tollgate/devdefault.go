@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/broker/atomicfile"
 	"github.com/tollgate/tollgate/identity/htpasswd"
 	"github.com/tollgate/tollgate/policies"
 )
@@ -46,6 +47,14 @@ func devConfig(stateDir, listen string) (*Config, *devSetup, error) {
 		return nil, nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("state directory: %w", err)
+	}
+	// Checked where the links lead, and used from there on, so a link
+	// swapped after the check does not redirect the files below.
+	if dir, err = filepath.EvalSymlinks(dir); err != nil {
+		return nil, nil, fmt.Errorf("state directory: %w", err)
+	}
+	if err := checkDevState(dir); err != nil {
 		return nil, nil, err
 	}
 	d := &devSetup{stateDir: dir, config: filepath.Join(dir, "config.yaml"), registry: filepath.Join(dir, "registry.yml")}
@@ -104,7 +113,9 @@ func (d *devSetup) ensureUsers() error {
 		d.passwords = append(d.passwords, [2]string{u.name, pw})
 		fmt.Fprintf(&sb, "%s %s\n", u.name, pw)
 	}
-	return os.WriteFile(pwFile, []byte(sb.String()), 0o600)
+	// A new file, renamed into place: a passwords.txt left from an earlier
+	// start is replaced, never written into.
+	return atomicfile.Write(pwFile, []byte(sb.String()), 0o600)
 }
 
 func (d *devSetup) readPasswords(file string) error {
@@ -139,13 +150,13 @@ func (d *devSetup) ensurePolicy() error {
 		}
 		target := filepath.Join(dst, p)
 		if e.IsDir() {
-			return os.MkdirAll(target, 0o755)
+			return os.Mkdir(target, 0o755)
 		}
 		data, err := fs.ReadFile(src, p)
 		if err != nil {
 			return err
 		}
-		return os.WriteFile(target, data, 0o644)
+		return createFile(target, data, 0o644)
 	})
 }
 
@@ -170,7 +181,21 @@ policy:
   source: policy
 log: {level: info, format: json}
 `, listen, devService, devIssuer, port)
-	return os.WriteFile(d.config, []byte(cfg), 0o600)
+	return createFile(d.config, []byte(cfg), 0o600)
+}
+
+// createFile writes a new file (O_EXCL): it never writes into a file, or
+// through a link, that appeared after the state directory was checked.
+func createFile(path string, data []byte, perm fs.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // writeRegistryConfig writes a distribution configuration that trusts this
@@ -182,7 +207,7 @@ func (d *devSetup) writeRegistryConfig(cfg *Config) error {
 	}
 	svc := services[0]
 	bundle := filepath.Join(d.stateDir, "registry-bundle.pem")
-	if err := os.WriteFile(bundle, svc.Keys.CertBundle(time.Now()), 0o644); err != nil {
+	if err := atomicfile.Write(bundle, svc.Keys.CertBundle(time.Now()), 0o644); err != nil {
 		return err
 	}
 	reg := fmt.Sprintf(`# A distribution (2.8 or 3.x) configuration that trusts the development broker.
@@ -194,7 +219,7 @@ storage:
 http:
   addr: %q
 %s`, filepath.Join(d.stateDir, "registry-data"), devRegistry, registryAuthSection(svc, bundle))
-	return os.WriteFile(d.registry, []byte(reg), 0o644)
+	return atomicfile.Write(d.registry, []byte(reg), 0o644)
 }
 
 func registryAuthSection(svc *broker.Service, bundle string) string {
