@@ -345,7 +345,7 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.
 		if err := s.checkRevoked(ctx, claims); err != nil {
 			return identity.Identity{}, err
 		}
-		prev := identity.Identity{Subject: claims.Subject, Connector: claims.Connector, Claims: claims.Claims}
+		prev := identity.Identity{Subject: claims.Subject, Connector: claims.Connector, Claims: claims.Claims, Credential: claims.Credential}
 		if claims.ExpiresAt != nil {
 			prev.Expiry = claims.ExpiresAt.Time
 		}

@@ -136,9 +136,10 @@ const (
 
 type refreshClaims struct {
 	jwt.RegisteredClaims
-	TokenUse  string         `json:"token_use"`
-	Connector string         `json:"connector"`
-	Claims    map[string]any `json:"claims,omitempty"`
+	TokenUse   string         `json:"token_use"`
+	Connector  string         `json:"connector"`
+	Credential string         `json:"cred"`
+	Claims     map[string]any `json:"claims,omitempty"`
 }
 
 type refreshClaimsOut struct {
@@ -150,6 +151,9 @@ type refreshClaimsOut struct {
 	ID        string `json:"jti"`
 	TokenUse  string `json:"token_use"`
 	Connector string `json:"connector"`
+	// Credential fingerprints the credential the identity was verified
+	// with (identity.Identity.Credential), for its connector's Refresh.
+	Credential string `json:"cred,omitempty"`
 	// Claims are those of an identity that cannot be looked up again (one
 	// with an Expiry, from an OIDC token), for its connector's Refresh.
 	Claims map[string]any `json:"claims,omitempty"`
@@ -161,15 +165,16 @@ func (svc *Service) signRefresh(k *Key, id identity.Identity, now time.Time, ttl
 		claims = id.Claims
 	}
 	return k.sign(refreshClaimsOut{
-		Issuer:    svc.Issuer,
-		Subject:   id.Subject,
-		Audience:  refreshAudiencePrefix + svc.Name,
-		ExpiresAt: now.Add(ttl).Unix(),
-		IssuedAt:  now.Unix(),
-		ID:        rand.Text(),
-		TokenUse:  refreshUse,
-		Connector: id.Connector,
-		Claims:    claims,
+		Issuer:     svc.Issuer,
+		Subject:    id.Subject,
+		Audience:   refreshAudiencePrefix + svc.Name,
+		ExpiresAt:  now.Add(ttl).Unix(),
+		IssuedAt:   now.Unix(),
+		ID:         rand.Text(),
+		TokenUse:   refreshUse,
+		Connector:  id.Connector,
+		Credential: id.Credential,
+		Claims:     claims,
 	})
 }
 

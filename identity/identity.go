@@ -21,6 +21,11 @@ type Identity struct {
 	// refresh token issued to it expires no later and carries its Claims.
 	// Not part of the policy input.
 	Expiry time.Time `json:"-"`
+	// Credential, set by password connectors, fingerprints the credential
+	// this identity was verified with (see Fingerprint). A refresh token
+	// carries it, and the connector's Refresh refuses one whose credential
+	// has changed since. Not part of the policy input.
+	Credential string `json:"-"`
 }
 
 // Anonymous is the identity of a caller that sent no credentials.

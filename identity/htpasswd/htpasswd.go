@@ -119,7 +119,7 @@ func (f *File) Login(_ context.Context, user, password string) (identity.Identit
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
 		return identity.Identity{}, false, nil
 	}
-	return newIdentity(user), true, nil
+	return newIdentity(user, hash), true, nil
 }
 
 // Decoy implements identity.Decoy: what Login spends on an unknown name.
@@ -127,12 +127,20 @@ func (f *File) Decoy(_ context.Context, user, password string) {
 	f.table.Load().decoy(user, password)
 }
 
-// Refresh implements identity.RefreshConnector: the user must still be in the file.
+// Refresh implements identity.RefreshConnector: the user must still be in
+// the file with the password the refresh token was issued for. A password
+// set again, even to the same one, or a user removed and added again has
+// a new bcrypt salt, so a new fingerprint.
 func (f *File) Refresh(_ context.Context, prev identity.Identity) (identity.Identity, bool, error) {
-	if _, known := f.table.Load().users[prev.Subject]; !known {
+	hash, known := f.table.Load().users[prev.Subject]
+	if !known {
 		return identity.Identity{}, false, nil
 	}
-	return newIdentity(prev.Subject), true, nil
+	id := newIdentity(prev.Subject, hash)
+	if err := identity.CheckCredential(prev, id.Credential); err != nil {
+		return identity.Identity{}, false, err
+	}
+	return id, true, nil
 }
 
 // table is one loaded version of the file.
@@ -188,8 +196,12 @@ func (t *table) decoyCost(user string) int {
 	return t.costs[binary.BigEndian.Uint64(m.Sum(nil))%uint64(len(t.costs))]
 }
 
-func newIdentity(user string) identity.Identity {
-	return identity.Identity{Subject: user, Name: user, Groups: []string{}, Claims: map[string]any{}}
+// newIdentity is user's identity, its credential the fingerprint of the
+// stored bcrypt hash: a hash of a salted hash, which neither verifies a
+// password guess nor leads back to one.
+func newIdentity(user string, hash []byte) identity.Identity {
+	return identity.Identity{Subject: user, Name: user, Groups: []string{}, Claims: map[string]any{},
+		Credential: identity.Fingerprint([]byte(user), hash)}
 }
 
 // isBcryptPrefix checks the version prefix that bcrypt.Cost lets through

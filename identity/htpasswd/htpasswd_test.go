@@ -65,8 +65,9 @@ func TestLoginAndReload(t *testing.T) {
 	if _, ok, _ := f.Refresh(ctx, identity.Identity{Subject: "alice"}); ok {
 		t.Fatal("removed user still refreshes")
 	}
-	if _, ok, _ := f.Refresh(ctx, identity.Identity{Subject: "bob"}); !ok {
-		t.Fatal("added user does not refresh")
+	bob, _, _ := f.Login(ctx, "bob", "pw")
+	if _, ok, err := f.Refresh(ctx, bob); !ok || err != nil {
+		t.Fatalf("added user does not refresh: %v", err)
 	}
 
 	// A broken file keeps the last good users.
@@ -110,5 +111,58 @@ func TestEditKeepsOtherLinesAndVerifies(t *testing.T) {
 	}
 	if err := Set(path, "x:y", "pw", 4); err == nil {
 		t.Fatal("user name with ':' accepted")
+	}
+}
+
+// A refresh ends once the password it was issued for is no longer the
+// user's: changed, set again (even to the same password), or the user
+// removed and created again. A refresh token from before the broker bound
+// refresh tokens to the password carries no fingerprint and ends too.
+func TestRefreshFailsOnceThePasswordChanged(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name   string
+		change func(path string) error
+	}{
+		{"password changed", func(p string) error { return Set(p, "alice", "n3w", 4) }},
+		{"same password set again", func(p string) error { return Set(p, "alice", "s3cret", 4) }},
+		{"user removed and created again", func(p string) error {
+			if err := Remove(p, "alice"); err != nil {
+				return err
+			}
+			return Set(p, "alice", "s3cret", 4)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "htpasswd")
+			if err := Set(path, "alice", "s3cret", 4); err != nil {
+				t.Fatal(err)
+			}
+			f, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, ok, err := f.Login(ctx, "alice", "s3cret")
+			if !ok || err != nil {
+				t.Fatalf("login: %v %v", ok, err)
+			}
+			if _, ok, err := f.Refresh(ctx, id); !ok || err != nil {
+				t.Fatalf("refresh, nothing changed: ok=%v err=%v", ok, err)
+			}
+			if err := tc.change(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Reload(); err != nil {
+				t.Fatal(err)
+			}
+			var rejected *identity.RejectedError
+			if _, ok, err := f.Refresh(ctx, id); ok || !errors.As(err, &rejected) || !strings.Contains(rejected.Reason, "credential changed") {
+				t.Fatalf("refresh after the change: ok=%v err=%v, want a RejectedError saying the credential changed", ok, err)
+			}
+			if _, ok, _ := f.Refresh(ctx, identity.Identity{Subject: "alice"}); ok {
+				t.Fatal("a refresh token without a credential fingerprint refreshed")
+			}
+		})
 	}
 }

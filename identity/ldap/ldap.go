@@ -273,7 +273,7 @@ func (c *Connector) search(ctx context.Context, req *ldap.SearchRequest) (*ldap.
 
 // findUser searches the one entry matching filter. found=false means no entry.
 func (c *Connector) findUser(ctx context.Context, filter string) (*ldap.Entry, bool, error) {
-	attrs := []string{c.cfg.SubjectAttribute, c.cfg.NameAttribute}
+	attrs := append([]string{c.cfg.SubjectAttribute, c.cfg.NameAttribute}, credentialAttributes...)
 	if c.cfg.Groups.From == "memberOf" {
 		attrs = append(attrs, "memberOf")
 	}
@@ -354,7 +354,9 @@ func (c *Connector) bind(ctx context.Context, dn, password string) (bool, error)
 	return true, nil
 }
 
-// Refresh implements identity.RefreshConnector: the user must still exist.
+// Refresh implements identity.RefreshConnector: the user must still exist,
+// with the credential the refresh token was issued for (see
+// credentialAttributes for what the directory lets us see of it).
 func (c *Connector) Refresh(ctx context.Context, prev identity.Identity) (identity.Identity, bool, error) {
 	if prev.Subject == "" {
 		return identity.Identity{}, false, nil
@@ -367,15 +369,43 @@ func (c *Connector) Refresh(ctx context.Context, prev identity.Identity) (identi
 	if err != nil {
 		return identity.Identity{}, false, err
 	}
+	if err := identity.CheckCredential(prev, credential(entry)); err != nil {
+		return identity.Identity{}, false, err
+	}
 	return c.identity(ctx, entry)
+}
+
+// credentialAttributes are the operational attributes that change with a
+// user's credential. The entry's unique id (entryUUID: RFC 4530, OpenLDAP,
+// 389-ds; objectGUID: Active Directory; nsUniqueId: 389-ds) tells an entry
+// deleted and created again under the same name; the time of the last
+// password change (pwdChangedTime: the password policy overlay of OpenLDAP,
+// 389-ds; pwdLastSet: Active Directory) tells a new password. Without a
+// password policy OpenLDAP records no such time, and a password change is
+// not seen. modifyTimestamp and entryCSN would see it, but they change with
+// every attribute (a group joined, a display name): too broad.
+var credentialAttributes = []string{"entryUUID", "objectGUID", "nsUniqueId", "pwdChangedTime", "pwdLastSet"}
+
+// credential fingerprints what the directory shows of e's credential: ids
+// and times, nothing of the password. A directory that shows none of them
+// to the service account gives every user one unchanging fingerprint.
+func credential(e *ldap.Entry) string {
+	var parts [][]byte
+	for _, a := range credentialAttributes {
+		for _, v := range e.GetEqualFoldRawAttributeValues(a) {
+			parts = append(parts, []byte(a), v)
+		}
+	}
+	return identity.Fingerprint(parts...)
 }
 
 func (c *Connector) identity(ctx context.Context, e *ldap.Entry) (identity.Identity, bool, error) {
 	id := identity.Identity{
-		Subject: e.GetEqualFoldAttributeValue(c.cfg.SubjectAttribute),
-		Name:    e.GetEqualFoldAttributeValue(c.cfg.NameAttribute),
-		Groups:  []string{},
-		Claims:  map[string]any{"dn": e.DN},
+		Subject:    e.GetEqualFoldAttributeValue(c.cfg.SubjectAttribute),
+		Name:       e.GetEqualFoldAttributeValue(c.cfg.NameAttribute),
+		Groups:     []string{},
+		Claims:     map[string]any{"dn": e.DN},
+		Credential: credential(e),
 	}
 	if id.Subject == "" {
 		return identity.Identity{}, false, fmt.Errorf("ldap entry %s has no %s attribute", e.DN, c.cfg.SubjectAttribute)

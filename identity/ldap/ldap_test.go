@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -228,17 +229,18 @@ func TestRefreshRechecksTheUserAndGroups(t *testing.T) {
 	s := ldaptest.Start(t, "", directory)
 	c := connector(t, baseConfig(s))
 	ctx := context.Background()
-	if id, ok, err := c.Refresh(ctx, identity.Identity{Subject: "alice"}); !ok || err != nil || !reflect.DeepEqual(id.Groups, []string{"dev"}) {
+	alice, _, _ := c.Login(ctx, "alice", "alice-pw")
+	if id, ok, err := c.Refresh(ctx, alice); !ok || err != nil || !reflect.DeepEqual(id.Groups, []string{"dev"}) {
 		t.Fatalf("refresh alice: %+v %v %v", id, ok, err)
 	}
 	// groupOfNames needs a member: add bob before removing alice.
 	s.Modify("cn=dev,"+groups, "add", "member", "uid=bob,"+people)
 	s.Modify("cn=dev,"+groups, "delete", "member", "uid=alice,"+people)
-	if id, ok, _ := c.Refresh(ctx, identity.Identity{Subject: "alice"}); !ok || len(id.Groups) != 0 {
+	if id, ok, _ := c.Refresh(ctx, alice); !ok || len(id.Groups) != 0 {
 		t.Fatalf("refresh after leaving dev: %+v %v", id, ok)
 	}
 	s.Delete("uid=alice," + people)
-	if _, ok, err := c.Refresh(ctx, identity.Identity{Subject: "alice"}); ok || err != nil {
+	if _, ok, err := c.Refresh(ctx, alice); ok || err != nil {
 		t.Fatalf("refresh of a deleted user: ok=%v err=%v", ok, err)
 	}
 	if _, ok, _ := c.Refresh(ctx, identity.Identity{Subject: "*"}); ok {
@@ -346,14 +348,16 @@ func TestActiveDirectoryShapeByConfigurationOnly(t *testing.T) {
 	cfg.ClaimAttributes = []string{"userPrincipalName"}
 	c := connector(t, cfg)
 	ctx := context.Background()
+	var carol identity.Identity
 	for _, login := range []string{"cdanvers", "cdanvers@corp.example.org"} {
 		id, ok, err := c.Login(ctx, login, "carol-pw")
+		carol = id
 		if !ok || err != nil || id.Subject != "cdanvers" || id.Name != "Carol Danvers" ||
 			!reflect.DeepEqual(id.Groups, []string{"Registry Developers"}) || id.Claims["userPrincipalName"] != "cdanvers@corp.example.org" {
 			t.Fatalf("AD login as %q: %+v %v %v", login, id, ok, err)
 		}
 	}
-	if _, ok, _ := c.Refresh(ctx, identity.Identity{Subject: "cdanvers"}); !ok {
+	if _, ok, _ := c.Refresh(ctx, carol); !ok {
 		t.Fatal("AD refresh by sAMAccountName failed")
 	}
 }
@@ -404,5 +408,48 @@ func BenchmarkLogin(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "logins/s")
 		})
+	}
+}
+
+// A refresh ends once the credential it was issued for is gone: the
+// password changed (pwdChangedTime, kept by a password policy) or the
+// entry was deleted and created again under the same name (entryUUID).
+// Other changes to the entry leave it alone.
+func TestRefreshFailsOnceThePasswordOrTheEntryChanged(t *testing.T) {
+	s := ldaptest.StartWith(t, "", directory, ldaptest.Options{PasswordPolicy: true})
+	c := connector(t, baseConfig(s))
+	ctx := context.Background()
+	alice := "uid=alice," + people
+	var rejected *identity.RejectedError
+
+	id, ok, err := c.Login(ctx, "alice", "alice-pw")
+	if !ok || err != nil {
+		t.Fatalf("login: %v %v", ok, err)
+	}
+	s.Modify(alice, "replace", "mail", "alice@example.net")
+	if _, ok, err := c.Refresh(ctx, id); !ok || err != nil {
+		t.Fatalf("refresh after a change of mail: ok=%v err=%v", ok, err)
+	}
+	s.Modify(alice, "replace", "userPassword", "alice-new-pw")
+	if _, ok, err := c.Refresh(ctx, id); ok || !errors.As(err, &rejected) || !strings.Contains(rejected.Reason, "credential changed") {
+		t.Fatalf("refresh after a password change: ok=%v err=%v, want a RejectedError saying the credential changed", ok, err)
+	}
+
+	id, ok, err = c.Login(ctx, "alice", "alice-new-pw")
+	if !ok || err != nil {
+		t.Fatalf("login with the new password: %v %v", ok, err)
+	}
+	if _, ok, err := c.Refresh(ctx, id); !ok || err != nil {
+		t.Fatalf("refresh after logging in again: ok=%v err=%v", ok, err)
+	}
+	s.Delete(alice)
+	s.Add(`dn: ` + alice + `
+objectClass: inetOrgPerson
+uid: alice
+cn: Alice Liddell
+sn: Liddell
+userPassword: alice-new-pw`)
+	if _, ok, err := c.Refresh(ctx, id); ok || !errors.As(err, &rejected) || !strings.Contains(rejected.Reason, "credential changed") {
+		t.Fatalf("refresh after the entry was created again: ok=%v err=%v, want a RejectedError saying the credential changed", ok, err)
 	}
 }

@@ -114,8 +114,8 @@ func (c *Connector) Login(_ context.Context, user, password string) (identity.Id
 	return newIdentity(r), true, nil
 }
 
-// Refresh implements identity.RefreshConnector: a robot revoked, expired or
-// removed since the refresh token was issued loses access.
+// Refresh implements identity.RefreshConnector: a robot revoked, expired,
+// removed or rotated since the refresh token was issued loses access.
 func (c *Connector) Refresh(_ context.Context, prev identity.Identity) (identity.Identity, bool, error) {
 	r, ok := c.lookup(prev.Subject)
 	if !ok {
@@ -124,7 +124,11 @@ func (c *Connector) Refresh(_ context.Context, prev identity.Identity) (identity
 	if err := c.usable(r); err != nil {
 		return identity.Identity{}, false, err
 	}
-	return newIdentity(r), true, nil
+	id := newIdentity(r)
+	if err := identity.CheckCredential(prev, id.Credential); err != nil {
+		return identity.Identity{}, false, err // rotated since
+	}
+	return id, true, nil
 }
 
 func (c *Connector) usable(r Record) error {
@@ -159,5 +163,8 @@ func newIdentity(r Record) identity.Identity {
 		Name:    r.Description,
 		Groups:  []string{},
 		Claims:  map[string]any{"robot": robot},
+		// The stored hash changes at every rotation. Its fingerprint is a
+		// hash of a hash of 260 random bits: nothing to guess from.
+		Credential: identity.Fingerprint([]byte(r.Name), []byte(r.SecretHash)),
 	}
 }

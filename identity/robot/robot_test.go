@@ -225,3 +225,43 @@ func TestBrokenStoreIsRefusedAndKeepsTheLoadedRobots(t *testing.T) {
 		t.Fatalf("a missing store is an empty one: %v", err)
 	}
 }
+
+// Rotation ends the refresh tokens obtained with the old secret: a refresh
+// must fail once the secret it was issued for is no longer the robot's.
+func TestRefreshFailsOnceTheRobotIsRotated(t *testing.T) {
+	path := store(t)
+	secret := create(t, path, "ci", 0)
+	c, err := robot.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	id, ok, err := login(t, c, "robot-ci", secret)
+	if !ok || err != nil {
+		t.Fatalf("login: %v %v", ok, err)
+	}
+	if _, ok, err := c.Refresh(ctx, id); !ok || err != nil {
+		t.Fatalf("refresh before rotation: %v %v", ok, err)
+	}
+	_, fresh, err := robot.Rotate(path, "ci", nil, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	var rejected *identity.RejectedError
+	if _, ok, err := c.Refresh(ctx, id); ok || !errors.As(err, &rejected) || !strings.Contains(rejected.Reason, "credential changed") {
+		t.Fatalf("refresh after rotation: ok=%v err=%v, want a RejectedError saying the credential changed", ok, err)
+	}
+	if _, ok, _ := c.Refresh(ctx, identity.Identity{Subject: "robot-ci"}); ok {
+		t.Fatal("a refresh token without a credential fingerprint refreshed")
+	}
+	rotated, ok, err := login(t, c, "robot-ci", fresh)
+	if !ok || err != nil {
+		t.Fatalf("login with the new secret: %v %v", ok, err)
+	}
+	if _, ok, err := c.Refresh(ctx, rotated); !ok || err != nil {
+		t.Fatalf("refresh of the new secret's identity: %v %v", ok, err)
+	}
+}

@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"crypto/rand"
+	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -85,5 +88,88 @@ func TestRefreshTokenPushesUntilTheUserIsRemoved(t *testing.T) {
 				t.Fatalf("password grant for a removed user: %d, want 401\n%s", status, raw)
 			}
 		})
+	})
+}
+
+// TestRefreshTokenEndsWhenTheCredentialChanges: a refresh token is worth
+// the credential it was obtained with, no more. Rotating a robot, changing
+// a password (`tollgate htpasswd add` on an existing user) or removing a
+// user and creating it again (with the same password) ends the refresh
+// tokens issued before, once the broker has loaded the change.
+func TestRefreshTokenEndsWhenTheCredentialChanges(t *testing.T) {
+	robots := filepath.Join(t.TempDir(), "robots.json")
+	b := startBrokerWith(t, brokerOptions{
+		identity: fmt.Sprintf("  - {name: robot, type: robot, file: %q}\n", robots),
+		extra:    "throttle: {max_failures_per_user: 10000, max_failures_per_address: 10000}\n",
+	})
+	svc := flavors[0].service
+	const scope = "repository:team/app:pull"
+	offline := func(t *testing.T, user string) string {
+		t.Helper()
+		status, body, raw := b.postToken(t, url.Values{
+			"grant_type": {"password"}, "username": {user}, "password": {b.passwords[user]},
+			"service": {svc}, "access_type": {"offline"}, "scope": {scope},
+		})
+		if status != http.StatusOK || body.RefreshToken == "" {
+			t.Fatalf("offline login as %s: %d, want 200 with a refresh_token\n%s", user, status, raw)
+		}
+		return body.RefreshToken
+	}
+	refresh := func(t *testing.T, rt string) (int, string) {
+		t.Helper()
+		status, _, raw := b.postToken(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "service": {svc}, "scope": {scope}})
+		return status, raw
+	}
+	loginWorks := func(user string) func() bool {
+		return func() bool { code, _ := tokenError(t, b, user); return code == http.StatusOK }
+	}
+	// ended checks, after the broker has loaded the change, that the old
+	// refresh token is refused and says why.
+	ended := func(t *testing.T, rt string) {
+		t.Helper()
+		if status, raw := refresh(t, rt); status != http.StatusUnauthorized || !strings.Contains(raw, "credential changed") {
+			t.Fatalf("refresh with the token issued before the change: %d, want 401 saying the credential changed\n%.200s", status, raw)
+		}
+	}
+
+	t.Run("robot rotate", func(t *testing.T) {
+		const user = "robot-ci"
+		b.passwords[user] = robotCredential(t, "create", "--file", robots, "--scope", "repository:team/*:pull", "--expires", "never", "ci")
+		waitFor(t, "the broker to load the robot", loginWorks(user))
+		rt := offline(t, user)
+		if status, raw := refresh(t, rt); status != http.StatusOK {
+			t.Fatalf("refresh before rotation: %d\n%s", status, raw)
+		}
+		b.passwords[user] = robotCredential(t, "rotate", "--file", robots, "ci")
+		waitFor(t, "the rotated secret", loginWorks(user))
+		ended(t, rt)
+	})
+
+	t.Run("htpasswd password change", func(t *testing.T) {
+		rt := offline(t, "alice")
+		if status, raw := refresh(t, rt); status != http.StatusOK {
+			t.Fatalf("refresh before the password change: %d\n%s", status, raw)
+		}
+		b.passwords["alice"] = rand.Text()
+		tollgate(t, b.passwords["alice"]+"\n", "htpasswd", "add", "--cost", "4", b.htpasswd, "alice")
+		waitFor(t, "the new password", loginWorks("alice"))
+		ended(t, rt)
+	})
+
+	t.Run("user removed and created again", func(t *testing.T) {
+		rt := offline(t, "bob")
+		if status, raw := refresh(t, rt); status != http.StatusOK {
+			t.Fatalf("refresh before the user was removed: %d\n%s", status, raw)
+		}
+		tollgate(t, "", "htpasswd", "remove", b.htpasswd, "bob")
+		tollgate(t, b.passwords["bob"]+"\n", "htpasswd", "add", "--cost", "4", b.htpasswd, "bob")
+		// A user added last tells when the broker has the file with bob back.
+		b.passwords["dave"] = rand.Text()
+		tollgate(t, b.passwords["dave"]+"\n", "htpasswd", "add", "--cost", "4", b.htpasswd, "dave")
+		waitFor(t, "the broker to load the new file", loginWorks("dave"))
+		if !loginWorks("bob")() {
+			t.Fatal("bob, created again with the same password, cannot log in")
+		}
+		ended(t, rt)
 	})
 }

@@ -32,6 +32,8 @@ const (
 	AdminPassword = "admin-secret"
 	Reader        = "cn=reader," + Suffix
 	ReaderPass    = "reader-secret"
+	// PasswordPolicyDN is the default policy of Options.PasswordPolicy.
+	PasswordPolicyDN = "cn=default-policy," + Suffix
 )
 
 // Server is a running slapd.
@@ -54,6 +56,9 @@ type Server struct {
 type Options struct {
 	// RequireClientCert makes every TLS session present a certificate from CAFile.
 	RequireClientCert bool
+	// PasswordPolicy loads the ppolicy overlay with a default policy, so the
+	// server keeps pwdChangedTime on every password change.
+	PasswordPolicy bool
 }
 
 // URL is the plain ldap:// URL (StartTLS is offered on it).
@@ -90,6 +95,11 @@ func StartWith(t testing.TB, extraSchema, ldif string, o Options) *Server {
 	if o.RequireClientCert {
 		verifyClient = "TLSVerifyClient demand"
 	}
+	var ppolicyModule, ppolicyOverlay string
+	if o.PasswordPolicy {
+		ppolicyModule = "moduleload ppolicy"
+		ppolicyOverlay = fmt.Sprintf("overlay ppolicy\nppolicy_default %q\n", PasswordPolicyDN)
+	}
 	var schema strings.Builder
 	for _, f := range []string{"core", "cosine", "nis", "inetorgperson"} {
 		fmt.Fprintf(&schema, "include /etc/ldap/schema/%s.schema\n", f)
@@ -101,6 +111,7 @@ func StartWith(t testing.TB, extraSchema, ldif string, o Options) *Server {
 modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload memberof
+%[7]s
 pidfile %[2]s/slapd.pid
 argsfile %[2]s/slapd.args
 TLSCACertificateFile %[2]s/ca.pem
@@ -114,7 +125,7 @@ rootdn "%[4]s"
 rootpw %[5]s
 directory %[2]s/data
 overlay memberof
-`, schema.String(), dir, Suffix, Admin, AdminPassword, verifyClient)
+%[8]s`, schema.String(), dir, Suffix, Admin, AdminPassword, verifyClient, ppolicyModule, ppolicyOverlay)
 	s.conf = filepath.Join(dir, "slapd.conf")
 	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -133,6 +144,14 @@ objectClass: organizationalRole
 cn: reader
 userPassword: %s
 `, Suffix, Reader, ReaderPass))
+	if o.PasswordPolicy {
+		s.Add(`dn: ` + PasswordPolicyDN + `
+objectClass: organizationalRole
+objectClass: pwdPolicy
+cn: default-policy
+pwdAttribute: userPassword
+`)
+	}
 	s.Add(ldif)
 	return s
 }
