@@ -25,9 +25,17 @@ import (
 // Limits on a token request. Real clients send a few hundred bytes.
 const (
 	maxQueryBytes    = 16 << 10
-	maxBodyBytes     = 16 << 10
+	maxBodyBytes     = maxRefreshBytes + 16<<10 // a refresh token and the rest of a request
 	maxUserBytes     = 256
 	maxPasswordBytes = 8 << 10 // OIDC tokens are accepted as passwords
+	// maxRefreshBytes bounds the refresh tokens the broker accepts, and
+	// signRefresh issues none longer. The longest carries the claims of an
+	// OIDC token of maxPasswordBytes: at most 6 KiB of JSON, 8 KiB in
+	// base64, and a kid-only header, the registered claims, the subject
+	// and a signature (683 characters for RSA-4096) fit in the other 8 KiB.
+	// Only claims that grow when encoded again (invalid UTF-8) or a subject
+	// of kilobytes can pass it: then no refresh token is issued (logged).
+	maxRefreshBytes = 16 << 10
 )
 
 // tokenRequest is a parsed GET or POST /token.
@@ -100,10 +108,16 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, rec *decisio
 		return 0, err
 	}
 	if refreshTTL := refreshLifetime(s.opts.RefreshTTL, id, now); req.offline && req.grant != "refresh_token" && refreshTTL > 0 && !id.Anonymous {
-		if resp.RefreshToken, err = req.svc.signRefresh(key, id, now, refreshTTL); err != nil {
+		resp.RefreshToken, err = req.svc.signRefresh(key, id, now, refreshTTL)
+		switch {
+		case errors.Is(err, errRefreshTooLarge):
+			// Better none than one this broker would refuse.
+			s.log.Warn("refresh token not issued", "subject", id.Subject, "connector", id.Connector, "err", err)
+		case err != nil:
 			return 0, err
+		default:
+			rec.refreshIssued = true
 		}
-		rec.refreshIssued = true
 	}
 	writeTokenResponse(w, &resp)
 	return http.StatusOK, nil
@@ -316,7 +330,7 @@ func (req *tokenRequest) parseAuthorization(values []string) error {
 
 func (req *tokenRequest) checkCredentialSizes() error {
 	if len(req.user) > maxUserBytes || len(req.password) > maxPasswordBytes ||
-		len(req.bearer) > maxPasswordBytes || len(req.refresh) > maxPasswordBytes {
+		len(req.bearer) > maxPasswordBytes || len(req.refresh) > maxRefreshBytes {
 		return newError(kindBadRequest, nil, "credentials too long")
 	}
 	if !utf8.ValidString(req.user) || strings.ContainsFunc(req.user, unicode.IsControl) {

@@ -39,6 +39,10 @@ type Key struct {
 	method jwt.SigningMethod
 	// header is the encoded JWT header segment, built once per key.
 	header string
+	// refreshHeader is the header of refresh tokens: kid only, no x5c. Only
+	// this broker reads them, and it looks keys up by kid; the certificate
+	// would make each one a kilobyte or two longer.
+	refreshHeader string
 }
 
 // Algorithm returns the JWS algorithm of the key (ES256, RS256, ...).
@@ -195,6 +199,10 @@ func ParseKeyPair(keyPEM, certPEM []byte) (*Key, error) {
 		return nil, err
 	}
 	k.header = base64.RawURLEncoding.EncodeToString(hdr)
+	if hdr, err = json.Marshal(map[string]any{"alg": k.method.Alg(), "kid": k.ID}); err != nil {
+		return nil, err
+	}
+	k.refreshHeader = base64.RawURLEncoding.EncodeToString(hdr)
 	return k, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -78,19 +79,22 @@ func newOIDCFixture(t *testing.T, mutate ...func(*broker.Options)) *oidcFixture 
 		t.Fatal(err)
 	}
 	chain := identity.NewChain([]identity.Connector{{Name: "local", Adapter: file}, {Name: "sso", Adapter: v}}, nil)
-	o.fixture = newFixture(t, func(opts *broker.Options) {
+	o.fixture = newFixture(t, append([]func(*broker.Options){func(opts *broker.Options) {
 		opts.Authenticator = chain
 		opts.Now = o.now
 		opts.RefreshTTL = 24 * time.Hour
-		for _, m := range mutate {
-			m(opts)
-		}
-	})
+	}}, mutate...)...)
 	return o
 }
 
 // token is an OIDC token for alice that expires after ttl, with extra claims.
 func (o *oidcFixture) token(t *testing.T, ttl time.Duration, extra map[string]any) string {
+	t.Helper()
+	return o.tokenWithHeader(t, ttl, extra, nil)
+}
+
+// tokenWithHeader is token with extra header fields.
+func (o *oidcFixture) tokenWithHeader(t *testing.T, ttl time.Duration, extra, header map[string]any) string {
 	t.Helper()
 	c := jwt.MapClaims{"iss": o.issuer.URL, "sub": "alice", "aud": svcName, "groups": []string{"dev"},
 		"iat": o.now().Unix(), "exp": o.now().Add(ttl).Unix()}
@@ -99,6 +103,9 @@ func (o *oidcFixture) token(t *testing.T, ttl time.Duration, extra map[string]an
 	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodES256, c)
 	tok.Header["kid"] = "k1"
+	for k, v := range header {
+		tok.Header[k] = v
+	}
 	s, err := tok.SignedString(o.key)
 	if err != nil {
 		t.Fatal(err)
@@ -225,5 +232,104 @@ func TestValidOIDCTokenIsNotLockedByUserName(t *testing.T) {
 	}
 	if code, _ := tokenFrom(o.fixture, "198.51.100.9", "oauth2", o.token(t, 10*time.Minute, nil)); code != http.StatusOK {
 		t.Fatalf("a valid OIDC token as the password of oauth2 after guesses at that name: %d, want 200", code)
+	}
+}
+
+// maxOIDCToken is the longest OIDC token the broker accepts as a credential.
+const maxOIDCToken = 8 << 10
+
+// largestOIDCToken is an OIDC token of exactly maxOIDCToken bytes, its
+// length made up by a padding claim (and, since base64 cannot end on every
+// length, a padding header field).
+func (o *oidcFixture) largestOIDCToken(t *testing.T, ttl time.Duration) string {
+	t.Helper()
+	for pad := 0; pad < 4; pad++ {
+		header := map[string]any{"x": strings.Repeat("h", pad)}
+		short := o.tokenWithHeader(t, ttl, map[string]any{"pad": ""}, header)
+		for n := (maxOIDCToken - len(short)) * 3 / 4; n < maxOIDCToken; n++ {
+			tok := o.tokenWithHeader(t, ttl, map[string]any{"pad": strings.Repeat("p", n)}, header)
+			if len(tok) == maxOIDCToken {
+				return tok
+			}
+			if len(tok) > maxOIDCToken {
+				break
+			}
+		}
+	}
+	t.Fatal("no OIDC token of exactly the accepted length")
+	return ""
+}
+
+// A refresh token the broker issues is one it accepts: the largest OIDC
+// token it takes as a credential gets a refresh token, and that refresh
+// token gets a new access token, whatever the broker's signing key.
+func TestLargestOIDCTokenGetsARefreshTokenTheBrokerAccepts(t *testing.T) {
+	for _, typ := range []broker.KeyType{broker.KeyRSA, broker.KeyEC} {
+		t.Run(string(typ), func(t *testing.T) {
+			o := newOIDCFixture(t, func(opts *broker.Options) {
+				dir := filepath.Join(t.TempDir(), "keys")
+				genKey(t, dir, "signer", typ, time.Now().Add(-time.Hour))
+				keys, err := broker.LoadKeyDir(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, svc := range opts.Services {
+					svc.Keys = keys
+				}
+			})
+			tok := o.largestOIDCToken(t, 10*time.Minute)
+			if a := o.get(t, "service=registry.test", "Authorization", "Bearer "+tok+"x"); a.status != 400 {
+				t.Fatalf("OIDC token one byte over %d: %d %s, want 400 (the bound this test sits on moved)", maxOIDCToken, a.status, a.raw)
+			}
+			a := o.get(t, "service=registry.test&offline_token=true&scope=repository:team/app:pull", "Authorization", "Bearer "+tok)
+			rt, _ := a.body["refresh_token"].(string)
+			if a.status != 200 || rt == "" {
+				t.Fatalf("largest OIDC token with offline_token: %d %.300s", a.status, a.raw)
+			}
+			r := o.post(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "service": {svcName}, "scope": {"repository:team/app:pull"}})
+			if r.status != 200 {
+				t.Fatalf("refresh token of %d bytes (for an OIDC token of %d): %d %s", len(rt), len(tok), r.status, r.raw)
+			}
+			t.Logf("OIDC token %d bytes, refresh token %d bytes", len(tok), len(rt))
+		})
+	}
+}
+
+// rawToken signs payload, bytes as given (encoding/json would escape what
+// this test needs unescaped), as the issuer's ES256 key.
+func (o *oidcFixture) rawToken(t *testing.T, payload string) string {
+	t.Helper()
+	enc := base64.RawURLEncoding.EncodeToString
+	signing := enc([]byte(`{"alg":"ES256","kid":"k1"}`)) + "." + enc([]byte(payload))
+	sig, err := jwt.SigningMethodES256.Sign(signing, o.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signing + "." + enc(sig)
+}
+
+// Claims that grow when encoded again (invalid UTF-8 becomes U+FFFD, three
+// bytes for one) would make a refresh token over the accepted size: the
+// broker answers without one and says so in its log, rather than hand out
+// a refresh token it will refuse.
+func TestRefreshTokenOverTheAcceptedSizeIsNotIssued(t *testing.T) {
+	var logs syncBuffer
+	o := newOIDCFixture(t, func(opts *broker.Options) { opts.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
+	payload := fmt.Sprintf(`{"iss":%q,"sub":"alice","aud":%q,"exp":%d,"x":"%s"}`,
+		o.issuer.URL, svcName, o.now().Add(10*time.Minute).Unix(), strings.Repeat("\xff", 5800))
+	tok := o.rawToken(t, payload)
+	if len(tok) > maxOIDCToken {
+		t.Fatalf("test token of %d bytes is over the accepted %d", len(tok), maxOIDCToken)
+	}
+	a := o.get(t, "service=registry.test&offline_token=true", "Authorization", "Bearer "+tok)
+	if a.status != 200 {
+		t.Fatalf("OIDC token with invalid UTF-8 in a claim: %d %.300s", a.status, a.raw)
+	}
+	if rt, _ := a.body["refresh_token"].(string); rt != "" {
+		t.Fatalf("a refresh token of %d bytes was issued; the broker refuses it:\n%v",
+			len(rt), o.post(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "service": {svcName}}).raw)
+	}
+	if all := logs.String(); !strings.Contains(all, "refresh token not issued") || strings.Contains(all, tok) {
+		t.Fatalf("the omitted refresh token was not logged (or the credential was):\n%.2000s", all)
 	}
 }

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -47,8 +48,13 @@ func (k *Key) sign(claims any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	buf := make([]byte, 0, len(k.header)+1+base64.RawURLEncoding.EncodedLen(len(payload))+1+200)
-	buf = append(buf, k.header...)
+	return k.signPayload(k.header, payload)
+}
+
+// signPayload signs a JSON payload under an encoded header.
+func (k *Key) signPayload(header string, payload []byte) (string, error) {
+	buf := make([]byte, 0, len(header)+1+base64.RawURLEncoding.EncodedLen(len(payload))+1+200)
+	buf = append(buf, header...)
 	buf = append(buf, '.')
 	buf = base64.RawURLEncoding.AppendEncode(buf, payload)
 	sig, err := k.method.Sign(string(buf), k.signer)
@@ -159,12 +165,23 @@ type refreshClaimsOut struct {
 	Claims map[string]any `json:"claims,omitempty"`
 }
 
+// errRefreshTooLarge is a refresh token that would be longer than the
+// broker accepts (maxRefreshBytes): it is not issued.
+var errRefreshTooLarge = errors.New("refresh token longer than the broker accepts")
+
+// signRefresh makes a refresh token under the key's kid-only header. Its
+// claims are encoded without HTML escaping, which would make each <, > or
+// & of a carried claim six bytes: the payload is base64 in a JWT, never
+// read as HTML.
 func (svc *Service) signRefresh(k *Key, id identity.Identity, now time.Time, ttl time.Duration) (string, error) {
 	var claims map[string]any
 	if !id.Expiry.IsZero() {
 		claims = id.Claims
 	}
-	return k.sign(refreshClaimsOut{
+	var payload bytes.Buffer
+	enc := json.NewEncoder(&payload)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(refreshClaimsOut{
 		Issuer:     svc.Issuer,
 		Subject:    id.Subject,
 		Audience:   refreshAudiencePrefix + svc.Name,
@@ -176,6 +193,14 @@ func (svc *Service) signRefresh(k *Key, id identity.Identity, now time.Time, ttl
 		Credential: id.Credential,
 		Claims:     claims,
 	})
+	if err != nil {
+		return "", err
+	}
+	tok, err := k.signPayload(k.refreshHeader, bytes.TrimSuffix(payload.Bytes(), []byte("\n")))
+	if err == nil && len(tok) > maxRefreshBytes {
+		return "", fmt.Errorf("%w: %d bytes, at most %d accepted", errRefreshTooLarge, len(tok), maxRefreshBytes)
+	}
+	return tok, err
 }
 
 var errBadRefresh = errors.New("invalid refresh token")
