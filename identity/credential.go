@@ -10,9 +10,10 @@ import (
 // Fingerprint names a credential without revealing it: the first 128 bits
 // of a SHA-256 of parts (each length-prefixed, after a label of the
 // scheme), base64url. Connectors feed it what changes when the credential
-// does (a stored salted hash, a directory entry's id and password-change
-// time), never a password, so a fingerprint is no more use for guessing
-// the secret than the refresh token that carries it.
+// does (a stored bcrypt hash, a robot's secret hash, a directory entry's id
+// and password-change time), never a password. Testing a password guess
+// against a fingerprint would need the bcrypt hash behind it, salt
+// included, which SHA-256 does not give back; a refresh token can carry it.
 func Fingerprint(parts ...[]byte) string {
 	h := sha256.New()
 	h.Write([]byte("tollgate credential v1"))
