@@ -165,7 +165,10 @@ func (s *Store) Mark(ctx context.Context, key string, window time.Duration) erro
 // Marked implements broker.CounterStore.
 func (s *Store) Marked(ctx context.Context, key string) (bool, error) {
 	var n int64
-	err := s.guard(ctx, func(ctx context.Context) (err error) { n, err = s.client.Exists(ctx, s.prefix+key).Result(); return err })
+	err := s.guard(ctx, func(ctx context.Context) (err error) {
+		n, err = s.client.Exists(ctx, s.prefix+key).Result()
+		return err
+	})
 	return n > 0, err
 }
 
