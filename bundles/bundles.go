@@ -30,8 +30,9 @@ type Bundle struct {
 	Digest string
 }
 
-// maxBundleBytes bounds any single file read from a bundle; maxTarballBytes
-// bounds a whole compressed bundle.
+// maxBundleBytes bounds any single file read from a bundle directory;
+// maxTarballBytes bounds the tarball `tollgate bundle sign` reads. Served
+// tarballs have their own Limits.
 const (
 	maxBundleBytes  = 64 << 20
 	maxTarballBytes = 256 << 20

@@ -1,14 +1,17 @@
 package bundles
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2" // jitter only; nothing secret
+	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,8 +30,13 @@ import (
 type Source struct {
 	Location string
 	Verify   *bundle.VerificationConfig
-	// Client fetches URLs; its Timeout bounds each fetch.
+	// Client fetches URLs; its Timeout bounds each fetch. Its CheckRedirect
+	// is replaced by the Source's own (see checkRedirect).
 	Client *http.Client
+	// BearerToken, when set, is sent to the origin of Location only.
+	BearerToken string
+	// Limits bound a tarball (a file or a URL); zero fields take defaults.
+	Limits Limits
 }
 
 // VerificationConfig builds the verification of signed bundles from a public
@@ -53,12 +61,37 @@ func IsURL(location string) bool {
 	return strings.HasPrefix(location, "http://") || strings.HasPrefix(location, "https://")
 }
 
+// RedactURL returns a location fit to show in logs, errors and /readyz: a
+// URL's user information and query string, where passwords, tokens and
+// pre-signed signatures travel, become "xxxxx" and its fragment is dropped
+// (url.URL.Redacted hides only the password). A location without a scheme
+// (a path) is returned as it is.
+func RedactURL(location string) string {
+	u, err := url.Parse(location)
+	switch {
+	case err != nil && strings.Contains(location, "://"):
+		return "(a URL that does not parse)"
+	case err != nil || u.Scheme == "":
+		return location
+	}
+	if u.User != nil {
+		u.User = url.User("xxxxx")
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "xxxxx"
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
+}
+
 // ErrNotModified is returned by Fetch when the server answered 304.
 var ErrNotModified = errors.New("bundle not modified")
 
 // Fetch loads the bundle. For URLs, etag (may be empty) is sent as
 // If-None-Match and the new ETag is returned; an unchanged bundle returns
-// ErrNotModified.
+// ErrNotModified. An error with an ETag means the server sent that version
+// and it was refused (too large, not a valid or signed bundle): asking with
+// that ETag again need not download it again.
 func (s *Source) Fetch(ctx context.Context, etag string) (*Bundle, string, error) {
 	switch {
 	case s.IsURL():
@@ -77,7 +110,11 @@ func (s *Source) Fetch(ctx context.Context, etag string) (*Bundle, string, error
 			return nil, "", err
 		}
 		defer f.Close()
-		b, err := s.readTarball(s.Location, f)
+		data, err := readAtMost(f, st.Size(), s.Limits.orDefaults().MaxBytes)
+		if err != nil {
+			return nil, "", fmt.Errorf("policy source %s: %w", s.Location, err)
+		}
+		b, err := s.readTarball(s.Location, data)
 		return b, "", err
 	}
 }
@@ -92,8 +129,15 @@ func (s *Source) loadDir() (*Bundle, error) {
 	return readVerified(s.Location, l, s.Verify)
 }
 
-func (s *Source) readTarball(name string, r io.Reader) (*Bundle, error) {
-	l := bundle.NewTarballLoaderWithBaseURL(io.LimitReader(r, maxTarballBytes), name).WithSizeLimitBytes(maxBundleBytes)
+// readTarball reads a gzipped bundle tarball (name is what errors show).
+// The limits are checked first, on a pass that keeps nothing: OPA's reader
+// reads every file into memory, and only then verifies the signature.
+func (s *Source) readTarball(name string, data []byte) (*Bundle, error) {
+	limits := s.Limits.orDefaults()
+	if err := limits.check(data); err != nil {
+		return nil, fmt.Errorf("policy source %s: %w", name, err)
+	}
+	l := bundle.NewTarballLoaderWithBaseURL(bytes.NewReader(data), name).WithSizeLimitBytes(limits.MaxBytes)
 	if s.Verify == nil {
 		return read(name, l.WithFilter(skipTests))
 	}
@@ -109,20 +153,26 @@ func readVerified(name string, l bundle.DirectoryLoader, vc *bundle.Verification
 }
 
 func (s *Source) fetchURL(ctx context.Context, etag string) (*Bundle, string, error) {
-	client := s.Client
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
+	shown := RedactURL(s.Location)
+	client := &http.Client{Timeout: 30 * time.Second}
+	if s.Client != nil {
+		c := *s.Client
+		client = &c
 	}
+	client.CheckRedirect = checkRedirect
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.Location, nil)
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("fetch bundle: %w", redactURLError(err))
 	}
 	if etag != "" {
 		req.Header.Set("If-None-Match", etag)
 	}
+	if s.BearerToken != "" {
+		req.Header.Set("Authorization", "Bearer "+s.BearerToken)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, "", fmt.Errorf("fetch bundle: %w", err)
+		return nil, "", fmt.Errorf("fetch bundle: %w", redactURLError(err))
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
@@ -130,13 +180,66 @@ func (s *Source) fetchURL(ctx context.Context, etag string) (*Bundle, string, er
 	case http.StatusNotModified:
 		return nil, etag, ErrNotModified
 	default:
-		return nil, "", fmt.Errorf("fetch bundle %s: %s", s.Location, resp.Status)
+		return nil, "", fmt.Errorf("fetch bundle %s: %s", shown, resp.Status)
 	}
-	b, err := s.readTarball(s.Location, resp.Body)
+	etag = resp.Header.Get("ETag")
+	data, err := readAtMost(resp.Body, resp.ContentLength, s.Limits.orDefaults().MaxBytes)
 	if err != nil {
-		return nil, "", err
+		if !isLimit(err) {
+			etag = "" // a broken transfer says nothing of the bundle
+		}
+		return nil, etag, fmt.Errorf("fetch bundle %s: %w", shown, err)
 	}
-	return b, resp.Header.Get("ETag"), nil
+	b, err := s.readTarball(shown, data)
+	return b, etag, err
+}
+
+// redactURLError redacts the URL that net/url and net/http errors show
+// (net/http hides the password only).
+func redactURLError(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		ue.URL = RedactURL(ue.URL)
+	}
+	return err
+}
+
+// checkRedirect keeps a fetch where the configuration sent it. A redirect
+// from https to http is refused: the policy would travel in clear, for
+// anyone on the path to change. The Authorization header (the bearer
+// token) goes to the origin of the first request only, scheme, host and
+// port exactly, and not again once a redirect has left that origin; the
+// Referer, which would carry the query string (a pre-signed signature), is
+// never sent.
+//
+// What this relies on in net/http (Go 1.26, client.go Client.do and
+// makeHeadersCopier): each hop is a new request that gets the first
+// request's headers copied before CheckRedirect is called with it, and
+// CheckRedirect may edit them. net/http drops Authorization by itself only
+// when the new host name is neither the first one nor a subdomain of it:
+// another port, another scheme or a subdomain would still get it.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if via[len(via)-1].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return fmt.Errorf("refused a redirect from https to %s", req.URL.Scheme)
+	}
+	req.Header.Del("Referer")
+	first := origin(via[0].URL)
+	away := func(r *http.Request) bool { return origin(r.URL) != first }
+	if away(req) || slices.ContainsFunc(via, away) {
+		req.Header.Del("Authorization")
+	}
+	return nil
+}
+
+// origin is a URL's scheme, host and port, the port made explicit.
+func origin(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	return u.Scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
 // Status is the state of a Poller, for /readyz and metrics.
@@ -161,8 +264,11 @@ type Poller struct {
 
 	mu     sync.Mutex
 	status Status
-	etag   string
-	stamp  string
+	// etag names the last version fetched; refused says why it was
+	// refused, nil when it is the one in force. Only Once uses them.
+	etag    string
+	refused error
+	stamp   string
 }
 
 // Status returns the poller's state.
@@ -186,16 +292,24 @@ func (p *Poller) Once(ctx context.Context) error {
 	}
 	b, etag, err := p.Source.Fetch(ctx, p.etag)
 	if errors.Is(err, ErrNotModified) {
+		if p.refused != nil {
+			// The server still offers the version that was refused: it is
+			// not downloaded again, and still counts, so polls back off.
+			return p.fail(p.refused)
+		}
 		return nil
 	}
-	if err != nil {
-		return p.fail(err)
+	if err == nil {
+		err = p.Apply(ctx, b)
 	}
-	if err := p.Apply(ctx, b); err != nil {
+	if err != nil {
+		if etag != "" {
+			p.etag, p.refused = etag, err
+		}
 		return p.fail(err)
 	}
 	p.mu.Lock()
-	p.etag = etag
+	p.etag, p.refused = etag, nil
 	p.status = Status{Revision: b.Revision, LastSuccess: time.Now(), LastError: p.status.LastError, LastErrorAt: p.status.LastErrorAt}
 	p.mu.Unlock()
 	return nil
@@ -226,7 +340,7 @@ func (p *Poller) Run(ctx context.Context) {
 		}
 		if err := p.Once(ctx); err != nil && ctx.Err() == nil && p.Log != nil {
 			p.Log.Error("policy bundle not loaded; keeping the last good one",
-				"source", p.Source.Location, "revision_in_force", p.Status().Revision, "failures", p.Status().Failures, "err", err)
+				"source", RedactURL(p.Source.Location), "revision_in_force", p.Status().Revision, "failures", p.Status().Failures, "err", err)
 		}
 	}
 }

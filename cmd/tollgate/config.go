@@ -105,6 +105,14 @@ type PolicyConfig struct {
 	BearerTokenFile string            `yaml:"bearer_token_file"`
 	DecisionCache   CacheConfig       `yaml:"decision_cache"`
 	DecisionLog     DecisionLogConfig `yaml:"decision_log"`
+	// MaxBundleBytes and MaxBundleFiles bound a bundle tarball (file or
+	// URL): its download and uncompressed size, and its number of files.
+	MaxBundleBytes int64 `yaml:"max_bundle_bytes"`
+	MaxBundleFiles int   `yaml:"max_bundle_files"`
+}
+
+func (pc PolicyConfig) bundleLimits() bundles.Limits {
+	return bundles.Limits{MaxBytes: pc.MaxBundleBytes, MaxFiles: pc.MaxBundleFiles}
 }
 
 // TLSConfig serves the broker over HTTPS (TLS 1.2 or later).
@@ -285,6 +293,8 @@ func (c *Config) setDefaults() {
 	if sc := c.Policy.Signing; sc != nil && sc.Algorithm == "" {
 		sc.Algorithm = "RS256" // opa's default
 	}
+	c.Policy.MaxBundleBytes = cmp.Or(c.Policy.MaxBundleBytes, bundles.DefaultMaxBytes)
+	c.Policy.MaxBundleFiles = cmp.Or(c.Policy.MaxBundleFiles, bundles.DefaultMaxFiles)
 	if c.Policy.DecisionLog.Enabled && c.Policy.DecisionLog.Path == "" {
 		c.Policy.DecisionLog.Path = "stdout"
 	}
@@ -387,6 +397,12 @@ func (c *Config) Validate() error {
 	}
 	if pc := c.Policy.Polling; pc.MinDelay < 0 || pc.MaxDelay < pc.MinDelay || pc.Timeout < 0 {
 		bad("policy.polling", "want 0 <= min_delay <= max_delay and a positive timeout")
+	}
+	if c.Policy.MaxBundleBytes < 0 {
+		bad("policy.max_bundle_bytes", "must not be negative (0: the default, %d)", bundles.DefaultMaxBytes)
+	}
+	if c.Policy.MaxBundleFiles < 0 {
+		bad("policy.max_bundle_files", "must not be negative (0: the default, %d)", bundles.DefaultMaxFiles)
 	}
 	if sc := c.Policy.Signing; sc != nil && sc.PublicKey == "" {
 		bad("policy.signing.public_key", "required: the PEM public key (file or content) that bundle signatures must verify against")

@@ -42,7 +42,8 @@ func TestConfigDefaultsAndRelativePaths(t *testing.T) {
 	s := c.Services[0]
 	if s.TokenTTL != 5*time.Minute || s.MaxTokenTTL != time.Hour || *s.TokenReuse != time.Second || c.Listen != ":5001" ||
 		!*c.Anonymous || !*c.RefreshTokens.Enabled || c.Policy.Query != "data.registry.authz" ||
-		*c.Policy.DecisionCache.Size != 100000 || *c.CredentialCache.Size != 10000 {
+		*c.Policy.DecisionCache.Size != 100000 || *c.CredentialCache.Size != 10000 ||
+		c.Policy.MaxBundleBytes != 64<<20 || c.Policy.MaxBundleFiles != 10000 {
 		t.Fatalf("defaults: %+v %+v", c, s)
 	}
 }
@@ -72,6 +73,8 @@ func TestConfigErrorsNameTheirPath(t *testing.T) {
 		{"no policy", strings.Replace(validConfig, "  source: policy", "  query: data.x", 1),
 			[]string{"policy.source: required"}},
 		{"negative cache", validConfig + "credential_cache: {size: -1}\n", []string{"credential_cache.size: must not be negative"}},
+		{"negative bundle limits", validConfig + "  max_bundle_bytes: -1\n  max_bundle_files: -1\n",
+			[]string{"policy.max_bundle_bytes: must not be negative", "policy.max_bundle_files: must not be negative"}},
 		{"log level", validConfig + "log: {level: loud}\n", []string{"log.level: want debug, info, warn or error"}},
 		{"unknown key", validConfig + "listne: ':1'\n", []string{"field listne not found"}},
 		{"reuse too long", strings.Replace(validConfig, "keys: keys", "keys: keys\n    token_reuse: 30s", 1),

@@ -508,7 +508,7 @@ func evalAs(c *cli.Context) error {
 		}
 		service = svc.Name
 	}
-	src := &bundles.Source{Location: cmp.Or(c.String("policy"), cfg.Policy.Source)}
+	src := &bundles.Source{Location: cmp.Or(c.String("policy"), cfg.Policy.Source), Limits: cfg.Policy.bundleLimits()}
 	if sc := cfg.Policy.Signing; sc != nil && c.String("policy") == "" {
 		if src.Verify, err = bundles.VerificationConfig(sc.PublicKey, sc.Algorithm, sc.KeyID, sc.Scope); err != nil {
 			return err

@@ -62,7 +62,7 @@ Examples:
 				cfg.Listen = l
 			}
 			if c.Bool("check") {
-				fmt.Fprintf(c.App.Writer, "configuration valid: %d service(s), %d connector(s), policy from %s\n", len(cfg.Services), len(cfg.Identity), cfg.Policy.Source)
+				fmt.Fprintf(c.App.Writer, "configuration valid: %d service(s), %d connector(s), policy from %s\n", len(cfg.Services), len(cfg.Identity), bundles.RedactURL(cfg.Policy.Source))
 				return nil
 			}
 			if err := servePprof(c, cfg); err != nil {
@@ -129,7 +129,7 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 		// A bundle server may be down while the broker starts: serve, deny
 		// every request (503, fail closed) and keep polling.
 		log.Error("no policy yet: every token request is refused until the bundle loads",
-			"source", cfg.Policy.Source, "err", err)
+			"source", bundles.RedactURL(cfg.Policy.Source), "err", err)
 	}
 	go poller.Run(ctx)
 	var authorizer broker.Authorizer = engine
@@ -444,7 +444,7 @@ func (sh *sharedState) reload(ctx context.Context, running *Config, current *cur
 // one that fails to fetch, verify or compile never replaces the last good one.
 func newPolicyPoller(cfg *Config, engine *policies.Engine, log *slog.Logger) (*bundles.Poller, error) {
 	pc := cfg.Policy
-	src := &bundles.Source{Location: pc.Source, Client: &http.Client{Timeout: pc.Polling.Timeout}}
+	src := &bundles.Source{Location: pc.Source, Client: &http.Client{Timeout: pc.Polling.Timeout}, Limits: pc.bundleLimits()}
 	if sc := pc.Signing; sc != nil {
 		vc, err := bundles.VerificationConfig(sc.PublicKey, sc.Algorithm, sc.KeyID, sc.Scope)
 		if err != nil {
@@ -456,9 +456,8 @@ func newPolicyPoller(cfg *Config, engine *policies.Engine, log *slog.Logger) (*b
 	if err != nil {
 		return nil, fmt.Errorf("policy.bearer_token: %w", err)
 	}
-	if token != "" {
-		src.Client.Transport = bearerTransport{token: token, next: http.DefaultTransport}
-	}
+	src.BearerToken = string(token) // sent to the origin of the source only
+	shown := bundles.RedactURL(pc.Source)
 	return &bundles.Poller{
 		Source:   src,
 		MinDelay: pc.Polling.MinDelay,
@@ -474,31 +473,19 @@ func newPolicyPoller(cfg *Config, engine *policies.Engine, log *slog.Logger) (*b
 			}
 			engine.Swap(p)
 			if why := p.UncacheableReason(); why != "" {
-				log.Info("policy loaded", "source", pc.Source, "revision", p.Revision(), "decision_cache", "off: "+why)
+				log.Info("policy loaded", "source", shown, "revision", p.Revision(), "decision_cache", "off: "+why)
 			} else {
-				log.Info("policy loaded", "source", pc.Source, "revision", p.Revision())
+				log.Info("policy loaded", "source", shown, "revision", p.Revision())
 			}
 			return nil
 		},
 	}, nil
 }
 
-// bearerTransport authenticates requests to a bundle server.
-type bearerTransport struct {
-	token Secret
-	next  http.RoundTripper
-}
-
-func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+string(t.token))
-	return t.next.RoundTrip(r)
-}
-
 // policyStatus is the policy part of /readyz.
 func policyStatus(p *bundles.Poller, engine *policies.Engine) []string {
 	st := p.Status()
-	lines := []string{"policy source: " + p.Source.Location}
+	lines := []string{"policy source: " + bundles.RedactURL(p.Source.Location)}
 	if cur := engine.Current(); cur != nil {
 		lines = append(lines, fmt.Sprintf("policy revision: %s (loaded %s)", cur.Revision(), st.LastSuccess.UTC().Format(time.RFC3339)))
 		if why := cur.UncacheableReason(); why != "" {

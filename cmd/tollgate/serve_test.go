@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -8,12 +9,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/policies"
 )
 
@@ -150,3 +154,62 @@ func TestDevServeMakesItsStateAndUsesTheDefaultPolicy(t *testing.T) {
 }
 
 func decodeSegment(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+// TestBundleBearerTokenOnlyGoesToTheConfiguredOrigin: a bundle server that
+// redirects elsewhere (another port, another host) does not get the token
+// sent there; a redirect within the origin keeps it.
+func TestBundleBearerTokenOnlyGoesToTheConfiguredOrigin(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package registry.authz\nallowed contains {\"type\": \"repository\", \"name\": \"x\", \"action\": \"pull\"} if true\n"), 0o644)
+	var tarball bytes.Buffer
+	if err := bundles.Build(context.Background(), dir, "r1", nil, &tarball); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string]string{} // server: the Authorization it was sent
+	serveBundle := func(name string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen[name] = r.Header.Get("Authorization")
+			mu.Unlock()
+			w.Write(tarball.Bytes())
+		}
+	}
+	other := httptest.NewServer(serveBundle("other"))
+	defer other.Close()
+	_, otherPort, _ := net.SplitHostPort(other.Listener.Addr().String())
+	mux := http.NewServeMux()
+	mux.Handle("/b.tar.gz", serveBundle("origin"))
+	mux.Handle("/same", http.RedirectHandler("/b.tar.gz", http.StatusFound))
+	mux.Handle("/other-port", http.RedirectHandler(other.URL+"/b.tar.gz", http.StatusFound))
+	mux.Handle("/other-host", http.RedirectHandler("http://localhost:"+otherPort+"/b.tar.gz", http.StatusTemporaryRedirect))
+	origin := httptest.NewServer(mux)
+	defer origin.Close()
+
+	for _, c := range []struct{ path, server, want string }{
+		{"/same", "origin", "Bearer t0ken"},
+		{"/other-port", "other", ""},
+		{"/other-host", "other", ""},
+	} {
+		t.Run(c.path, func(t *testing.T) {
+			mu.Lock()
+			clear(seen)
+			mu.Unlock()
+			cfg := &Config{Policy: PolicyConfig{Source: origin.URL + c.path, Query: policies.DefaultQuery, BearerToken: "t0ken",
+				Polling: PollingConfig{MinDelay: time.Second, MaxDelay: time.Second, Timeout: 5 * time.Second}}}
+			p, err := newPolicyPoller(cfg, policies.NewEngine(10, time.Minute), slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Once(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			got, asked := seen[c.server]
+			if !asked || got != c.want {
+				t.Fatalf("%s was sent Authorization %q (asked: %v), want %q", c.server, got, asked, c.want)
+			}
+		})
+	}
+}

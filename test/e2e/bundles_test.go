@@ -434,3 +434,53 @@ func (s *bundleServer) fail(status int) {
 	defer s.mu.Unlock()
 	s.status = status
 }
+
+// TestBundleURLSecretsNeverShown: a bundle URL's user information and query
+// string (a pre-signed URL's signature) appear neither on /readyz, nor in
+// the log, nor in `serve --check`, whether the bundle loads or fails to.
+func TestBundleURLSecretsNeverShown(t *testing.T) {
+	withSecrets := func(u string) string {
+		return strings.Replace(u, "http://", "http://user:s3cret@", 1) + "?X-Amz-Signature=5ig-abc"
+	}
+	secretFree := func(t *testing.T, what, text string) {
+		t.Helper()
+		if strings.Contains(text, "s3cret") || strings.Contains(text, "5ig-abc") {
+			t.Errorf("%s shows the bundle URL's secrets:\n%s", what, text)
+		}
+	}
+	bs := startBundleServer(t)
+	bs.publish(revisionBundle(t, 1), "r1")
+	b := startBrokerWith(t, brokerOptions{
+		policySource: withSecrets(bs.url),
+		policy:       "  polling: {min_delay: 100ms, max_delay: 300ms}\n",
+	})
+	secretFree(t, "serve --check", tollgate(t, "", "serve", "--config", b.config, "--check"))
+	_, body := readyz(t, b)
+	if !strings.Contains(body, "policy source: http://xxxxx@localhost") {
+		t.Errorf("/readyz does not name the source, redacted:\n%s", body)
+	}
+	secretFree(t, "/readyz with the bundle loaded", body)
+	bs.fail(http.StatusBadGateway)
+	bs.waitFetches(t, 2)
+	_, body = readyz(t, b)
+	if !strings.Contains(body, "policy reload failing") {
+		t.Errorf("/readyz does not show the failure:\n%s", body)
+	}
+	secretFree(t, "/readyz with the bundle server failing", body)
+
+	// Nothing listens there: net/http's own error names the URL.
+	down := withSecrets(fmt.Sprintf("http://localhost:%d/b.tar.gz", freePort(t)))
+	b2 := startBrokerWith(t, brokerOptions{policySource: down, policy: "  polling: {min_delay: 100ms, max_delay: 300ms}\n", startsUnready: true})
+	_, body = readyz(t, b2)
+	if !strings.Contains(body, "connection refused") {
+		t.Errorf("/readyz does not show why the bundle does not load:\n%s", body)
+	}
+	secretFree(t, "/readyz with the bundle server down", body)
+	for _, p := range []*process{b.proc, b2.proc} {
+		log, _ := os.ReadFile(p.log)
+		if !strings.Contains(string(log), `"source":"http://xxxxx@localhost`) {
+			t.Errorf("the log does not name the source, redacted:\n%s", log)
+		}
+		secretFree(t, "the log", string(log))
+	}
+}
