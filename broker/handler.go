@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -51,7 +50,7 @@ type tokenRequest struct {
 	offline  bool
 	account  string
 	clientID string
-	addr     string // the client's address, for throttling
+	addr     string // the client's address, for throttling and the policy
 }
 
 type tokenResponse struct {
@@ -66,7 +65,7 @@ type tokenResponse struct {
 // intersect, sign, answer, and one decision log line.
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := decision{}
+	rec := decision{addr: s.opts.ClientAddress.Of(r)}
 	status, err := s.serveToken(w, r, &rec)
 	if err != nil {
 		status = s.writeError(w, r, err)
@@ -84,7 +83,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, rec *decisio
 		return 0, err
 	}
 	rec.req = req
-	req.addr, _, _ = net.SplitHostPort(r.RemoteAddr)
+	req.addr = rec.addr
 
 	id, err := s.authenticate(ctx, req)
 	if err != nil {
@@ -537,12 +536,11 @@ func (s *Server) authorize(ctx context.Context, r *http.Request, req *tokenReque
 	if len(req.scopes) == 0 {
 		return nil, ttl, nil // login check: authenticate, grant nothing
 	}
-	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
 	dec, err := s.opts.Authorizer.Authorize(ctx, policies.Input{
 		Service:  req.svc.Name,
 		Identity: id,
 		Scopes:   req.scopes,
-		Client:   policies.Client{IP: ip, UserAgent: truncate(r.UserAgent(), 256)},
+		Client:   policies.Client{IP: req.addr, UserAgent: truncate(r.UserAgent(), 256)},
 	})
 	if errors.Is(err, policies.ErrNoPolicy) {
 		return nil, 0, newError(kindUnavailable, err, "no policy loaded; try again")
@@ -570,6 +568,7 @@ func (s *Server) authorize(ctx context.Context, r *http.Request, req *tokenReque
 
 // decision gathers what the decision log line says about one request.
 type decision struct {
+	addr          string // the client's address (behind trusted proxies, the proxies' client)
 	req           *tokenRequest
 	id            *identity.Identity
 	granted       []AccessEntry
@@ -608,8 +607,7 @@ func (d *decision) outcome(status int, err error) string {
 
 func (d *decision) log(l *slog.Logger, r *http.Request, status int, outcome string, err error, elapsed time.Duration) {
 	attrs := make([]slog.Attr, 0, 16)
-	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
-	attrs = append(attrs, slog.String("request_id", policies.RequestID(r.Context())), slog.String("method", r.Method), slog.String("client_ip", ip), slog.Int("status", status))
+	attrs = append(attrs, slog.String("request_id", policies.RequestID(r.Context())), slog.String("method", r.Method), slog.String("client_ip", d.addr), slog.Int("status", status))
 	if d.req != nil {
 		attrs = append(attrs, slog.String("service", d.req.svc.Name))
 		if d.req.grant != "" {

@@ -62,6 +62,9 @@ type Options struct {
 	Metrics *Metrics
 	// Revocations stop refresh tokens early; nil means none are revoked.
 	Revocations Revocations
+	// ClientAddress finds the client behind trusted proxies; nil means the
+	// TCP peer is the client.
+	ClientAddress *ClientAddress
 	// Throttle limits failed logins; nil turns throttling off.
 	Throttle *Throttle
 	// RefreshTTL is the lifetime of refresh tokens; 0 disables them.

@@ -7,7 +7,8 @@
 #                    slapd, ldap-utils
 #                    systemd (systemd-analyze, for the unit file's test),
 #                    redis-server (the replicas' shared state; the tests start
-#                    their own, never the system service)
+#                    their own, never the system service), nginx (a reverse
+#                    proxy in front of the broker, started by the tests)
 #   go install:      crane, oras, opa, helm, distribution 3.x (its binary is `registry`;
 #                    Debian's 2.8 binary is `docker-registry`)
 #   npm ci:          oidc-provider in test/oidcprovider (needs Node.js 20+, npm)
@@ -36,6 +37,7 @@ want_pkg slapd slapd
 want_pkg ldapadd ldap-utils
 want_pkg systemd-analyze systemd
 want_pkg redis-server redis-server
+want_pkg nginx nginx
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then

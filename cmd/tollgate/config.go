@@ -20,12 +20,16 @@ import (
 
 // Config is the broker's YAML configuration file.
 type Config struct {
-	Listen          string            `yaml:"listen"`
-	TLS             *TLSConfig        `yaml:"tls"`
-	StateDir        string            `yaml:"state_dir"`
-	Services        []ServiceConfig   `yaml:"services"`
-	RefreshTokens   RefreshConfig     `yaml:"refresh_tokens"`
-	Anonymous       *bool             `yaml:"anonymous"`
+	Listen        string          `yaml:"listen"`
+	TLS           *TLSConfig      `yaml:"tls"`
+	StateDir      string          `yaml:"state_dir"`
+	Services      []ServiceConfig `yaml:"services"`
+	RefreshTokens RefreshConfig   `yaml:"refresh_tokens"`
+	Anonymous     *bool           `yaml:"anonymous"`
+	// TrustedProxies are the reverse proxies (CIDR ranges or addresses)
+	// whose ClientIPHeader names the client (broker.ClientAddress).
+	TrustedProxies  []string          `yaml:"trusted_proxies"`
+	ClientIPHeader  string            `yaml:"client_ip_header"`
 	Identity        []ConnectorConfig `yaml:"identity"`
 	Policy          PolicyConfig      `yaml:"policy"`
 	Throttle        ThrottleConfig    `yaml:"throttle"`
@@ -386,6 +390,14 @@ func (c *Config) Validate() error {
 	if c.Policy.Source == "" {
 		bad("policy.source", "required: a directory with .rego files and data.json, a bundle .tar.gz, or a bundle URL")
 	}
+	if _, err := broker.NewClientAddress(nil, c.ClientIPHeader); err != nil {
+		bad("client_ip_header", "%v", err)
+	} else if _, err := c.clientAddress(); err != nil {
+		bad("trusted_proxies", "%v", err)
+	}
+	if c.ClientIPHeader != "" && len(c.TrustedProxies) == 0 {
+		bad("client_ip_header", "is read only from trusted_proxies: list them")
+	}
 	if c.Redis != nil && c.Redis.Addr == "" {
 		bad("redis.addr", "required: host:port of the Redis all replicas share")
 	}
@@ -431,6 +443,14 @@ func (c *Config) Validate() error {
 		bad("log.format", "want json or text")
 	}
 	return errors.Join(errs...)
+}
+
+// clientAddress finds clients behind the trusted proxies; nil without any.
+func (c *Config) clientAddress() (*broker.ClientAddress, error) {
+	if len(c.TrustedProxies) == 0 {
+		return nil, nil
+	}
+	return broker.NewClientAddress(c.TrustedProxies, c.ClientIPHeader)
 }
 
 // isLoopbackURL reports whether u names a loopback host, where plain http

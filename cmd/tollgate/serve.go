@@ -262,15 +262,15 @@ const requestGrace = 30 * time.Second
 
 // sharedState is what outlives a configuration reload.
 type sharedState struct {
-	log         *slog.Logger
-	engine      *policies.Engine
-	poller      *bundles.Poller
-	authorizer  broker.Authorizer
-	cache       *identity.CredentialCache
-	stores      *sharedStores
-	reg         *prometheus.Registry
-	metrics     *broker.Metrics
-	reloads     *prometheus.CounterVec
+	log        *slog.Logger
+	engine     *policies.Engine
+	poller     *bundles.Poller
+	authorizer broker.Authorizer
+	cache      *identity.CredentialCache
+	stores     *sharedStores
+	reg        *prometheus.Registry
+	metrics    *broker.Metrics
+	reloads    *prometheus.CounterVec
 }
 
 // generation is the broker built from one reading of the configuration:
@@ -356,7 +356,13 @@ func (sh *sharedState) build(ctx context.Context, cfg *Config, prev map[string]*
 			MaxPerAddress: tc.MaxFailuresPerAddress, KnownAddressWindow: tc.KnownAddressTTL}
 	}
 	engine, poller := sh.engine, sh.poller
+	clientAddr, err := cfg.clientAddress()
+	if err != nil {
+		retire(live, prev, 0)
+		return nil, err
+	}
 	srv, err := broker.New(broker.Options{
+		ClientAddress: clientAddr,
 		Services:      services,
 		Authenticator: chain,
 		Authorizer:    sh.authorizer,
