@@ -11,9 +11,14 @@
 #   admin: pull, push, delete; maintainer and developer: pull, push; guest: pull.
 # - A public project gives pull to everyone, anonymous callers included.
 # - Every authenticated user (anonymous false, subject not empty) gets pull,
-#   push and delete on <subject>/..., unless a project of that name is
-#   defined (then the project's roles decide, so a user named "library"
-#   cannot take over the project "library").
+#   push and delete on <subject>/..., its personal namespace: the
+#   repositories whose first path segment is the subject. Only a subject that
+#   is itself one valid path component (lower-case letters and digits, with
+#   ".", "_", "__" or dashes between them) has one: "team/ci" would otherwise
+#   own team/ci/... inside the project "team", and ".." or "Alice" name no
+#   namespace a registry accepts. No namespace either when a project of that
+#   name is defined (then the project's roles decide, so a user named
+#   "library" cannot take over the project "library").
 # - System administrators (data.registry.system_admins.users / .groups) get
 #   pull, push and delete on every repository, and every requested action on
 #   any other resource type: "*" on registry:catalog.
@@ -65,6 +70,11 @@ admin_via contains sprintf("group %s", [g]) if {
 
 project_of(name) := split(name, "/")[0]
 
+# path_component(x): x is one component of a repository name, as the
+# distribution reference grammar defines it; in particular it holds no "/",
+# so <x>/... is the set of repositories whose first segment is exactly x.
+path_component(x) if regex.match(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$`, x)
+
 # wants(s, a): the scope s asks for action a, by name or through "*".
 wants(s, a) if a in s.actions
 
@@ -111,6 +121,7 @@ grants contains [s, a, ["owner"]] if {
 	some s in input.scopes
 	repository(s)
 	startswith(s.name, concat("", [subject, "/"]))
+	path_component(subject)
 	not data.registry.projects[subject]
 	some a in repository_actions
 	wants(s, a)

@@ -216,6 +216,53 @@ test_user_named_like_a_project_does_not_own_it if {
 	ask(user("bare", []), [repo("bare/app", ["push"])]) == set()
 }
 
+# A subject with "/" has no personal namespace: "team/ci" is not a member of
+# the private project "team" and must get nothing in it; "library/mirror"
+# must not push into the public "library" (issue 14, finding 2).
+test_subject_with_slash_gets_nothing_in_a_private_project if {
+	ask(user("team/ci", []), [repo("team/ci/app", ["pull", "push", "delete"]), repo("team/ci", ["pull", "push"])]) == set()
+}
+
+test_subject_with_slash_gets_only_public_pull if {
+	ask(user("library/mirror", []), [repo("library/mirror/x", ["pull", "push", "delete"])]) == {"repository:library/mirror/x:pull"}
+}
+
+test_subject_with_slash_gets_nothing_outside_any_project if {
+	ask(user("a/b", []), [repo("a/b/c", ["*"]), repo("a/b", ["push"])]) == set()
+	decide_with(req(user("a/b", []), [repo("a/b/c", ["push"])]), {}, {}) == set()
+}
+
+test_subject_with_slash_keeps_its_project_roles if {
+	p := {"team": {"members": {"team/ci": "developer"}}}
+	decide_with(req(user("team/ci", []), [repo("team/ci/app", ["pull", "push", "delete"])]), p, {}) == {"repository:team/ci/app:pull", "repository:team/ci/app:push"}
+}
+
+# Only a subject that can be a repository path component (lower case
+# letters, digits, and ".", "_", "__" or "-" between them) has a personal
+# namespace, and only its exact self: no case folding, no dot segments, no
+# glob or path syntax.
+test_uppercase_subject_does_not_own_the_lowercase_namespace if {
+	ask(user("Carol", []), [repo("carol/x", ["pull", "push"]), repo("Carol/x", ["push"])]) == set()
+}
+
+test_dot_segment_subjects_have_no_namespace if {
+	ask(user("..", []), [repo("../x", ["push"]), repo("../team/app", ["push"])]) == set()
+	ask(user(".", []), [repo("./x", ["push"])]) == set()
+}
+
+test_odd_subjects_have_no_namespace if {
+	every s in ["*", "-x", "x-", "a..b", "a b", "a:b", "@x", "x/"] {
+		ask(user(s, []), [repo(concat("", [s, "/app"]), ["push"])]) == set()
+	}
+}
+
+test_path_component_subjects_own_their_namespace if {
+	every s in ["carol", "c0", "carol.smith", "carol_smith", "carol__smith", "carol--smith", "7"] {
+		name := concat("", [s, "/app"])
+		ask(user(s, []), [repo(name, ["push"])]) == {sprintf("repository:%s:push", [name])}
+	}
+}
+
 test_personal_namespace_works_without_any_project_data if {
 	decide_with(req(user("carol", []), [repo("carol/x", ["push"])]), {}, {}) == {"repository:carol/x:push"}
 }

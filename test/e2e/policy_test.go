@@ -174,3 +174,25 @@ func TestPodmanLoginChecksThePassword(t *testing.T) {
 		}
 	})
 }
+
+// TestSubjectWithSlashOwnsNoNamespace pushes with crane to distribution 2.8
+// as htpasswd users whose names contain "/": the default policy must not
+// take "team/ci" for the owner of team/ci/... inside the private project
+// team, nor "library/mirror" for the owner of library/mirror/... inside the
+// public library (issue 14, finding 2). carol still owns carol/....
+func TestSubjectWithSlashOwnsNoNamespace(t *testing.T) {
+	needTools(t, "crane")
+	f := flavors[0]
+	tool(t, f.bin)
+	b := startBrokerWith(t, brokerOptions{moreUsers: []string{"team/ci", "library/mirror"}})
+	r := startRegistry(t, f, b)
+	as := func(user string) *client {
+		c := newClient(t)
+		c.login("crane", r, b, user)
+		return c
+	}
+	carol, ci, mirror := as("carol"), as("team/ci"), as("library/mirror")
+	carol.must("crane", "append", "-f", carol.layerTar(), "-t", r.host()+"/carol/app:v1")
+	ci.mustFail(1, craneDenied, "crane", "append", "-f", ci.layerTar(), "-t", r.host()+"/team/ci/app:v1")
+	mirror.mustFail(1, craneDenied, "crane", "append", "-f", mirror.layerTar(), "-t", r.host()+"/library/mirror/x:v1")
+}

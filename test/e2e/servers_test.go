@@ -113,6 +113,8 @@ type brokerOptions struct {
 	policySource, policy string
 	// startsUnready: wait for /healthz only (no policy loaded yet).
 	startsUnready bool
+	// moreUsers are added to the htpasswd file after users.
+	moreUsers []string
 }
 
 func startBrokerWith(t testing.TB, o brokerOptions) *broker {
@@ -133,7 +135,7 @@ func startBrokerWith(t testing.TB, o brokerOptions) *broker {
 	for _, k := range keys {
 		tollgate(t, "", "keygen", "--out", b.keys, "--name", k.name, "--not-before", k.notBefore.UTC().Format(time.RFC3339))
 	}
-	for _, u := range users {
+	for _, u := range append(users[:len(users):len(users)], o.moreUsers...) {
 		b.passwords[u] = rand.Text()
 		tollgate(t, b.passwords[u]+"\n", "htpasswd", "add", "--cost", "4", b.htpasswd, u)
 	}

@@ -24,8 +24,11 @@
 #
 # Beyond zot: "${subject}" in a pattern or a user list stands for the caller,
 # so one entry gives every user a home namespace ("${subject}/**"). It is
-# expanded before the longest pattern is chosen; anonymous callers never
-# match it.
+# expanded before the longest pattern is chosen, and only for a subject that
+# is one repository path component (lower-case letters and digits, with ".",
+# "_", "__" or dashes between them): "team/ci" would make team/ci/** beat
+# team/**, and "*" or "{team,x}" are glob syntax that matches other
+# namespaces. Anonymous callers and other subjects never match it.
 package registry.authz
 
 cfg := data.registry.zot
@@ -46,7 +49,10 @@ groups := {g | some g in input.identity.groups} | {g |
 
 expand(p) := p if not contains(p, "${subject}")
 
-expand(p) := replace(p, "${subject}", subject) if contains(p, "${subject}")
+expand(p) := replace(p, "${subject}", home) if contains(p, "${subject}")
+
+# home: the subject as "${subject}" expands, when it is one path component.
+home := subject if regex.match(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$`, subject)
 
 # best(name): the longest pattern that matches the repository name.
 best(name) := max({[count(expand(p)), p] |

@@ -51,6 +51,24 @@ test_home_namespace_for_every_user if {
 	decide(req(user("bob", []), [repo("carol/x", ["push", "pull"])])) == {"carol/x:pull"}
 }
 
+# "${subject}" expands only to a subject that is one path component: not to
+# "team/ci" (team/ci/** would beat team/** inside team), nor to glob syntax
+# ("*/**" would beat "**" everywhere, "{team,x}/**" would beat team/**).
+test_subject_with_slash_has_no_home_namespace if {
+	decide(req(user("team/ci", []), [repo("team/ci/app", ["*"])])) == set()
+	decide(req(user("public/ci", []), [repo("public/ci/x", ["*"])])) == {"public/ci/x:pull"}
+}
+
+test_subject_with_glob_syntax_has_no_home_namespace if {
+	decide(req(user("*", []), [repo("other/x", ["*"])])) == {"other/x:pull"}
+	decide(req(user("{team,other}", []), [repo("team/app", ["*"])])) == set()
+	decide(req(user("**", []), [repo("x/y", ["push"])])) == set()
+}
+
+test_uppercase_subject_has_no_home_namespace if {
+	decide(req(user("Bob", []), [repo("Bob/x", ["push"]), repo("bob/x", ["push"])])) == set()
+}
+
 test_anonymous_callers if {
 	decide(req(anonymous, [repo("public/x", ["pull", "push"]), repo("other/x", ["pull"]), repo("team/x", ["pull"])])) == {"public/x:pull"}
 }
