@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
@@ -184,23 +183,49 @@ func definesRule(b *bundles.Bundle, pkg ast.Ref, rule string) bool {
 // concurrent use; Swap replaces the policy atomically.
 type Engine struct {
 	current atomic.Pointer[Policy]
-	cache   *expirable.LRU[[sha256.Size]byte, cachedDecision]
+	cache   *decisionCache
 }
 
-type cachedDecision struct {
-	allowed []map[string]bool
-	ttl     time.Duration
+// Option changes what NewEngine builds.
+type Option func(*engineOptions)
+
+type engineOptions struct {
+	cacheMaxBytes int64
 }
 
-// NewEngine returns an engine with a decision cache of size entries kept for
-// ttl. size <= 0 or ttl <= 0 disables the cache (for policies that read the
-// client address or the time).
-func NewEngine(cacheSize int, cacheTTL time.Duration) *Engine {
+// CacheMaxBytes bounds the memory the decision cache holds (its entries,
+// their decisions and its index, as estimated in decisioncache.go) to n
+// bytes; the default is DefaultCacheMaxBytes. n <= 0 keeps the default.
+func CacheMaxBytes(n int64) Option {
+	return func(o *engineOptions) {
+		if n > 0 {
+			o.cacheMaxBytes = n
+		}
+	}
+}
+
+// NewEngine returns an engine with a decision cache of at most size entries
+// and CacheMaxBytes bytes, each kept for ttl. size <= 0 or ttl <= 0
+// disables the cache.
+func NewEngine(cacheSize int, cacheTTL time.Duration, opts ...Option) *Engine {
+	o := engineOptions{cacheMaxBytes: DefaultCacheMaxBytes}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	e := &Engine{}
 	if cacheSize > 0 && cacheTTL > 0 {
-		e.cache = expirable.NewLRU[[sha256.Size]byte, cachedDecision](cacheSize, nil, cacheTTL)
+		e.cache = newDecisionCache(cacheSize, cacheTTL, o.cacheMaxBytes)
 	}
 	return e
+}
+
+// CacheStats returns the number of cached decisions and the bytes accounted
+// for them (never more than the budget); zeros without a cache.
+func (e *Engine) CacheStats() (entries int, bytes int64) {
+	if e.cache == nil {
+		return 0, 0
+	}
+	return e.cache.stats()
 }
 
 // Swap makes p the policy for every following request. Cached decisions of
@@ -209,7 +234,7 @@ func NewEngine(cacheSize int, cacheTTL time.Duration) *Engine {
 func (e *Engine) Swap(p *Policy) {
 	old := e.current.Swap(p)
 	if e.cache != nil && old != nil && old.digest != p.digest {
-		e.cache.Purge()
+		e.cache.purge()
 	}
 }
 
@@ -225,7 +250,7 @@ func (e *Engine) Authorize(ctx context.Context, in Input) (Decision, error) {
 	var key [sha256.Size]byte
 	if e.cache != nil && p.uncacheable == "" {
 		key = cacheKey(p.digest, &in)
-		if d, ok := e.cache.Get(key); ok {
+		if d, ok := e.cache.get(key); ok {
 			return Decision{Allowed: d.allowed, TokenTTL: d.ttl, Revision: p.revision, Cached: true}, nil
 		}
 	}
@@ -234,7 +259,7 @@ func (e *Engine) Authorize(ctx context.Context, in Input) (Decision, error) {
 		return Decision{}, err
 	}
 	if e.cache != nil && p.uncacheable == "" {
-		e.cache.Add(key, cachedDecision{allowed: d.Allowed, ttl: d.TokenTTL})
+		e.cache.add(key, d.Allowed, d.TokenTTL)
 	}
 	return d, nil
 }
@@ -262,7 +287,7 @@ func (p *Policy) eval(ctx context.Context, in *Input) (Decision, error) {
 				if d.Allowed[i] == nil {
 					d.Allowed[i] = map[string]bool{}
 				}
-				d.Allowed[i][action] = true
+				d.Allowed[i][internedAction(action)] = true
 			}
 		}
 	}

@@ -5,10 +5,12 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/policies"
 )
 
 // Config is the broker's YAML configuration file.
@@ -104,19 +107,19 @@ type PolicyConfig struct {
 	Signing *SigningConfig `yaml:"signing"`
 	// BearerToken authenticates to a bundle server (from the value, an
 	// environment variable or a file).
-	BearerToken     Secret            `yaml:"bearer_token"`
-	BearerTokenEnv  string            `yaml:"bearer_token_env"`
-	BearerTokenFile string            `yaml:"bearer_token_file"`
-	DecisionCache   CacheConfig       `yaml:"decision_cache"`
-	DecisionLog     DecisionLogConfig `yaml:"decision_log"`
+	BearerToken     Secret              `yaml:"bearer_token"`
+	BearerTokenEnv  string              `yaml:"bearer_token_env"`
+	BearerTokenFile string              `yaml:"bearer_token_file"`
+	DecisionCache   DecisionCacheConfig `yaml:"decision_cache"`
+	DecisionLog     DecisionLogConfig   `yaml:"decision_log"`
 	// MaxBundleBytes and MaxBundleFiles bound a bundle tarball (file or
 	// URL): its download and uncompressed size, and its number of files.
-	MaxBundleBytes int64 `yaml:"max_bundle_bytes"`
-	MaxBundleFiles int   `yaml:"max_bundle_files"`
+	MaxBundleBytes ByteSize `yaml:"max_bundle_bytes"`
+	MaxBundleFiles int      `yaml:"max_bundle_files"`
 }
 
 func (pc PolicyConfig) bundleLimits() bundles.Limits {
-	return bundles.Limits{MaxBytes: pc.MaxBundleBytes, MaxFiles: pc.MaxBundleFiles}
+	return bundles.Limits{MaxBytes: int64(pc.MaxBundleBytes), MaxFiles: pc.MaxBundleFiles}
 }
 
 // TLSConfig serves the broker over HTTPS (TLS 1.2 or later).
@@ -182,6 +185,38 @@ type DecisionLogConfig struct {
 type CacheConfig struct {
 	Size *int          `yaml:"size"`
 	TTL  time.Duration `yaml:"ttl"`
+}
+
+// DecisionCacheConfig sizes the policy decision cache: entries, their
+// lifetime, and the memory they may hold, whichever bound is met first.
+type DecisionCacheConfig struct {
+	CacheConfig `yaml:",inline"`
+	MaxBytes    ByteSize `yaml:"max_bytes"`
+}
+
+// minDecisionCacheBytes is the smallest useful budget: a few hundred
+// decisions. Below it, turn the cache off (size: 0) instead.
+const minDecisionCacheBytes = 64 << 10
+
+// ByteSize is a number of bytes, written as an integer or with a binary
+// unit: 512KiB, 64MiB, 1GiB.
+type ByteSize int64
+
+// UnmarshalYAML reads an integer or an integer with KiB, MiB or GiB.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	s := strings.TrimSpace(n.Value)
+	unit := int64(1)
+	for suffix, u := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if num, ok := strings.CutSuffix(s, suffix); ok {
+			s, unit = strings.TrimSpace(num), u
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if n.Kind != yaml.ScalarNode || err != nil || v < 0 || v > math.MaxInt64/unit {
+		return fmt.Errorf("line %d: %q is not a size: want bytes, or a number with KiB, MiB or GiB", n.Line, n.Value)
+	}
+	*b = ByteSize(v * unit)
+	return nil
 }
 
 // LogConfig sets the log level and format.
@@ -266,7 +301,10 @@ func (c *Config) setDefaults() {
 	if c.Policy.Query == "" {
 		c.Policy.Query = "data.registry.authz"
 	}
-	defaultCache(&c.Policy.DecisionCache, 100_000, time.Minute)
+	defaultCache(&c.Policy.DecisionCache.CacheConfig, 100_000, time.Minute)
+	if c.Policy.DecisionCache.MaxBytes == 0 {
+		c.Policy.DecisionCache.MaxBytes = policies.DefaultCacheMaxBytes
+	}
 	if c.StateDir == "" {
 		c.StateDir = c.baseDir
 	}
@@ -297,7 +335,7 @@ func (c *Config) setDefaults() {
 	if sc := c.Policy.Signing; sc != nil && sc.Algorithm == "" {
 		sc.Algorithm = "RS256" // opa's default
 	}
-	c.Policy.MaxBundleBytes = cmp.Or(c.Policy.MaxBundleBytes, bundles.DefaultMaxBytes)
+	c.Policy.MaxBundleBytes = cmp.Or(c.Policy.MaxBundleBytes, ByteSize(bundles.DefaultMaxBytes))
 	c.Policy.MaxBundleFiles = cmp.Or(c.Policy.MaxBundleFiles, bundles.DefaultMaxFiles)
 	if c.Policy.DecisionLog.Enabled && c.Policy.DecisionLog.Path == "" {
 		c.Policy.DecisionLog.Path = "stdout"
@@ -410,9 +448,6 @@ func (c *Config) Validate() error {
 	if pc := c.Policy.Polling; pc.MinDelay < 0 || pc.MaxDelay < pc.MinDelay || pc.Timeout < 0 {
 		bad("policy.polling", "want 0 <= min_delay <= max_delay and a positive timeout")
 	}
-	if c.Policy.MaxBundleBytes < 0 {
-		bad("policy.max_bundle_bytes", "must not be negative (0: the default, %d)", bundles.DefaultMaxBytes)
-	}
 	if c.Policy.MaxBundleFiles < 0 {
 		bad("policy.max_bundle_files", "must not be negative (0: the default, %d)", bundles.DefaultMaxFiles)
 	}
@@ -424,7 +459,10 @@ func (c *Config) Validate() error {
 			bad("policy.bearer_token", "only sent to an https:// source (or http:// on loopback)")
 		}
 	}
-	for path, cc := range map[string]CacheConfig{"policy.decision_cache": c.Policy.DecisionCache, "credential_cache": c.CredentialCache} {
+	if mb := c.Policy.DecisionCache.MaxBytes; mb < minDecisionCacheBytes {
+		bad("policy.decision_cache.max_bytes", "at least 64KiB (size: 0 turns the cache off)")
+	}
+	for path, cc := range map[string]CacheConfig{"policy.decision_cache": c.Policy.DecisionCache.CacheConfig, "credential_cache": c.CredentialCache} {
 		if *cc.Size < 0 {
 			bad(path+".size", "must not be negative (0 turns the cache off)")
 		}

@@ -42,7 +42,7 @@ func TestConfigDefaultsAndRelativePaths(t *testing.T) {
 	s := c.Services[0]
 	if s.TokenTTL != 5*time.Minute || s.MaxTokenTTL != time.Hour || *s.TokenReuse != time.Second || c.Listen != ":5001" ||
 		!*c.Anonymous || !*c.RefreshTokens.Enabled || c.Policy.Query != "data.registry.authz" ||
-		*c.Policy.DecisionCache.Size != 100000 || *c.CredentialCache.Size != 10000 ||
+		*c.Policy.DecisionCache.Size != 100000 || c.Policy.DecisionCache.MaxBytes != 64<<20 || *c.CredentialCache.Size != 10000 ||
 		c.Policy.MaxBundleBytes != 64<<20 || c.Policy.MaxBundleFiles != 10000 {
 		t.Fatalf("defaults: %+v %+v", c, s)
 	}
@@ -73,11 +73,21 @@ func TestConfigErrorsNameTheirPath(t *testing.T) {
 		{"no policy", strings.Replace(validConfig, "  source: policy", "  query: data.x", 1),
 			[]string{"policy.source: required"}},
 		{"negative cache", validConfig + "credential_cache: {size: -1}\n", []string{"credential_cache.size: must not be negative"}},
-		{"negative bundle limits", validConfig + "  max_bundle_bytes: -1\n  max_bundle_files: -1\n",
-			[]string{"policy.max_bundle_bytes: must not be negative", "policy.max_bundle_files: must not be negative"}},
+		{"negative bundle limits", validConfig + "  max_bundle_bytes: -1\n",
+			[]string{`line 11: "-1" is not a size`}},
+		{"negative bundle files", validConfig + "  max_bundle_files: -1\n",
+			[]string{"policy.max_bundle_files: must not be negative"}},
 		{"trusting every address", validConfig + "trusted_proxies: [0.0.0.0/0]\n", []string{"trusted_proxies: \"0.0.0.0/0\" trusts every address"}},
 		{"proxy header", validConfig + "trusted_proxies: [10.0.0.0/8]\nclient_ip_header: X-Client\n", []string{"client_ip_header: header \"X-Client\": want X-Forwarded-For, X-Real-IP or Forwarded"}},
 		{"proxy header without proxies", validConfig + "client_ip_header: X-Real-IP\n", []string{"client_ip_header: is read only from trusted_proxies"}},
+		{"small decision budget", validConfig + "  decision_cache: {max_bytes: 1KiB}\n",
+			[]string{"policy.decision_cache.max_bytes: at least 64KiB"}},
+		{"negative decision budget", validConfig + "  decision_cache: {max_bytes: -9007199254740992GiB}\n",
+			[]string{`"-9007199254740992GiB" is not a size`}},
+		{"decision budget not a size", validConfig + "  decision_cache: {max_bytes: 64MB}\n",
+			[]string{`"64MB" is not a size: want bytes, or a number with KiB, MiB or GiB`}},
+		{"decision budget overflows", validConfig + "  decision_cache: {max_bytes: 9007199254740992GiB}\n",
+			[]string{"is not a size"}},
 		{"log level", validConfig + "log: {level: loud}\n", []string{"log.level: want debug, info, warn or error"}},
 		{"unknown key", validConfig + "listne: ':1'\n", []string{"field listne not found"}},
 		{"reuse too long", strings.Replace(validConfig, "keys: keys", "keys: keys\n    token_reuse: 30s", 1),
@@ -147,5 +157,17 @@ func TestTokenReuseCanBeSwitchedOff(t *testing.T) {
 	}
 	if *c.Services[0].TokenReuse != 0 {
 		t.Fatalf("token_reuse: 0s read as %s", *c.Services[0].TokenReuse)
+	}
+}
+
+func TestDecisionCacheMaxBytes(t *testing.T) {
+	for in, want := range map[string]ByteSize{"67108864": 64 << 20, "512KiB": 512 << 10, "64MiB": 64 << 20, "2 GiB": 2 << 30} {
+		c, err := LoadConfig(writeConfig(t, validConfig+"  decision_cache: {size: 10, max_bytes: "+in+"}\n"))
+		if err != nil {
+			t.Fatalf("max_bytes %s: %v", in, err)
+		}
+		if c.Policy.DecisionCache.MaxBytes != want || *c.Policy.DecisionCache.Size != 10 || c.Policy.DecisionCache.TTL != time.Minute {
+			t.Fatalf("max_bytes %s: %+v, want %d bytes", in, c.Policy.DecisionCache, want)
+		}
 	}
 }

@@ -117,7 +117,8 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 
 	// Process-wide parts: the policy engine and its loader, the caches and
 	// throttle counters, the metrics. A SIGHUP rebuilds everything else.
-	engine := policies.NewEngine(*cfg.Policy.DecisionCache.Size, cfg.Policy.DecisionCache.TTL)
+	dc := cfg.Policy.DecisionCache
+	engine := policies.NewEngine(*dc.Size, dc.TTL, policies.CacheMaxBytes(int64(dc.MaxBytes)))
 	poller, err := newPolicyPoller(cfg, engine, log)
 	if err != nil {
 		return err
@@ -533,7 +534,8 @@ var instanceID = sync.OnceValue(func() string {
 })
 
 // registerServeMetrics adds what only serve knows: the policy in force and
-// its reloads, the credential cache, and the Go runtime and process.
+// its reloads, the decision and credential caches, and the Go runtime and
+// process.
 func registerServeMetrics(reg *prometheus.Registry, engine *policies.Engine, poller *bundles.Poller, cache *identity.CredentialCache) {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -560,10 +562,12 @@ var (
 	policyFailingDesc  = prometheus.NewDesc("tollgate_policy_reload_failures", "Consecutive failed attempts to load a new policy revision (0 when the last attempt succeeded).", nil, nil)
 	policySuccessDesc  = prometheus.NewDesc("tollgate_policy_last_reload_success_timestamp_seconds", "When a policy revision last loaded.", nil, nil)
 	policyLastFailDesc = prometheus.NewDesc("tollgate_policy_last_reload_failure_timestamp_seconds", "When loading a policy revision last failed (0: never).", nil, nil)
+	cacheEntriesDesc   = prometheus.NewDesc("tollgate_policy_decision_cache_entries", "Decisions in the decision cache.", nil, nil)
+	cacheBytesDesc     = prometheus.NewDesc("tollgate_policy_decision_cache_bytes", "Memory the decision cache accounts for (at most policy.decision_cache.max_bytes).", nil, nil)
 )
 
 func (c policyCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{policyInfoDesc, policyLoadedDesc, policyFailingDesc, policySuccessDesc, policyLastFailDesc} {
+	for _, d := range []*prometheus.Desc{policyInfoDesc, policyLoadedDesc, policyFailingDesc, policySuccessDesc, policyLastFailDesc, cacheEntriesDesc, cacheBytesDesc} {
 		ch <- d
 	}
 }
@@ -579,6 +583,9 @@ func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(policyFailingDesc, prometheus.GaugeValue, float64(st.Failures))
 	ch <- prometheus.MustNewConstMetric(policySuccessDesc, prometheus.GaugeValue, unixOrZero(st.LastSuccess))
 	ch <- prometheus.MustNewConstMetric(policyLastFailDesc, prometheus.GaugeValue, unixOrZero(st.LastErrorAt))
+	entries, bytes := c.engine.CacheStats()
+	ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(entries))
+	ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(bytes))
 }
 
 func unixOrZero(t time.Time) float64 {

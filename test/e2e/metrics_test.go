@@ -37,6 +37,8 @@ func TestMetrics(t *testing.T) {
 		`tollgate_policy_loaded 1`,
 		`tollgate_policy_revision_info{revision="sha256:`,
 		`tollgate_credential_cache_hits_total 1`,
+		`tollgate_policy_decision_cache_entries 1`,
+		`tollgate_policy_decision_cache_bytes `,
 		`tollgate_token_request_duration_seconds_bucket{outcome="granted"`,
 		`process_resident_memory_bytes`,
 	} {
