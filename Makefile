@@ -7,7 +7,7 @@ export PATH := $(GOBIN):$(PATH)
 # How long each fuzz test runs in `make test`.
 FUZZTIME ?= 10s
 # Every fuzz test, as package:target.
-FUZZ := ./broker/scope:FuzzParse ./broker:FuzzTokenEndpoint ./broker:FuzzInspect \
+FUZZ := ./scope:FuzzParse ./broker:FuzzTokenEndpoint ./broker:FuzzInspect \
 	./identity/htpasswd:FuzzParse ./identity/robot:FuzzStore
 
 .PHONY: all build run test test-deps lint unit fuzz e2e bench soak clean

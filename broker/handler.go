@@ -16,9 +16,9 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/tollgate/tollgate/broker/scope"
+	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/identity"
-	"github.com/tollgate/tollgate/policies"
+	"github.com/tollgate/tollgate/scope"
 )
 
 // Limits on a token request. Real clients send a few hundred bytes.
@@ -536,13 +536,13 @@ func (s *Server) authorize(ctx context.Context, r *http.Request, req *tokenReque
 	if len(req.scopes) == 0 {
 		return nil, ttl, nil // login check: authenticate, grant nothing
 	}
-	dec, err := s.opts.Authorizer.Authorize(ctx, policies.Input{
+	dec, err := s.opts.Authorizer.Authorize(ctx, authz.Input{
 		Service:  req.svc.Name,
 		Identity: id,
 		Scopes:   req.scopes,
-		Client:   policies.Client{IP: req.addr, UserAgent: truncate(r.UserAgent(), 256)},
+		Client:   authz.Client{IP: req.addr, UserAgent: truncate(r.UserAgent(), 256)},
 	})
-	if errors.Is(err, policies.ErrNoPolicy) {
+	if errors.Is(err, authz.ErrNoPolicy) {
 		return nil, 0, newError(kindUnavailable, err, "no policy loaded; try again")
 	}
 	if err != nil {
@@ -607,7 +607,7 @@ func (d *decision) outcome(status int, err error) string {
 
 func (d *decision) log(l *slog.Logger, r *http.Request, status int, outcome string, err error, elapsed time.Duration) {
 	attrs := make([]slog.Attr, 0, 16)
-	attrs = append(attrs, slog.String("request_id", policies.RequestID(r.Context())), slog.String("method", r.Method), slog.String("client_ip", d.addr), slog.Int("status", status))
+	attrs = append(attrs, slog.String("request_id", authz.RequestID(r.Context())), slog.String("method", r.Method), slog.String("client_ip", d.addr), slog.Int("status", status))
 	if d.req != nil {
 		attrs = append(attrs, slog.String("service", d.req.svc.Name))
 		if d.req.grant != "" {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/tollgate/tollgate/broker/scope"
+	"github.com/tollgate/tollgate/scope"
 )
 
 // InspectOptions say what to check a registry token against. Every field is

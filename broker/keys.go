@@ -25,7 +25,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/tollgate/tollgate/broker/atomicfile"
+	"github.com/tollgate/tollgate/internal/atomicfile"
 )
 
 // Key is one signing key with its certificate.

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tollgate/tollgate/broker/atomicfile"
+	"github.com/tollgate/tollgate/internal/atomicfile"
 )
 
 // Revocations stop refresh tokens before they expire: one token by its id

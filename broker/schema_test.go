@@ -9,18 +9,19 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/rego"
 
+	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/policies"
 )
 
 // recorder is the real engine with every input it was asked about kept.
 type recorder struct {
-	next broker.Authorizer
+	next authz.Authorizer
 	mu   sync.Mutex
-	ins  []policies.Input
+	ins  []authz.Input
 }
 
-func (r *recorder) Authorize(ctx context.Context, in policies.Input) (policies.Decision, error) {
+func (r *recorder) Authorize(ctx context.Context, in authz.Input) (authz.Decision, error) {
 	r.mu.Lock()
 	r.ins = append(r.ins, in)
 	r.mu.Unlock()

@@ -16,14 +16,9 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/identity"
-	"github.com/tollgate/tollgate/policies"
 )
-
-// Authorizer is what the broker needs of the policy side.
-type Authorizer interface {
-	Authorize(ctx context.Context, in policies.Input) (policies.Decision, error)
-}
 
 // Authenticator is what the broker needs of the identity side.
 type Authenticator interface {
@@ -55,7 +50,7 @@ type Service struct {
 type Options struct {
 	Services      []*Service
 	Authenticator Authenticator
-	Authorizer    Authorizer
+	Authorizer    authz.Authorizer
 	// Anonymous lets callers without credentials through to the policy.
 	Anonymous bool
 	// Metrics, when set, count requests and decisions.
@@ -140,7 +135,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id = newRequestID()
 	}
 	w.Header().Set("X-Request-ID", id)
-	s.mux.ServeHTTP(w, r.WithContext(policies.WithRequestID(r.Context(), id)))
+	s.mux.ServeHTTP(w, r.WithContext(authz.WithRequestID(r.Context(), id)))
 }
 
 // validRequestID accepts a caller's (a proxy's) request id only when it is

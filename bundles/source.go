@@ -20,7 +20,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/keys"
 
-	"github.com/tollgate/tollgate/broker/atomicfile"
+	"github.com/tollgate/tollgate/internal/atomicfile"
 )
 
 // Source is where a policy bundle comes from: a directory, an OPA bundle

@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/broker/scope"
+	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/policies"
+	"github.com/tollgate/tollgate/scope"
 )
 
 // defaultPolicyWith compiles the shipped default policy over generated data:
@@ -42,8 +43,8 @@ func defaultPolicyWith(b *testing.B, users, projects int) *policies.Policy {
 	return p
 }
 
-func benchInput(user, project int) policies.Input {
-	return policies.Input{
+func benchInput(user, project int) authz.Input {
+	return authz.Input{
 		Service:  "registry.test",
 		Identity: identity.Identity{Subject: fmt.Sprintf("user%d", user), Connector: "local", Groups: []string{"dev"}, Claims: map[string]any{}},
 		Scopes:   []scope.Scope{{Type: "repository", Name: fmt.Sprintf("project%d/app", project), Actions: []string{"pull", "push"}}},

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/broker/scope"
+	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/policies"
+	"github.com/tollgate/tollgate/scope"
 )
 
 // allowRequested grants every requested action except "deny", so a request
@@ -26,8 +27,8 @@ allowed contains {"type": s.type, "name": s.name, "action": a} if {
 // wideInput is request i of an anonymous caller asking n scopes, each with
 // the given actions; every request names other repositories, so each one
 // is a new cache entry.
-func wideInput(i, n int, actions []string) policies.Input {
-	in := policies.Input{
+func wideInput(i, n int, actions []string) authz.Input {
+	in := authz.Input{
 		Service:  "registry.test",
 		Identity: identity.Identity{Connector: "anonymous", Anonymous: true, Groups: []string{}},
 		Scopes:   make([]scope.Scope, n),

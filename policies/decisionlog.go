@@ -11,19 +11,16 @@ import (
 	"strings"
 	"sync"
 	"time"
-)
 
-// Authorizer is anything that decides like an Engine.
-type Authorizer interface {
-	Authorize(ctx context.Context, in Input) (Decision, error)
-}
+	"github.com/tollgate/tollgate/authz"
+)
 
 // DecisionLog writes one JSON line per decision, in the shape of OPA's
 // decision logs (decision_id, labels, bundles, path, input, result,
 // timestamp, metrics), so pipelines built for OPA ingest them unchanged. The
 // input holds no secret: passwords and bearer tokens never reach it.
 type DecisionLog struct {
-	next   Authorizer
+	next   authz.Authorizer
 	path   string
 	labels map[string]string
 
@@ -34,7 +31,7 @@ type DecisionLog struct {
 // NewDecisionLog logs every decision of next to w. query is the policy's
 // package (data.registry.authz); labels identify this broker (OPA puts its
 // instance id and version there).
-func NewDecisionLog(next Authorizer, w io.Writer, query string, labels map[string]string) *DecisionLog {
+func NewDecisionLog(next authz.Authorizer, w io.Writer, query string, labels map[string]string) *DecisionLog {
 	path := strings.ReplaceAll(strings.TrimPrefix(query, "data."), ".", "/") + "/allowed"
 	return &DecisionLog{next: next, w: w, path: path, labels: labels}
 }
@@ -45,7 +42,7 @@ type decisionLogEntry struct {
 	Labels      map[string]string         `json:"labels"`
 	Bundles     map[string]bundleRevision `json:"bundles,omitempty"`
 	Path        string                    `json:"path"`
-	Input       *Input                    `json:"input"`
+	Input       *authz.Input              `json:"input"`
 	Result      []allowedEntry            `json:"result"`
 	Error       *decisionError            `json:"error,omitempty"`
 	RequestedBy string                    `json:"requested_by"`
@@ -56,19 +53,6 @@ type decisionLogEntry struct {
 	// RequestID is not in OPA's shape: the X-Request-ID of the token
 	// request, to join with the broker's request log.
 	RequestID string `json:"request_id,omitempty"`
-}
-
-type requestIDKey struct{}
-
-// WithRequestID returns ctx carrying the id of the request being decided.
-func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey{}, id)
-}
-
-// RequestID returns the request id in ctx, or "".
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
 }
 
 type bundleRevision struct {
@@ -87,7 +71,7 @@ type decisionError struct {
 }
 
 // Authorize decides with the wrapped authorizer and logs the decision.
-func (l *DecisionLog) Authorize(ctx context.Context, in Input) (Decision, error) {
+func (l *DecisionLog) Authorize(ctx context.Context, in authz.Input) (authz.Decision, error) {
 	start := time.Now()
 	d, err := l.next.Authorize(ctx, in)
 	e := decisionLogEntry{
@@ -100,7 +84,7 @@ func (l *DecisionLog) Authorize(ctx context.Context, in Input) (Decision, error)
 		Timestamp:   start.UTC(),
 		Metrics:     map[string]int64{"timer_server_handler_ns": time.Since(start).Nanoseconds()},
 		Cached:      d.Cached,
-		RequestID:   RequestID(ctx),
+		RequestID:   authz.RequestID(ctx),
 	}
 	if d.Revision != "" {
 		e.Bundles = map[string]bundleRevision{"tollgate": {Revision: d.Revision}}

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,43 +17,12 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
-	"github.com/tollgate/tollgate/broker/scope"
+	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/bundles"
-	"github.com/tollgate/tollgate/identity"
 )
 
 // DefaultQuery is the package the policy's rules live in.
 const DefaultQuery = "data.registry.authz"
-
-// ErrNoPolicy means no policy has been loaded yet: every request is refused.
-var ErrNoPolicy = errors.New("no policy loaded")
-
-// Input is the document the policy sees as `input`.
-type Input struct {
-	Service  string            `json:"service"`
-	Identity identity.Identity `json:"identity"`
-	Scopes   []scope.Scope     `json:"scopes"`
-	Client   Client            `json:"client"`
-}
-
-// Client describes the network side of the request.
-type Client struct {
-	IP        string `json:"ip"`
-	UserAgent string `json:"user_agent"`
-}
-
-// Decision is the policy's answer for one Input.
-type Decision struct {
-	// Allowed holds, for each scope of the input in order, the set of
-	// actions the policy allows on it. Nil means nothing.
-	Allowed []map[string]bool
-	// TokenTTL is the lifetime the policy asked for, 0 when it did not.
-	TokenTTL time.Duration
-	// Revision of the policy that decided.
-	Revision string
-	// Cached is true when the decision came from the cache.
-	Cached bool
-}
 
 // Policy is one compiled revision of the policy.
 type Policy struct {
@@ -242,21 +210,21 @@ func (e *Engine) Swap(p *Policy) {
 func (e *Engine) Current() *Policy { return e.current.Load() }
 
 // Authorize evaluates the policy for in. An error means deny.
-func (e *Engine) Authorize(ctx context.Context, in Input) (Decision, error) {
+func (e *Engine) Authorize(ctx context.Context, in authz.Input) (authz.Decision, error) {
 	p := e.current.Load()
 	if p == nil {
-		return Decision{}, ErrNoPolicy
+		return authz.Decision{}, authz.ErrNoPolicy
 	}
 	var key [sha256.Size]byte
 	if e.cache != nil && p.uncacheable == "" {
 		key = cacheKey(p.digest, &in)
 		if d, ok := e.cache.get(key); ok {
-			return Decision{Allowed: d.allowed, TokenTTL: d.ttl, Revision: p.revision, Cached: true}, nil
+			return authz.Decision{Allowed: d.allowed, TokenTTL: d.ttl, Revision: p.revision, Cached: true}, nil
 		}
 	}
 	d, err := p.eval(ctx, &in)
 	if err != nil {
-		return Decision{}, err
+		return authz.Decision{}, err
 	}
 	if e.cache != nil && p.uncacheable == "" {
 		e.cache.add(key, d.Allowed, d.TokenTTL)
@@ -264,12 +232,12 @@ func (e *Engine) Authorize(ctx context.Context, in Input) (Decision, error) {
 	return d, nil
 }
 
-func (p *Policy) eval(ctx context.Context, in *Input) (Decision, error) {
-	rs, err := p.prepared.Eval(ctx, rego.EvalParsedInput(in.astValue()))
+func (p *Policy) eval(ctx context.Context, in *authz.Input) (authz.Decision, error) {
+	rs, err := p.prepared.Eval(ctx, rego.EvalParsedInput(inputValue(in)))
 	if err != nil {
-		return Decision{}, fmt.Errorf("policy revision %s: %w", p.revision, err)
+		return authz.Decision{}, fmt.Errorf("policy revision %s: %w", p.revision, err)
 	}
-	d := Decision{Revision: p.revision, Allowed: make([]map[string]bool, len(in.Scopes))}
+	d := authz.Decision{Revision: p.revision, Allowed: make([]map[string]bool, len(in.Scopes))}
 	if len(rs) == 0 {
 		return d, nil // undefined: deny
 	}
@@ -302,7 +270,7 @@ func (p *Policy) eval(ctx context.Context, in *Input) (Decision, error) {
 }
 
 // Explain evaluates the policy's optional `reasons` for in, for diagnostics.
-func (p *Policy) Explain(ctx context.Context, in Input) ([]string, error) {
+func (p *Policy) Explain(ctx context.Context, in authz.Input) ([]string, error) {
 	pq := p.explain.Load()
 	if pq == nil {
 		opts := []func(*rego.Rego){
@@ -319,7 +287,7 @@ func (p *Policy) Explain(ctx context.Context, in Input) ([]string, error) {
 		pq = &prepared
 		p.explain.Store(pq)
 	}
-	rs, err := pq.Eval(ctx, rego.EvalParsedInput(in.astValue()))
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(inputValue(&in)))
 	if err != nil || len(rs) == 0 {
 		return nil, err
 	}
@@ -334,9 +302,9 @@ func (p *Policy) Explain(ctx context.Context, in Input) ([]string, error) {
 	return out, nil
 }
 
-// astValue builds the input document directly as an OPA value, which avoids a
+// inputValue builds the input document directly as an OPA value, which avoids a
 // JSON round trip on every evaluation.
-func (in *Input) astValue() ast.Value {
+func inputValue(in *authz.Input) ast.Value {
 	groups := make([]*ast.Term, len(in.Identity.Groups))
 	for i, g := range in.Identity.Groups {
 		groups[i] = ast.StringTerm(g)
@@ -383,7 +351,7 @@ func (in *Input) astValue() ast.Value {
 // cacheKey digests everything a cached decision may depend on except the
 // client: the revision, the service, the whole identity and the scopes.
 // Policies that read input.client are never cached (see Uncacheable).
-func cacheKey(revision string, in *Input) [sha256.Size]byte {
+func cacheKey(revision string, in *authz.Input) [sha256.Size]byte {
 	h := sha256.New()
 	var n [4]byte
 	field := func(s string) {

@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/broker/scope"
+	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/policies"
+	"github.com/tollgate/tollgate/scope"
 )
 
 // compile builds a policy from Rego source in a temporary bundle directory.
@@ -44,8 +45,8 @@ allowed contains {"type": s.type, "name": s.name, "action": "push"} if {
 	some s in input.scopes
 }`
 
-func input(subject string) policies.Input {
-	return policies.Input{
+func input(subject string) authz.Input {
+	return authz.Input{
 		Service:  "registry.test",
 		Identity: identity.Identity{Subject: subject, Groups: []string{}},
 		Scopes:   []scope.Scope{{Type: "repository", Name: "team/app", Actions: []string{"pull", "push"}}},
@@ -55,7 +56,7 @@ func input(subject string) policies.Input {
 func TestEngineCachesDecisionsPerRevision(t *testing.T) {
 	e := policies.NewEngine(100, time.Minute)
 	ctx := context.Background()
-	if _, err := e.Authorize(ctx, input("alice")); err != policies.ErrNoPolicy {
+	if _, err := e.Authorize(ctx, input("alice")); err != authz.ErrNoPolicy {
 		t.Fatalf("no policy: err = %v, want ErrNoPolicy", err)
 	}
 	e.Swap(compile(t, pullForAlice))

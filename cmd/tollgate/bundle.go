@@ -7,8 +7,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/tollgate/tollgate/broker/atomicfile"
 	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/internal/atomicfile"
 )
 
 func bundleCommand() *cli.Command {

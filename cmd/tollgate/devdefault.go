@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/broker"
-	"github.com/tollgate/tollgate/broker/atomicfile"
 	"github.com/tollgate/tollgate/identity/htpasswd"
+	"github.com/tollgate/tollgate/internal/atomicfile"
 	"github.com/tollgate/tollgate/policies"
 )
 

@@ -20,10 +20,11 @@ import (
 	"github.com/open-policy-agent/opa/v1/topdown/lineage"
 	"github.com/urfave/cli/v2"
 
-	"github.com/tollgate/tollgate/broker/scope"
+	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/policies"
+	"github.com/tollgate/tollgate/scope"
 )
 
 func policyCommand() *cli.Command {
@@ -329,31 +330,31 @@ Examples:
 	}
 }
 
-func evalInput(c *cli.Context) (policies.Input, error) {
+func evalInput(c *cli.Context) (authz.Input, error) {
 	if path := c.String("input"); path != "" {
 		var r io.Reader = os.Stdin
 		if path != "-" {
 			f, err := os.Open(path)
 			if err != nil {
-				return policies.Input{}, err
+				return authz.Input{}, err
 			}
 			defer f.Close()
 			r = f
 		}
-		var in policies.Input
+		var in authz.Input
 		dec := json.NewDecoder(r)
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&in); err != nil {
-			return policies.Input{}, fmt.Errorf("input %s: %w", path, err)
+			return authz.Input{}, fmt.Errorf("input %s: %w", path, err)
 		}
 		return in, nil
 	}
 	scopes, err := scope.Parse(c.StringSlice("scope"))
 	if err != nil {
-		return policies.Input{}, err
+		return authz.Input{}, err
 	}
 	if len(scopes) == 0 {
-		return policies.Input{}, errors.New("give at least one --scope (or --input)")
+		return authz.Input{}, errors.New("give at least one --scope (or --input)")
 	}
 	id := identity.Identity{Subject: c.String("user"), Name: c.String("user"), Groups: c.StringSlice("group"),
 		Connector: c.String("connector"), Claims: map[string]any{}}
@@ -363,17 +364,17 @@ func evalInput(c *cli.Context) (policies.Input, error) {
 	if id.Groups == nil {
 		id.Groups = []string{}
 	}
-	return policies.Input{Service: c.String("service"), Identity: id, Scopes: scopes,
-		Client: policies.Client{IP: "127.0.0.1", UserAgent: "tollgate-policy-eval"}}, nil
+	return authz.Input{Service: c.String("service"), Identity: id, Scopes: scopes,
+		Client: authz.Client{IP: "127.0.0.1", UserAgent: "tollgate-policy-eval"}}, nil
 }
 
 // evalResult is what `policy eval --format json` prints.
 type evalResult struct {
-	Revision string         `json:"revision"`
-	Scopes   []evalScope    `json:"scopes"`
-	TokenTTL int            `json:"token_ttl,omitempty"`
-	Reasons  []string       `json:"reasons,omitempty"`
-	Input    policies.Input `json:"input"`
+	Revision string      `json:"revision"`
+	Scopes   []evalScope `json:"scopes"`
+	TokenTTL int         `json:"token_ttl,omitempty"`
+	Reasons  []string    `json:"reasons,omitempty"`
+	Input    authz.Input `json:"input"`
 }
 
 type evalScope struct {
@@ -384,7 +385,7 @@ type evalScope struct {
 	Denied []string `json:"denied"`
 }
 
-func evalAndPrint(ctx context.Context, w io.Writer, p *policies.Policy, in policies.Input, explain bool, format string) error {
+func evalAndPrint(ctx context.Context, w io.Writer, p *policies.Policy, in authz.Input, explain bool, format string) error {
 	e := policies.NewEngine(0, 0)
 	e.Swap(p)
 	d, err := e.Authorize(ctx, in)
@@ -522,7 +523,7 @@ func evalAs(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	in := policies.Input{Service: service, Identity: *found, Scopes: scopes,
-		Client: policies.Client{IP: "127.0.0.1", UserAgent: "tollgate-policy-eval"}}
+	in := authz.Input{Service: service, Identity: *found, Scopes: scopes,
+		Client: authz.Client{IP: "127.0.0.1", UserAgent: "tollgate-policy-eval"}}
 	return evalAndPrint(ctx, c.App.Writer, p, in, true, c.String("format"))
 }

@@ -25,11 +25,12 @@ import (
 	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/broker"
-	"github.com/tollgate/tollgate/broker/atomicfile"
 	"github.com/tollgate/tollgate/broker/redisstore"
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/internal/atomicfile"
 	"github.com/tollgate/tollgate/policies"
 )
 
@@ -133,7 +134,7 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 			"source", bundles.RedactURL(cfg.Policy.Source), "err", err)
 	}
 	go poller.Run(ctx)
-	var authorizer broker.Authorizer = engine
+	var authorizer authz.Authorizer = engine
 	if dl := cfg.Policy.DecisionLog; dl.Enabled {
 		w, closeLog, err := openDecisionLog(dl.Path, out)
 		if err != nil {
@@ -266,7 +267,7 @@ type sharedState struct {
 	log        *slog.Logger
 	engine     *policies.Engine
 	poller     *bundles.Poller
-	authorizer broker.Authorizer
+	authorizer authz.Authorizer
 	cache      *identity.CredentialCache
 	stores     *sharedStores
 	reg        *prometheus.Registry
@@ -375,7 +376,7 @@ func (sh *sharedState) build(ctx context.Context, cfg *Config, prev map[string]*
 		Logger:        sh.log,
 		Ready: func() error {
 			if engine.Current() == nil {
-				return policies.ErrNoPolicy
+				return authz.ErrNoPolicy
 			}
 			return nil
 		},

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/tollgate/tollgate/broker/atomicfile"
+	"github.com/tollgate/tollgate/internal/atomicfile"
 )
 
 // ErrNoSuchUser is returned by Remove and Verify for a user not in the file.

@@ -20,8 +20,8 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/tollgate/tollgate/broker/atomicfile"
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/internal/atomicfile"
 )
 
 // File is an htpasswd file kept in memory and reloaded when it changes on disk.

@@ -9,8 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tollgate/tollgate/broker/atomicfile"
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/internal/atomicfile"
 )
 
 // Connector authenticates robots from a store file and reloads it when it

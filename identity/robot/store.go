@@ -19,8 +19,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tollgate/tollgate/broker/atomicfile"
-	"github.com/tollgate/tollgate/broker/scope"
+	"github.com/tollgate/tollgate/internal/atomicfile"
+	"github.com/tollgate/tollgate/scope"
 )
 
 // UserPrefix starts the user name of every robot, so robots never collide

@@ -249,7 +249,7 @@ var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+([\d.]+) n
 
 func (e *env) micro(ctx context.Context) ([]row, error) {
 	runs := []struct{ pkg, pattern string }{
-		{"./broker/scope", "BenchmarkParse"},
+		{"./scope", "BenchmarkParse"},
 		{"./identity", "BenchmarkCredentialCacheHit|BenchmarkChainLoginCached"},
 		{"./policies", "BenchmarkDefaultPolicy|BenchmarkDecisionCachedParallel"},
 		{"./broker", "BenchmarkSign|BenchmarkTokenHandler"},

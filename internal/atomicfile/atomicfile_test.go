@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tollgate/tollgate/broker/atomicfile"
+	"github.com/tollgate/tollgate/internal/atomicfile"
 )
 
 func TestConcurrentEditsLoseNoUpdate(t *testing.T) {
