@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -30,9 +31,23 @@ func Fingerprint(parts ...[]byte) string {
 // another credential than the current one (a password changed, a robot
 // rotated, a user removed and created again), or with none recorded (a
 // refresh token from before tollgate bound them to their credential).
-func CheckCredential(prev Identity, current string) error {
+// A lookup made for diagnosis (WithoutCredential) has no credential to
+// compare and is let through.
+func CheckCredential(ctx context.Context, prev Identity, current string) error {
+	if ctx.Value(diagnosisKey{}) != nil && prev.Credential == "" {
+		return nil
+	}
 	if prev.Credential == "" || subtle.ConstantTimeCompare([]byte(prev.Credential), []byte(current)) != 1 {
 		return &RejectedError{Reason: "credential changed since this refresh token was issued; log in again"}
 	}
 	return nil
+}
+
+type diagnosisKey struct{}
+
+// WithoutCredential marks ctx for a RefreshConnector asked to look a user
+// up by name alone, as `tollgate policy eval --as` does to show what the
+// broker would see; never used on the request path.
+func WithoutCredential(ctx context.Context) context.Context {
+	return context.WithValue(ctx, diagnosisKey{}, true)
 }

@@ -471,7 +471,7 @@ func evalAs(c *cli.Context) error {
 	user := c.String("as")
 	var found *identity.Identity
 	for _, ic := range cfg.Identity {
-		id, ok, err := chain.Refresh(ctx, identity.Identity{Subject: user, Connector: ic.Name})
+		id, ok, err := chain.Refresh(identity.WithoutCredential(ctx), identity.Identity{Subject: user, Connector: ic.Name})
 		if err != nil {
 			fmt.Fprintf(c.App.Writer, "connector %s: %v\n", ic.Name, err)
 			if rejected := (*identity.RejectedError)(nil); errors.As(err, &rejected) {

@@ -131,13 +131,13 @@ func (f *File) Decoy(_ context.Context, user, password string) {
 // the file with the password the refresh token was issued for. A password
 // set again, even to the same one, or a user removed and added again has
 // a new bcrypt salt, so a new fingerprint.
-func (f *File) Refresh(_ context.Context, prev identity.Identity) (identity.Identity, bool, error) {
+func (f *File) Refresh(ctx context.Context, prev identity.Identity) (identity.Identity, bool, error) {
 	hash, known := f.table.Load().users[prev.Subject]
 	if !known {
 		return identity.Identity{}, false, nil
 	}
 	id := newIdentity(prev.Subject, hash)
-	if err := identity.CheckCredential(prev, id.Credential); err != nil {
+	if err := identity.CheckCredential(ctx, prev, id.Credential); err != nil {
 		return identity.Identity{}, false, err
 	}
 	return id, true, nil

@@ -369,7 +369,7 @@ func (c *Connector) Refresh(ctx context.Context, prev identity.Identity) (identi
 	if err != nil {
 		return identity.Identity{}, false, err
 	}
-	if err := identity.CheckCredential(prev, credential(entry)); err != nil {
+	if err := identity.CheckCredential(ctx, prev, credential(entry)); err != nil {
 		return identity.Identity{}, false, err
 	}
 	return c.identity(ctx, entry)

@@ -116,7 +116,7 @@ func (c *Connector) Login(_ context.Context, user, password string) (identity.Id
 
 // Refresh implements identity.RefreshConnector: a robot revoked, expired,
 // removed or rotated since the refresh token was issued loses access.
-func (c *Connector) Refresh(_ context.Context, prev identity.Identity) (identity.Identity, bool, error) {
+func (c *Connector) Refresh(ctx context.Context, prev identity.Identity) (identity.Identity, bool, error) {
 	r, ok := c.lookup(prev.Subject)
 	if !ok {
 		return identity.Identity{}, false, nil
@@ -125,7 +125,7 @@ func (c *Connector) Refresh(_ context.Context, prev identity.Identity) (identity
 		return identity.Identity{}, false, err
 	}
 	id := newIdentity(r)
-	if err := identity.CheckCredential(prev, id.Credential); err != nil {
+	if err := identity.CheckCredential(ctx, prev, id.Credential); err != nil {
 		return identity.Identity{}, false, err // rotated since
 	}
 	return id, true, nil
