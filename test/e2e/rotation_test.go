@@ -22,8 +22,10 @@ import (
 
 func TestKeyRotationKeepsOldTokensValidAndRefusesUnknownKeys(t *testing.T) {
 	// Key a has signed for an hour; key b takes over at a whole second
-	// four to five seconds from now (keygen takes RFC 3339 seconds).
-	rotation := time.Now().Add(4 * time.Second).Truncate(time.Second).Add(time.Second)
+	// twelve to thirteen seconds from now (keygen takes RFC 3339 seconds):
+	// the set-up (a broker, two registries, two pushes) must fit before it,
+	// also on a loaded two-core machine (it once took over five seconds).
+	rotation := time.Now().Add(12 * time.Second).Truncate(time.Second).Add(time.Second)
 	e := newEnv(t, keygenArgs{"a", time.Now().Add(-time.Hour)}, keygenArgs{"b", rotation})
 	keyA, keyB := loadKey(t, e.b.keys, "a"), loadKey(t, e.b.keys, "b")
 
