@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -150,4 +151,20 @@ func waitUntil(t testing.TB, p *process, what string, check func() error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// waitFor200 waits until a GET of url answers 200, as waitUntil does.
+func waitFor200(t testing.TB, p *process, url string) {
+	t.Helper()
+	waitUntil(t, p, "200 on "+url, func() error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+		return nil
+	})
 }

@@ -54,17 +54,7 @@ http {
 	}
 	p := startProcess(t, "nginx", dir, nil, bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", confPath)
 	base := fmt.Sprintf("http://localhost:%d", port)
-	waitUntil(t, p, "nginx proxies /healthz", func() error {
-		resp, err := http.Get(base + "/healthz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/healthz through nginx: %s", resp.Status)
-		}
-		return nil
-	})
+	waitFor200(t, p, base+"/healthz")
 	return base
 }
 

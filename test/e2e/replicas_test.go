@@ -32,17 +32,7 @@ func startReplica(t *testing.T, a *broker) *broker {
 		t.Fatal(err)
 	}
 	b.proc = startProcess(t, "tollgate", b.dir, nil, tollgateBin, "serve", "--config", b.config)
-	waitUntil(t, b.proc, "200 on /readyz", func() error {
-		resp, err := http.Get(b.url("/readyz"))
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz: %s", resp.Status)
-		}
-		return nil
-	})
+	waitFor200(t, b.proc, b.url("/readyz"))
 	return &b
 }
 
@@ -61,14 +51,7 @@ func TestReplicasShareLockoutAndRevocation(t *testing.T) {
 
 	status := func(r *broker, user, password string) int {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, r.url("/token?service="+svc), nil)
-		req.SetBasicAuth(user, password)
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		return basicStatus(t, r, user, password)
 	}
 
 	// Four failures for alice, two on each replica: over the shared limit.

@@ -177,17 +177,7 @@ identity:
 	if o.startsUnready {
 		probe = "/healthz"
 	}
-	waitUntil(t, b.proc, "200 on "+probe, func() error {
-		resp, err := http.Get(b.url(probe))
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", probe, resp.Status)
-		}
-		return nil
-	})
+	waitFor200(t, b.proc, b.url(probe))
 	return b
 }
 
