@@ -392,16 +392,19 @@ func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.
 // token (`docker login -u anything -p $TOKEN`). Only guessable secrets
 // (passwords) are throttled per user name: a robot's secret or a signed
 // token cannot be guessed, so their failures count per address alone and
-// nobody can lock them out by naming them.
+// nobody can lock them out by naming them. The attempt is counted before
+// the credential is checked (see Attempt) and taken back unless it failed.
 func (s *Server) basicLogin(ctx context.Context, req *tokenRequest) (identity.Identity, error) {
 	auth := s.opts.Authenticator
-	if err := s.throttled(ctx, "", req.addr); err != nil {
+	attempt, wait, err := s.opts.Throttle.Admit(ctx, req.addr)
+	if err := s.throttled(wait, err); err != nil {
 		return identity.Identity{}, err
 	}
 	var tokenErr error // why the token connectors refused a JWT-shaped password
 	if looksLikeJWT(req.password) && auth.HasTokenConnectors() {
 		id, ok, err := auth.VerifyToken(ctx, req.password)
 		if err == nil && ok {
+			s.settle(ctx, attempt.Undo)
 			return identity.Normalize(id), nil
 		}
 		tokenErr = err
@@ -410,34 +413,35 @@ func (s *Server) basicLogin(ctx context.Context, req *tokenRequest) (identity.Id
 	if auth.Unguessable(user) {
 		user = ""
 	}
-	if err := s.throttled(ctx, user, req.addr); err != nil {
+	wait, err = attempt.AdmitUser(ctx, user)
+	if err := s.throttled(wait, err); err != nil {
 		return identity.Identity{}, err
 	}
 	id, ok, err := auth.Login(ctx, req.user, req.password)
 	if rejected := (*identity.RejectedError)(nil); errors.As(err, &rejected) {
+		s.settle(ctx, attempt.Undo) // the secret was right: no guess
 		return identity.Identity{}, newError(kindUnauthorized, nil, "%s", rejected.Reason)
 	}
 	if err != nil {
+		s.settle(ctx, attempt.Undo) // an outage is never a failed login
 		return identity.Identity{}, newError(kindUnavailable, err, "identity backend unavailable; try again")
 	}
 	if !ok && tokenErr != nil && !errors.As(tokenErr, new(*identity.RejectedError)) {
 		// The password is a token whose verifier could not answer: an
 		// outage, not a wrong password, and no failure to count.
+		s.settle(ctx, attempt.Undo)
 		return identity.Identity{}, newError(kindUnavailable, tokenErr, "token verifier unavailable; try again")
 	}
 	if !ok {
-		return identity.Identity{}, s.loginFailed(ctx, req, user, tokenErr)
+		return identity.Identity{}, loginFailed(req, tokenErr, auth.HasTokenConnectors())
 	}
-	if err := s.opts.Throttle.Success(ctx, user, req.addr); err != nil {
-		s.log.Warn("throttle store unavailable", "err", err)
-	}
+	s.settle(ctx, attempt.Succeeded)
 	return identity.Normalize(id), nil
 }
 
-// throttled answers 429 when user (or, with user "", only the address) has
-// failed too often.
-func (s *Server) throttled(ctx context.Context, user, addr string) error {
-	wait, err := s.opts.Throttle.Check(ctx, user, addr)
+// throttled answers 429 when the throttle says to wait. A throttle store
+// that cannot answer lets the attempt through (logged).
+func (s *Server) throttled(wait time.Duration, err error) error {
 	if err != nil {
 		s.log.Warn("throttle store unavailable; not throttling", "err", err)
 		return nil
@@ -450,15 +454,20 @@ func (s *Server) throttled(ctx context.Context, user, addr string) error {
 	return nil
 }
 
-// loginFailed counts a wrong credential and words the 401.
-func (s *Server) loginFailed(ctx context.Context, req *tokenRequest, user string, tokenErr error) error {
-	if err := s.opts.Throttle.Failure(ctx, user, req.addr); err != nil {
-		s.log.Warn("throttle store unavailable; failure not counted", "err", err)
+// settle takes an attempt's count back (Undo or Succeeded), logging a
+// store that cannot.
+func (s *Server) settle(ctx context.Context, f func(context.Context) error) {
+	if err := f(ctx); err != nil {
+		s.log.Warn("throttle store unavailable; attempt not taken back", "err", err)
 	}
+}
+
+// loginFailed words the 401 of a wrong credential (already counted).
+func loginFailed(req *tokenRequest, tokenErr error, tokenConnectors bool) error {
 	if rejected := (*identity.RejectedError)(nil); errors.As(tokenErr, &rejected) {
 		return newError(kindUnauthorized, nil, "%s", rejected.Reason)
 	}
-	if looksLikeJWT(req.password) && s.opts.Authenticator.HasTokenConnectors() {
+	if looksLikeJWT(req.password) && tokenConnectors {
 		return newError(kindUnauthorized, nil, "invalid user name or password (the password is a JWT, but no identity connector trusts its issuer)")
 	}
 	return newError(kindUnauthorized, nil, "invalid user name or password")

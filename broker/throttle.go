@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +36,8 @@ type CounterStore interface {
 	Incr(ctx context.Context, key string, window time.Duration) (int, time.Duration, error)
 	// Get returns the count and the time left; 0 when the key is absent.
 	Get(ctx context.Context, key string) (int, time.Duration, error)
+	// Decr takes one back from key, never below 0; an absent key stays absent.
+	Decr(ctx context.Context, key string) error
 	// Mark sets key for window (a flag); Marked reports whether it is set.
 	Mark(ctx context.Context, key string, window time.Duration) error
 	Marked(ctx context.Context, key string) (bool, error)
@@ -50,54 +54,95 @@ func throttleKey(kind string, parts ...string) string {
 	return kind + ":" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// Check says, with user "", whether a login from addr may be attempted
-// now and, with a user, whether one for user from addr may (callers ask for
-// the address first); when not, how long to wait. A store
-// error lets the attempt through: throttling is a defence against
-// guessing, and bcrypt still bounds its rate.
-func (t *Throttle) Check(ctx context.Context, user, addr string) (wait time.Duration, err error) {
+// Attempt is one login attempt the throttle let through. It was counted as
+// a failure before the credential was checked, so guesses sent in parallel
+// cannot all pass before any of them is counted: at most the limit of them
+// get an answer other than 429 in a window. A success, or an answer that was
+// no guess (a backend outage, a valid token), takes the count back.
+type Attempt struct {
+	t          *Throttle
+	addr, user string   // user: the counted name, "" until AdmitUser
+	keys       []string // the counters this attempt added one to
+}
+
+// Admit counts an attempt from addr and says how long to wait when addr is
+// over its limit. A store error lets the attempt through uncounted:
+// throttling is a defence against guessing, and bcrypt still bounds its rate.
+func (t *Throttle) Admit(ctx context.Context, addr string) (*Attempt, time.Duration, error) {
 	if t == nil {
+		return nil, 0, nil
+	}
+	a := &Attempt{t: t, addr: addr}
+	key := throttleKey("fa", addressKey(addr))
+	n, left, err := t.Store.Incr(ctx, key, t.Window)
+	if err != nil {
+		return a, 0, err
+	}
+	a.keys = append(a.keys, key)
+	if n > t.MaxPerAddress {
+		return a, left, nil
+	}
+	return a, 0, nil
+}
+
+// AdmitUser counts the attempt against user as well, unless user is ""
+// (a credential that cannot be guessed), and says how long to wait when the
+// name is over its limit and addr is not one user logged in from before.
+func (a *Attempt) AdmitUser(ctx context.Context, user string) (time.Duration, error) {
+	if a == nil || user == "" {
 		return 0, nil
 	}
-	if user == "" {
-		n, left, err := t.Store.Get(ctx, throttleKey("fa", addr))
-		if err != nil || n < t.MaxPerAddress {
-			return 0, err
-		}
-		return left, nil
-	}
 	user = throttleName(user)
-	n, left, err := t.Store.Get(ctx, throttleKey("fu", user))
-	if err != nil || n < t.MaxPerUser {
+	key := throttleKey("fu", user)
+	n, left, err := a.t.Store.Incr(ctx, key, a.t.Window)
+	if err != nil {
 		return 0, err
 	}
-	if known, err := t.Store.Marked(ctx, throttleKey("ok", user, addr)); err != nil || known {
+	a.user, a.keys = user, append(a.keys, key)
+	if n <= a.t.MaxPerUser {
+		return 0, nil
+	}
+	if known, err := a.t.Store.Marked(ctx, throttleKey("ok", user, a.addr)); err != nil || known {
 		return 0, err
 	}
 	return left, nil
 }
 
-// Failure counts a wrong credential for user (may be "") from addr.
-func (t *Throttle) Failure(ctx context.Context, user, addr string) error {
-	if t == nil {
+// Undo takes the attempt's count back: it was no guess.
+func (a *Attempt) Undo(ctx context.Context) error {
+	if a == nil {
 		return nil
 	}
-	if _, _, err := t.Store.Incr(ctx, throttleKey("fa", addr), t.Window); err != nil {
-		return err
+	var errs []error
+	for _, key := range a.keys {
+		errs = append(errs, a.t.Store.Decr(ctx, key))
 	}
-	if user == "" {
-		return nil
-	}
-	_, _, err := t.Store.Incr(ctx, throttleKey("fu", throttleName(user)), t.Window)
-	return err
+	a.keys = nil
+	return errors.Join(errs...)
 }
 
-// Success remembers that user logs in from addr.
-func (t *Throttle) Success(ctx context.Context, user, addr string) error {
-	if t == nil || user == "" {
+// Succeeded takes the count back and remembers that the user logs in from
+// the attempt's address.
+func (a *Attempt) Succeeded(ctx context.Context) error {
+	if a == nil {
 		return nil
 	}
-	return t.Store.Mark(ctx, throttleKey("ok", throttleName(user), addr), t.KnownAddressWindow)
+	err := a.Undo(ctx)
+	if a.user == "" {
+		return err
+	}
+	return errors.Join(err, a.t.Store.Mark(ctx, throttleKey("ok", a.user, a.addr), a.t.KnownAddressWindow))
+}
+
+// addressKey is what the per-address counter counts: an IPv4 address, or
+// the /64 an IPv6 address is in (one subscriber line or host usually holds
+// a whole /64, and could otherwise take a fresh address for every guess).
+func addressKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil || !ip.Is6() || ip.Is4In6() {
+		return addr
+	}
+	return netip.PrefixFrom(ip, 64).Masked().String()
 }
 
 // throttleName is the form of a user name the per-user counters use: the
@@ -138,6 +183,17 @@ func (f *FallbackCounters) Get(ctx context.Context, key string) (int, time.Durat
 		return ln, lleft, nil
 	}
 	return n + ln, max(left, lleft), nil
+}
+
+// Decr implements CounterStore.
+func (f *FallbackCounters) Decr(ctx context.Context, key string) error {
+	if n, _, _ := f.Local.Get(ctx, key); n > 0 {
+		return f.Local.Decr(ctx, key)
+	}
+	if err := f.Shared.Decr(ctx, key); err != nil {
+		return f.Local.Decr(ctx, key)
+	}
+	return nil
 }
 
 // Mark implements CounterStore.
@@ -212,6 +268,17 @@ func (m *MemoryCounters) Get(_ context.Context, key string) (int, time.Duration,
 		return 0, 0, nil
 	}
 	return c.n, c.end.Sub(m.now()), nil
+}
+
+// Decr implements CounterStore.
+func (m *MemoryCounters) Decr(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c, ok := m.live(m.items, key); ok && c.n > 0 {
+		c.n--
+		m.items.Add(key, c)
+	}
+	return nil
 }
 
 // Mark implements CounterStore.

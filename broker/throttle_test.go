@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -153,5 +154,95 @@ func TestRobotsCannotBeLockedOutByName(t *testing.T) {
 	}
 	if code, _ := tokenFrom(f, "203.0.113.50", rec.User(), secret); code != http.StatusTooManyRequests {
 		t.Fatalf("the guessing address itself: %d, want 429 (per-address limit)", code)
+	}
+}
+
+// slowLogin delays every answer of a connector, so that parallel guesses
+// are all in flight at once (a fake: the point is the timing).
+type slowLogin struct {
+	identity.PasswordConnector
+	delay time.Duration
+}
+
+func (s slowLogin) Login(ctx context.Context, user, password string) (identity.Identity, bool, error) {
+	time.Sleep(s.delay)
+	return s.PasswordConnector.Login(ctx, user, password)
+}
+
+// TestParallelGuessesGetNoMoreThanTheLimit: guesses sent all at once must
+// not all pass the throttle before the first is counted; at most the limit
+// of them reach the password check in a window.
+func TestParallelGuessesGetNoMoreThanTheLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		users      func(i int) string
+		limit      int
+		limitField string
+	}{
+		{"one user", func(int) string { return "alice" }, 5, "per user"},
+		{"one address", func(i int) string { return fmt.Sprint("user", i) }, 20, "per address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f = newFixture(t, func(o *broker.Options) {
+				o.Throttle = throttle()
+				o.Authenticator = identity.NewChain([]identity.Connector{{Name: "local", Adapter: slowLogin{f.file, 200 * time.Millisecond}}}, nil)
+			})
+			var unauthorized atomic.Int64
+			var wg sync.WaitGroup
+			for i := range 40 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if code, _ := tokenFrom(f, "203.0.113.40", tc.users(i), fmt.Sprint("guess-", i)); code == http.StatusUnauthorized {
+						unauthorized.Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			if n := unauthorized.Load(); n > int64(tc.limit) {
+				t.Fatalf("%d of 40 parallel guesses were checked, want at most the %s limit of %d", n, tc.limitField, tc.limit)
+			}
+			if code, _ := tokenFrom(f, "198.51.100.40", "admin", "admin-secret"); code != http.StatusOK {
+				t.Fatalf("another user from another address: %d", code)
+			}
+		})
+	}
+}
+
+// TestSuccessesAndOutagesTakeTheirCountBack: counting before the check must
+// not make right passwords or outages eat the budget.
+func TestSuccessesAndOutagesTakeTheirCountBack(t *testing.T) {
+	f := newFixture(t, func(o *broker.Options) { o.Throttle = throttle() })
+	for i := range 30 {
+		if code, _ := tokenFrom(f, "192.0.2.30", "alice", "alice-secret"); code != http.StatusOK {
+			t.Fatalf("login %d with the right password: %d (the limit is 20 per address)", i, code)
+		}
+	}
+	down := &outage{}
+	g := newFixture(t, func(o *broker.Options) {
+		o.Throttle = throttle()
+		o.Authenticator = identity.NewChain([]identity.Connector{{Name: "ldap", Adapter: down}}, nil)
+	})
+	for range 30 {
+		tokenFrom(g, "192.0.2.31", "alice", "x")
+	}
+	if down.calls.Load() != 30 {
+		t.Fatalf("%d backend calls for 30 requests during an outage", down.calls.Load())
+	}
+}
+
+// TestIPv6AddressesCountPerSlash64: a host usually holds a whole /64, and
+// must not get a fresh budget from every address in it.
+func TestIPv6AddressesCountPerSlash64(t *testing.T) {
+	f := newFixture(t, func(o *broker.Options) { o.Throttle = throttle() })
+	for i := range 20 {
+		tokenFrom(f, fmt.Sprintf("[2001:db8:1:2::%x]", i+1), fmt.Sprint("user", i), "guess")
+	}
+	if code, _ := tokenFrom(f, "[2001:db8:1:2:ffff::9]", "alice", "alice-secret"); code != http.StatusTooManyRequests {
+		t.Fatalf("another address of the same /64: %d, want 429", code)
+	}
+	if code, _ := tokenFrom(f, "[2001:db8:1:3::1]", "alice", "alice-secret"); code != http.StatusOK {
+		t.Fatalf("the next /64: %d, want 200", code)
 	}
 }

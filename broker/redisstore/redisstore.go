@@ -157,6 +157,18 @@ func (s *Store) Get(ctx context.Context, key string) (int, time.Duration, error)
 	return n, max(ttl.Val(), 0), nil
 }
 
+// decr takes one back from a counter that exists and is above 0.
+var decr = redis.NewScript(`
+local n = tonumber(redis.call("GET", KEYS[1]))
+if n and n > 0 then return redis.call("DECR", KEYS[1]) end
+return 0
+`)
+
+// Decr implements broker.CounterStore.
+func (s *Store) Decr(ctx context.Context, key string) error {
+	return s.guard(ctx, func(ctx context.Context) error { return decr.Run(ctx, s.client, []string{s.prefix + key}).Err() })
+}
+
 // Mark implements broker.CounterStore.
 func (s *Store) Mark(ctx context.Context, key string, window time.Duration) error {
 	return s.guard(ctx, func(ctx context.Context) error { return s.client.Set(ctx, s.prefix+key, 1, window).Err() })

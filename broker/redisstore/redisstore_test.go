@@ -33,6 +33,19 @@ func TestCountersAgainstRedis(t *testing.T) {
 	if n, _, err := s.Get(ctx, "absent"); err != nil || n != 0 {
 		t.Fatalf("absent: %d %v", n, err)
 	}
+	if err := s.Decr(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := s.Get(ctx, "k"); err != nil || n != 2 {
+		t.Fatalf("after decr: %d %v, want 2", n, err)
+	}
+	if err := s.Decr(ctx, "absent"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := s.Get(ctx, "absent"); err != nil || n != 0 {
+		t.Fatalf("decr of an absent key: %d %v, want it absent", n, err)
+	}
+	s.Incr(ctx, "k", 300*time.Millisecond)
 	time.Sleep(350 * time.Millisecond)
 	if n, _, _ := s.Get(ctx, "k"); n != 0 {
 		t.Fatalf("the window did not end: %d", n)
@@ -165,5 +178,54 @@ func TestRevocationsHoldThroughOutageAndDataLoss(t *testing.T) {
 	check(fresh, "a new replica after redis lost its data")
 	if st := replica.Status(); st.Stale && !st.DownSince.IsZero() {
 		t.Errorf("status after the restart: %+v", st)
+	}
+}
+
+// TestAReplicaWithoutACopyFailsClosed: a replica that never synced (it
+// started while Redis was down) has nothing to check a refresh token
+// against, and must not answer "not revoked".
+func TestAReplicaWithoutACopyFailsClosed(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Stop()
+	s := redisstore.New(redisstore.Options{Addr: srv.Addr(), Timeout: 100 * time.Millisecond})
+	defer s.Close()
+	if revoked, err := s.Revoked(context.Background(), "jti", "alice", time.Now()); err == nil {
+		t.Fatalf("no copy and redis down: revoked=%v with no error, want an error", revoked)
+	}
+}
+
+// TestRefillAfterRedisRestartsWithTheSameNumberOfChanges: Redis restarted
+// empty and got as many revocations as before before a replica synced; the
+// replica must still see that Redis lost its records and write them back.
+func TestRefillAfterRedisRestartsWithTheSameNumberOfChanges(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	cli := redisstore.New(redisstore.Options{Addr: srv.Addr()})
+	defer cli.Close()
+	replica := redisstore.New(redisstore.Options{Addr: srv.Addr()})
+	defer replica.Close()
+	now := time.Now()
+	if err := cli.RevokeSubject(ctx, "alice", now, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := replica.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	srv.Restart()
+	cli2 := redisstore.New(redisstore.Options{Addr: srv.Addr()})
+	defer cli2.Close()
+	if err := cli2.RevokeSubject(ctx, "bob", now, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := replica.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := redisstore.New(redisstore.Options{Addr: srv.Addr()})
+	defer fresh.Close()
+	if revoked, err := fresh.Revoked(ctx, "jti", "alice", now.Add(-time.Minute)); err != nil || !revoked {
+		t.Fatalf("alice's revocation after the restart: %v %v, want refilled by the replica", revoked, err)
 	}
 }

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,9 +16,11 @@ import (
 )
 
 // Revocations live in one Redis hash, a field per record ("id:<hash>" →
-// "<until>", "sub:<hash>" → "<before>:<until>", unix seconds), and a version
-// counter that changes with every revocation, so a sync reads the hash only
-// when it changed. Records are only ever added (or dropped once expired), so
+// "<until>", "sub:<hash>" → "<before>:<until>", unix seconds), and a version,
+// a random value written with every change, so a sync reads the hash only
+// when it changed. (Not a counter: a Redis that lost its data would count
+// again from zero, and a replica that saw the same number before would miss
+// the loss.) Records are only ever added (or dropped once expired), so
 // each replica's copy is the union of what it has seen: a Redis that lost
 // its data is filled again from the replicas' copies.
 func (s *Store) revKey() string     { return s.prefix + "revocations" }
@@ -31,7 +34,8 @@ for i = 1, #all, 2 do
   local untilTime = tonumber(string.match(all[i+1], "(%d+)$"))
   if untilTime and untilTime < tonumber(ARGV[3]) then redis.call("HDEL", KEYS[1], all[i]) end
 end
-return redis.call("INCR", KEYS[2])
+redis.call("SET", KEYS[2], ARGV[4])
+return 0
 `)
 
 // Revoked implements broker.Revocations. A revocation this replica has
@@ -48,6 +52,10 @@ func (s *Store) Revoked(ctx context.Context, jti, subject string, issuedAt time.
 		return err
 	})
 	if err != nil {
+		if s.revs.lastSync().IsZero() {
+			// Nothing to answer from: fail the refresh rather than guess.
+			return false, fmt.Errorf("redis: %w; no copy of the revocations yet", err)
+		}
 		return false, nil
 	}
 	fields := map[string]string{}
@@ -72,7 +80,7 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string, at, until tim
 
 func (s *Store) add(ctx context.Context, field, value string) error {
 	err := s.guard(ctx, func(ctx context.Context) error {
-		return revoke.Run(ctx, s.client, []string{s.revKey(), s.versionKey()}, field, value, time.Now().Unix()).Err()
+		return revoke.Run(ctx, s.client, []string{s.revKey(), s.versionKey()}, field, value, time.Now().Unix(), rand.Text()).Err()
 	})
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
@@ -129,7 +137,7 @@ func (s *Store) refill(ctx context.Context, records map[string]string) error {
 		for f, v := range records {
 			pipe.HSetNX(ctx, s.revKey(), f, v)
 		}
-		pipe.Incr(ctx, s.versionKey())
+		pipe.Set(ctx, s.versionKey(), rand.Text(), 0)
 		_, err := pipe.Exec(ctx)
 		return err
 	})
