@@ -303,6 +303,19 @@ func TestFetchErrorsDoNotShowURLSecrets(t *testing.T) {
 	}
 }
 
+// TestSchemesAreCaseInsensitive: HTTPS:// is a URL to fetch (and redact),
+// not a local path whose name would be shown whole.
+func TestSchemesAreCaseInsensitive(t *testing.T) {
+	for in, want := range map[string]bool{
+		"HTTPS://host/b.tar.gz": true, "Http://host/b.tar.gz": true, "https://host/b": true,
+		"/etc/tollgate/policy": false, "ftp://host/b.tar.gz": false, "https:/host": false,
+	} {
+		if got := bundles.IsURL(in); got != want {
+			t.Errorf("IsURL(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
 func TestRedactURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"https://user:s3cret@host/b.tar.gz?X-Amz-Signature=5ig-abc": "https://xxxxx@host/b.tar.gz?xxxxx",
@@ -312,6 +325,7 @@ func TestRedactURL(t *testing.T) {
 		"/etc/tollgate/policy":                                      "/etc/tollgate/policy",
 		"./policy?x":                                                "./policy?x",
 		"https://host/%zz?s3cret":                                   "(a URL that does not parse)",
+		"HTTPS://user:s3cret@host/b.tar.gz?sig=5ig":                 "https://xxxxx@host/b.tar.gz?xxxxx",
 	} {
 		if got := bundles.RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)

@@ -58,7 +58,8 @@ func (s *Source) IsURL() bool { return IsURL(s.Location) }
 
 // IsURL reports whether a policy location is an http(s) URL.
 func IsURL(location string) bool {
-	return strings.HasPrefix(location, "http://") || strings.HasPrefix(location, "https://")
+	scheme, _, ok := strings.Cut(location, "://")
+	return ok && (strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https"))
 }
 
 // RedactURL returns a location fit to show in logs, errors and /readyz: a

@@ -258,7 +258,7 @@ func (c *Config) resolvePaths(base string) {
 		abs(&c.TLS.CertFile)
 		abs(&c.TLS.KeyFile)
 	}
-	if !bundles.IsURL(c.Policy.Source) {
+	if !bundles.IsURL(c.Policy.Source) && !strings.Contains(c.Policy.Source, "://") {
 		abs(&c.Policy.Source)
 	}
 	if sc := c.Policy.Signing; sc != nil && !strings.Contains(sc.PublicKey, "-----BEGIN") {
@@ -427,6 +427,8 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.Source == "" {
 		bad("policy.source", "required: a directory with .rego files and data.json, a bundle .tar.gz, or a bundle URL")
+	} else if strings.Contains(c.Policy.Source, "://") && !bundles.IsURL(c.Policy.Source) {
+		bad("policy.source", "%s: only http:// and https:// URLs are fetched", bundles.RedactURL(c.Policy.Source))
 	}
 	if _, err := broker.NewClientAddress(nil, c.ClientIPHeader); err != nil {
 		bad("client_ip_header", "%v", err)
@@ -454,7 +456,7 @@ func (c *Config) Validate() error {
 	if sc := c.Policy.Signing; sc != nil && sc.PublicKey == "" {
 		bad("policy.signing.public_key", "required: the PEM public key (file or content) that bundle signatures must verify against")
 	}
-	if (c.Policy.BearerToken != "" || c.Policy.BearerTokenEnv != "" || c.Policy.BearerTokenFile != "") && !strings.HasPrefix(c.Policy.Source, "https://") {
+	if (c.Policy.BearerToken != "" || c.Policy.BearerTokenEnv != "" || c.Policy.BearerTokenFile != "") && !hasSchemeFold(c.Policy.Source, "https") {
 		if !bundles.IsURL(c.Policy.Source) || !isLoopbackURL(c.Policy.Source) {
 			bad("policy.bearer_token", "only sent to an https:// source (or http:// on loopback)")
 		}
@@ -489,6 +491,13 @@ func (c *Config) clientAddress() (*broker.ClientAddress, error) {
 		return nil, nil
 	}
 	return broker.NewClientAddress(c.TrustedProxies, c.ClientIPHeader)
+}
+
+// hasSchemeFold reports whether location starts with scheme:// in any case
+// (URL schemes are case-insensitive).
+func hasSchemeFold(location, scheme string) bool {
+	s, _, ok := strings.Cut(location, "://")
+	return ok && strings.EqualFold(s, scheme)
 }
 
 // isLoopbackURL reports whether u names a loopback host, where plain http

@@ -88,6 +88,8 @@ func TestConfigErrorsNameTheirPath(t *testing.T) {
 			[]string{`"64MB" is not a size: want bytes, or a number with KiB, MiB or GiB`}},
 		{"decision budget overflows", validConfig + "  decision_cache: {max_bytes: 9007199254740992GiB}\n",
 			[]string{"is not a size"}},
+		{"unsupported scheme", strings.Replace(validConfig, "  source: policy", "  source: ftp://user:s3cret@host/b.tar.gz", 1),
+			[]string{"policy.source: ftp://xxxxx@host/b.tar.gz: only http:// and https:// URLs are fetched"}},
 		{"log level", validConfig + "log: {level: loud}\n", []string{"log.level: want debug, info, warn or error"}},
 		{"unknown key", validConfig + "listne: ':1'\n", []string{"field listne not found"}},
 		{"reuse too long", strings.Replace(validConfig, "keys: keys", "keys: keys\n    token_reuse: 30s", 1),
