@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Throttle limits failed logins, against password spraying and guessing.
@@ -146,13 +148,15 @@ func addressKey(addr string) string {
 }
 
 // throttleName is the form of a user name the per-user counters use: the
-// loosest way any connector compares names. LDAP matches uid ignoring case
-// and leading, trailing and repeated spaces, so "eve", "EVE" and " Eve "
-// are one user to it and must share one budget. Names that differ only so
-// are thereby one budget for case-sensitive connectors too: stricter, never
-// looser.
+// loosest way any connector compares names. LDAP prepares names as RFC 4518
+// says before it matches uid: compatibility-normalised (NFKC), case-folded,
+// leading, trailing and repeated spaces ignored. So "eve", "EVE", " Eve "
+// and the fullwidth "ｅｖｅ" are one user to slapd, and must share one
+// budget. Names that differ only so are thereby one budget for
+// case-sensitive connectors too: stricter, never looser.
 func throttleName(user string) string {
-	return strings.ToLower(strings.Join(strings.Fields(user), " "))
+	folded := cases.Fold().String(norm.NFKC.String(user))
+	return strings.Join(strings.Fields(folded), " ")
 }
 
 // FallbackCounters keeps counters in a shared store (Redis) and, while it

@@ -109,15 +109,16 @@ func TestAnOutageLocksNobodyOut(t *testing.T) {
 	}
 }
 
-// TestNamesAConnectorMatchesAlikeShareOneBudget: LDAP matches uid ignoring
-// case and surrounding spaces, so once "alice" is locked, "ALICE", " alice"
-// and "Alice " must not each bring a fresh budget of guesses.
+// TestNamesAConnectorMatchesAlikeShareOneBudget: LDAP matches uid after
+// NFKC, case folding and space handling, so once "alice" is locked,
+// "ALICE", " alice", "Alice " or a fullwidth "ａｌｉｃｅ" must not each bring
+// a fresh budget of guesses.
 func TestNamesAConnectorMatchesAlikeShareOneBudget(t *testing.T) {
 	f := newFixture(t, func(o *broker.Options) { o.Throttle = throttle() })
 	for i := range 5 {
 		tokenFrom(f, fmt.Sprintf("203.0.113.%d", i), "alice", "guess")
 	}
-	for _, name := range []string{"alice", "ALICE", " alice", "Alice ", "aLiCe"} {
+	for _, name := range []string{"alice", "ALICE", " alice", "Alice ", "aLiCe", "ａｌｉｃｅ", "ａlice", "ALICE　"} {
 		if code, _ := tokenFrom(f, "203.0.113.99", name, "guess"); code != http.StatusTooManyRequests {
 			t.Errorf("%q after alice was locked: %d, want 429", name, code)
 		}
