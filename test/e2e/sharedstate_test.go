@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -57,12 +59,17 @@ func TestRedisThrottleAndRevocationHoldThroughResetsAndOutages(t *testing.T) {
 	for i := range 5 {
 		tollgate(t, "slow-password\n", "htpasswd", "add", "--cost", "10", b.htpasswd, fmt.Sprint("slow", i))
 	}
-	waitUntil(t, b.proc, "the slow users can log in", func() error {
-		if got := basicStatus(t, b, "slow4", "slow-password"); got != http.StatusOK {
-			return fmt.Errorf("slow4: %d", got)
+	// Waiting by logging in would count failures until the file is
+	// reloaded: wait for the broker to say it has all nine users.
+	waitUntil(t, b.proc, "the slow users are loaded", func() error {
+		if log, _ := os.ReadFile(b.proc.log); !strings.Contains(string(log), `"users":9`) {
+			return errors.New("htpasswd not reloaded with the slow users yet")
 		}
 		return nil
 	})
+	if got := basicStatus(t, b, "slow4", "slow-password"); got != http.StatusOK {
+		t.Fatalf("slow4 with the right password: %d", got)
+	}
 
 	// 40 reset logins, interleaved with alice's wrong passwords: every
 	// wrong password counts, and the 11th is refused.
