@@ -20,7 +20,7 @@ func run(t *testing.T, stdin string, args ...string) (string, error) {
 	var out bytes.Buffer
 	app.Reader, app.Writer, app.ErrWriter = strings.NewReader(stdin), &out, &out
 	app.ExitErrHandler = func(*cli.Context, error) {}
-	err := app.Run(append([]string{"tollgate"}, args...))
+	err := runApp(app, append([]string{"tollgate"}, args...))
 	return out.String(), err
 }
 

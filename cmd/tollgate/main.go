@@ -23,7 +23,7 @@ import (
 var version = "dev"
 
 func main() {
-	if err := newApp().Run(os.Args); err != nil {
+	if err := runApp(newApp(), os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "tollgate:", err)
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {

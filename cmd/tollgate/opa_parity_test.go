@@ -75,7 +75,7 @@ func tollgatePolicyTest(t *testing.T, args ...string) (stdout string, status int
 	var out, errOut bytes.Buffer
 	app.Reader, app.Writer, app.ErrWriter = strings.NewReader(""), &out, &errOut
 	app.ExitErrHandler = func(*cli.Context, error) {}
-	err := app.Run(append([]string{"tollgate", "policy", "test"}, args...))
+	err := runApp(app, append([]string{"tollgate", "policy", "test"}, args...))
 	return out.String(), exitCode(err)
 }
 

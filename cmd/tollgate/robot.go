@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -61,14 +62,21 @@ Example:
 				},
 			},
 			{
-				Name:  "list",
-				Usage: "list robots: scopes, dates and status",
-				Description: `Example:
-   tollgate robot list --file /etc/tollgate/robots.json`,
+				Name:      "list",
+				Usage:     "list robots: scopes, dates and status",
+				ArgsUsage: "[NAME...]",
+				Description: `Lists every robot of the store, or only the NAMEs given.
+
+Examples:
+   tollgate robot list --file /etc/tollgate/robots.json
+   tollgate robot list team-ci --file /etc/tollgate/robots.json`,
 				Flags: []cli.Flag{fileFlag},
 				Action: func(c *cli.Context) error {
 					robots, err := robot.List(c.String("file"))
 					if err != nil {
+						return err
+					}
+					if robots, err = onlyNamed(robots, c.Args().Slice()); err != nil {
 						return err
 					}
 					now := time.Now()
@@ -143,6 +151,22 @@ Examples:
 			},
 		},
 	}
+}
+
+// onlyNamed keeps the robots named (NAME or robot-NAME); none named keeps all.
+func onlyNamed(robots []robot.Record, names []string) ([]robot.Record, error) {
+	if len(names) == 0 {
+		return robots, nil
+	}
+	var out []robot.Record
+	for _, name := range names {
+		i := slices.IndexFunc(robots, func(r robot.Record) bool { return r.Name == strings.TrimPrefix(name, robot.UserPrefix) })
+		if i < 0 {
+			return nil, fmt.Errorf("no robot named %q in this store", name)
+		}
+		out = append(out, robots[i])
+	}
+	return out, nil
 }
 
 // printCredential shows a robot's credential, the only time it is shown.
