@@ -157,8 +157,8 @@ picks up changes to the file within a second.
 
 Examples:
    printf '%s\n' "$PASSWORD" | tollgate htpasswd add users.htpasswd alice
-   tollgate htpasswd remove users.htpasswd alice
-   printf '%s\n' "$PASSWORD" | tollgate htpasswd verify users.htpasswd alice`,
+   printf '%s\n' "$PASSWORD" | tollgate htpasswd verify users.htpasswd alice
+   tollgate htpasswd remove users.htpasswd alice`,
 		Subcommands: []*cli.Command{
 			{
 				Name: "add", Usage: "add a user or change their password", ArgsUsage: "FILE USER",

@@ -76,7 +76,7 @@ Examples:
    tollgate policy test policies/default
    tollgate policy test -v --run 'test_guest' policies/default
    tollgate policy test --format json policies/default
-   tollgate policy test --coverage --threshold 90 policies/`,
+   tollgate policy test --coverage --threshold 90 policies/default`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print every test and its print() output"},
 			&cli.StringFlag{Name: "run", Aliases: []string{"r"}, Usage: "run only tests whose name matches this regular expression"},

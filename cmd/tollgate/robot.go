@@ -34,7 +34,7 @@ variables). Scopes are type:name:actions; names may use globs (* within a path
 segment, ** across segments).
 
 Example:
-   tollgate robot create team-ci --scope 'repository:team/*:pull,push' --expires 90d --description "team CI"`,
+   tollgate robot create release-ci --scope 'repository:team/*:pull,push' --expires 90d --description "release CI"`,
 				Flags: []cli.Flag{
 					fileFlag,
 					&cli.StringSliceFlag{Name: "scope", Aliases: []string{"s"}, Required: true, Usage: "a scope the robot may be granted (repeat)"},
