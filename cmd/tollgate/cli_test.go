@@ -126,3 +126,33 @@ func TestRegistryConfigPrintsAuthSectionAndBundle(t *testing.T) {
 		t.Fatalf("bundle: %s", pem)
 	}
 }
+
+// registry-config never drops a bundle into the current directory: with a
+// configuration file it asks where the registry reads it; in development it
+// refreshes the bundle the development registry.yml names.
+func TestRegistryConfigWritesNoBundleIntoTheCurrentDirectory(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := run(t, "", "keygen", "--out", filepath.Join(dir, "keys"), "--name", "a"); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "policy"), 0o755)
+	os.WriteFile(filepath.Join(dir, "users"), nil, 0o600)
+	cfg := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfg, []byte(validConfig), 0o600)
+	cwd := t.TempDir()
+	t.Chdir(cwd)
+	if out, err := run(t, "", "registry-config", "--config", cfg); err == nil || !strings.Contains(err.Error(), "--bundle") {
+		t.Errorf("registry-config --config without --bundle: %v, want an error asking for --bundle\n%s", err, out)
+	}
+	out, err := run(t, "", "registry-config", "--state-dir", filepath.Join(cwd, "state"))
+	if err != nil {
+		t.Fatalf("registry-config in development: %v\n%s", err, out)
+	}
+	bundle := filepath.Join(cwd, "state", "registry-bundle.pem")
+	if !strings.Contains(out, `rootcertbundle: "`+bundle+`"`) {
+		t.Errorf("development rootcertbundle is not %s:\n%s", bundle, out)
+	}
+	if entries, _ := os.ReadDir(cwd); len(entries) != 1 {
+		t.Errorf("registry-config wrote into the current directory: %v", entries)
+	}
+}

@@ -248,11 +248,13 @@ func (d *devSetup) printBanner(w io.Writer, addr string) {
      docker-registry serve %[1]s      # Debian's distribution 2.8
      registry serve %[1]s             # or distribution 3.x
 
-2. push as alice, pull anonymously from the public project:
+2. push as alice, then pull anonymously from the public project library:
      crane auth login %[2]s -u alice -p %[3]s
      tar -cf layer.tar README.md && crane append -f layer.tar -t %[2]s/team/app:v1
-     crane ls %[2]s/team/app
-     crane auth logout %[2]s && crane ls %[2]s/team/app        # anonymous: denied, team is private
+     crane append -f layer.tar -t %[2]s/library/hello:v1
+     crane auth logout %[2]s
+     crane ls %[2]s/library/hello    # anonymous: allowed, library is public
+     crane ls %[2]s/team/app         # anonymous: denied, team is private
 
 3. policies live in %[4]s: edit data.json and the broker reloads it within seconds.
 `, d.registry, devRegistry, pw["alice"], filepath.Join(d.stateDir, "policy"))

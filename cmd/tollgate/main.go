@@ -38,8 +38,9 @@ func newApp() *cli.App {
 		Name:  "tollgate",
 		Usage: "token broker for container registries, with authorization written in Rego",
 		Description: `tollgate answers a registry's token realm: it authenticates the caller
-(htpasswd, anonymous), asks a Rego policy which of the requested actions to grant,
-and signs exactly those into a JWT that distribution 2.8 and 3.x accept.
+(htpasswd, LDAP, OIDC tokens, robot credentials, or anonymous), asks a Rego policy
+which of the requested actions to grant, and signs exactly those into a JWT that
+distribution 2.8 and 3.x accept.
 
 Start with no configuration to get a development broker:
    tollgate serve`,

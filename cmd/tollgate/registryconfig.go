@@ -1,15 +1,17 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/internal/atomicfile"
 )
 
 func registryConfigCommand() *cli.Command {
@@ -32,10 +34,15 @@ Examples:
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "broker configuration file (default: the development state in --state-dir)", EnvVars: []string{"TOLLGATE_CONFIG"}},
 			&cli.StringFlag{Name: "state-dir", Value: ".tollgate", Usage: "development mode state directory"},
 			&cli.StringFlag{Name: "service", Usage: "service name (default: the default service)"},
-			&cli.StringFlag{Name: "bundle", Usage: "where to write the certificate bundle", Value: "token-ca.pem"},
+			&cli.StringFlag{Name: "bundle", Usage: "where to write the certificate bundle, the registry's rootcertbundle (required with --config; development: the state directory's registry-bundle.pem)"},
 		},
 		Action: func(c *cli.Context) error {
-			cfg, _, err := loadOrDevConfig(c)
+			// Only the operator knows where the registry reads its bundle;
+			// a default would drop it into whatever directory this runs in.
+			if c.String("config") != "" && c.String("bundle") == "" {
+				return errors.New("give --bundle: where the registry reads its rootcertbundle (for example /etc/registry/token-ca.pem)")
+			}
+			cfg, dev, err := loadOrDevConfig(c)
 			if err != nil {
 				return err
 			}
@@ -48,7 +55,10 @@ Examples:
 				return err
 			}
 			bundle := c.String("bundle")
-			if err := os.WriteFile(bundle, svc.Keys.CertBundle(time.Now()), 0o644); err != nil {
+			if bundle == "" {
+				bundle = filepath.Join(dev.stateDir, "registry-bundle.pem") // the one registry.yml names
+			}
+			if err := atomicfile.Write(bundle, svc.Keys.CertBundle(time.Now()), 0o644); err != nil {
 				return err
 			}
 			fmt.Fprint(c.App.Writer, registryAuthSection(svc, bundle))

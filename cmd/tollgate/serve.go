@@ -38,8 +38,8 @@ func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
 		Usage: "run the token broker",
-		Description: `Serves GET and POST /token, /.well-known/jwks.json, /certs.pem, /healthz and
-/readyz. Without --config it runs a development broker: example users with
+		Description: `Serves GET and POST /token, /.well-known/jwks.json, /certs.pem, /healthz,
+/readyz and /metrics (or /metrics on metrics.listen). Without --config it runs a development broker: example users with
 generated passwords, the default policy, and a key created on first start, all
 kept in --state-dir; it prints how to point a registry and a client at it.
 

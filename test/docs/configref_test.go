@@ -1,0 +1,62 @@
+package docs
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tollgate/tollgate/test/testenv"
+)
+
+// The README's configuration reference is a configuration `serve --check`
+// accepts, with its absolute paths mapped into a directory that holds the
+// files it names.
+func TestReadmeConfigReferenceIsValid(t *testing.T) {
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	readme, err := os.ReadFile(filepath.Join(repoRoot(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, _ := strings.Cut(string(readme), "## Configuration reference")
+	_, block, _ := strings.Cut(after, "```yaml\n")
+	block, _, _ = strings.Cut(block, "```")
+	if strings.Count(block, "\n") < 50 {
+		t.Fatalf("no configuration reference found in README.md:\n%s", block)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte(paths.ReplaceAllString(block, "${1}"+dir+"/${2}/")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The files the reference names.
+	sh := func(script string) {
+		t.Helper()
+		cmd := exec.Command("sh", "-ec", script)
+		cmd.Dir, cmd.Env = dir, append(os.Environ(), "TG="+tollgateBin, "ROOT="+repoRoot())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", script, err, out)
+		}
+	}
+	sh(`mkdir -p etc/tollgate run/secrets var/lib var/run/secrets/kubernetes.io/serviceaccount
+		mkdir -m 0700 var/lib/tollgate
+		"$TG" keygen --out etc/tollgate/keys/registry --name a >/dev/null
+		"$TG" keygen --out etc/tollgate --name tls >/dev/null
+		cp etc/tollgate/tls.crt etc/tollgate/ldap-ca.pem
+		cp etc/tollgate/tls.crt var/run/secrets/kubernetes.io/serviceaccount/ca.crt
+		touch etc/tollgate/htpasswd
+		"$TG" robot create ci --scope repository:x:pull --expires 1d --file etc/tollgate/robots.json >/dev/null 2>&1
+		echo secret > run/secrets/ldap-bind && echo secret > run/secrets/redis`)
+	// policy.signing asks for a signed bundle: the policy directory is one.
+	key, pub := testenv.WriteES256KeyPair(t, dir)
+	sh(`cp ` + pub + ` etc/tollgate/bundle-pub.pem
+		"$TG" bundle build -o b.tar.gz --signing-key ` + key + ` --signing-alg ES256 "$ROOT/policies/default"
+		mkdir etc/tollgate/policy && tar -xzf b.tar.gz -C etc/tollgate/policy`)
+	out, err := exec.Command(tollgateBin, "serve", "--config", cfg, "--check").CombinedOutput()
+	if err != nil {
+		t.Fatalf("serve --check on the README's configuration reference: %v\n%s", err, out)
+	}
+}
