@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -18,6 +17,8 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/internal/secret"
+	"github.com/tollgate/tollgate/internal/yamlconf"
 	"github.com/tollgate/tollgate/policies"
 )
 
@@ -65,38 +66,6 @@ type RefreshConfig struct {
 	TTL     time.Duration `yaml:"ttl"`
 }
 
-// ConnectorConfig is one identity adapter. Its type-specific settings are
-// decoded by the adapter's factory (see connectors.go).
-type ConnectorConfig struct {
-	Name string
-	Type string
-	node yaml.Node
-}
-
-// UnmarshalYAML keeps the whole node for the adapter's own typed decoding.
-func (c *ConnectorConfig) UnmarshalYAML(n *yaml.Node) error {
-	var head struct {
-		Name string `yaml:"name"`
-		Type string `yaml:"type"`
-	}
-	if err := n.Decode(&head); err != nil {
-		return err
-	}
-	c.Name, c.Type, c.node = head.Name, head.Type, *n
-	return nil
-}
-
-// decodeStrict decodes the connector's node into out, refusing unknown keys.
-func (c *ConnectorConfig) decodeStrict(out any) error {
-	raw, err := yaml.Marshal(&c.node)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	return dec.Decode(out)
-}
-
 // PolicyConfig says where the policy comes from and how decisions are cached.
 type PolicyConfig struct {
 	// Source is a directory, an OPA bundle file (.tar.gz) or an http(s) URL
@@ -107,7 +76,7 @@ type PolicyConfig struct {
 	Signing *SigningConfig `yaml:"signing"`
 	// BearerToken authenticates to a bundle server (from the value, an
 	// environment variable or a file).
-	BearerToken     Secret              `yaml:"bearer_token"`
+	BearerToken     secret.Secret       `yaml:"bearer_token"`
 	BearerTokenEnv  string              `yaml:"bearer_token_env"`
 	BearerTokenFile string              `yaml:"bearer_token_file"`
 	DecisionCache   DecisionCacheConfig `yaml:"decision_cache"`
@@ -132,7 +101,7 @@ type TLSConfig struct {
 // revocations between replicas.
 type RedisConfig struct {
 	Addr         string        `yaml:"addr"`
-	Password     Secret        `yaml:"password"`
+	Password     secret.Secret `yaml:"password"`
 	PasswordEnv  string        `yaml:"password_env"`
 	PasswordFile string        `yaml:"password_file"`
 	DB           int           `yaml:"db"`
@@ -213,7 +182,7 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
 	if n.Kind != yaml.ScalarNode || err != nil || v < 0 || v > math.MaxInt64/unit {
-		return fmt.Errorf("line %d: %q is not a size: want bytes, or a number with KiB, MiB or GiB", n.Line, n.Value)
+		return fmt.Errorf("%q is not a size: want bytes, or a number with KiB, MiB or GiB", n.Value)
 	}
 	*b = ByteSize(v * unit)
 	return nil
@@ -226,23 +195,29 @@ type LogConfig struct {
 }
 
 // LoadConfig reads, defaults and validates the file at path. Relative paths
-// in it are taken relative to the file's directory.
+// in it are taken relative to the file's directory. Every key is decoded
+// strictly, each connector's by its adapter's Config; every problem is named
+// by its YAML path and line.
 func LoadConfig(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var c Config
+	if root.Kind != 0 { // an empty file is an empty configuration
+		if err := yamlconf.Decode(&root, &c); err != nil {
+			return nil, fmt.Errorf("%s: invalid configuration:\n%w", path, err)
+		}
 	}
 	c.resolvePaths(filepath.Dir(path))
 	c.path = path
 	c.setDefaults()
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: invalid configuration:\n%w", path, err)
+		return nil, fmt.Errorf("%s: invalid configuration:\n%w", path, yamlconf.Locate(&root, err))
 	}
 	return &c, nil
 }
@@ -364,7 +339,7 @@ func ptr[T any](v T) *T { return &v }
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+		errs = append(errs, yamlconf.Errorf(path, format, args...))
 	}
 	if len(c.Services) == 0 {
 		bad("services", "at least one service is required")
@@ -418,8 +393,13 @@ func (c *Config) Validate() error {
 			bad(p+".name", "duplicate or reserved name %q", ic.Name)
 		}
 		cnames[ic.Name] = true
-		if _, ok := connectorFactories[ic.Type]; !ok {
-			bad(p+".type", "unknown connector type %q (known: %s)", ic.Type, factoryNames())
+		switch {
+		case ic.Type == "":
+			bad(p+".type", "required: one of %s", connectorTypeNames())
+		case ic.Config == nil:
+			bad(p+".type", "unknown connector type %q (known: %s)", ic.Type, connectorTypeNames())
+		default:
+			errs = append(errs, yamlconf.Prefix(p, ic.Config.Validate()))
 		}
 		if (ic.Type == "robot") != (ic.Name == robotConnectorName) {
 			bad(p+".name", "the robot connector, and only it, is named %q (policies recognise robots by it)", robotConnectorName)
@@ -449,6 +429,14 @@ func (c *Config) Validate() error {
 	}
 	if pc := c.Policy.Polling; pc.MinDelay < 0 || pc.MaxDelay < pc.MinDelay || pc.Timeout < 0 {
 		bad("policy.polling", "want 0 <= min_delay <= max_delay and a positive timeout")
+	}
+	if err := secret.Check(c.Policy.BearerToken, c.Policy.BearerTokenEnv, c.Policy.BearerTokenFile); err != nil {
+		bad("policy.bearer_token", "%v", err)
+	}
+	if c.Redis != nil {
+		if err := secret.Check(c.Redis.Password, c.Redis.PasswordEnv, c.Redis.PasswordFile); err != nil {
+			bad("redis.password", "%v", err)
+		}
 	}
 	if c.Policy.MaxBundleFiles < 0 {
 		bad("policy.max_bundle_files", "must not be negative (0: the default, %d)", bundles.DefaultMaxFiles)

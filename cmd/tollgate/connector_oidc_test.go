@@ -103,25 +103,25 @@ func TestOIDCConnectorFromYAML(t *testing.T) {
 
 func TestOIDCConnectorConfigErrors(t *testing.T) {
 	for name, tc := range map[string]struct{ yaml, want string }{
-		"no issuers":  {"issuers: []", "issuers: at least one is required"},
-		"alg none":    {"issuers: [{issuer: https://idp.example.com, audience: r, algorithms: [none]}]", `issuers[0]: algorithms: "none" is not accepted`},
-		"HS256":       {"issuers: [{issuer: https://idp.example.com, audience: r, algorithms: [HS256]}]", `"HS256" is not accepted`},
-		"no audience": {"issuers: [{issuer: https://idp.example.com}]", "audience: required"},
-		"unknown key": {"issuers: [{issuer: https://idp.example.com, audience: r, audiance: x}]", "audiance"},
-		"plain http":  {"issuers: [{issuer: http://idp.example.com, audience: r}]", "https only"},
-		"bad ca_file": {"issuers: [{issuer: https://idp.example.com, audience: r, ca_file: /nonexistent}]", "issuers[0].ca_file"},
-		"long leeway": {"issuers: [{issuer: https://idp.example.com, audience: r, leeway: 1h}]", "leeway: at most"},
+		"no issuers":   {"issuers: []", "identity[0].issuers: at least one is required at line 8"},
+		"alg none":     {"issuers: [{issuer: https://idp.example.com, audience: r, algorithms: [none]}]", `identity[0].issuers[0].algorithms: "none" is not accepted`},
+		"HS256":        {"issuers: [{issuer: https://idp.example.com, audience: r, algorithms: [HS256]}]", `"HS256" is not accepted`},
+		"no audience":  {"issuers: [{issuer: https://idp.example.com}]", "identity[0].issuers[0].audience: required"},
+		"unknown key":  {"issuers: [{issuer: https://idp.example.com, audience: r, audiance: x}]", "identity[0].issuers[0].audiance: unknown key (did you mean audience?) at line 8"},
+		"plain http":   {"issuers: [{issuer: http://idp.example.com, audience: r}]", "https only"},
+		"bad ca_file":  {"issuers: [{issuer: https://idp.example.com, audience: r, ca_file: /nonexistent}]", "identity[0].issuers[0].ca_file: open /nonexistent"},
+		"long leeway":  {"issuers: [{issuer: https://idp.example.com, audience: r, leeway: 1h}]", "identity[0].issuers[0].leeway: at most"},
+		"audience map": {"issuers: [{issuer: https://idp.example.com, audience: {a: b}}]", "identity[0].issuers[0].audience: want a string or a list of strings at line 8"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := strings.Replace(validConfig, "  - {name: local, type: htpasswd, file: users}\n",
 				"  - {name: sso, type: oidc, "+tc.yaml+"}\n", 1)
 			c, err := LoadConfig(writeConfig(t, cfg))
-			if err != nil {
-				t.Fatal(err)
+			if err == nil {
+				err = checkConnectors(context.Background(), c)
 			}
-			_, err = buildChain(connectorEnv{ctx: context.Background(), log: slog.New(slog.DiscardHandler), baseDir: t.TempDir()}, c.Identity)
-			if err == nil || !strings.Contains(err.Error(), "identity[0] (sso)") || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want it to name identity[0] (sso) and say %q", err, tc.want)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to say %q", err, tc.want)
 			}
 		})
 	}

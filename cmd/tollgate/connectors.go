@@ -2,84 +2,153 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
+	"maps"
 	"slices"
 	"strings"
-	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/identity/htpasswd"
+	"github.com/tollgate/tollgate/identity/ldap"
+	"github.com/tollgate/tollgate/identity/oidc"
+	"github.com/tollgate/tollgate/identity/robot"
+	"github.com/tollgate/tollgate/internal/yamlconf"
 )
 
-// connectorEnv is what a connector factory may use besides its own config.
+// connectorTypes is each identity adapter's configuration, by type. Each
+// adapter owns its Config (keys, defaults, Validate, Open); adding one
+// means adding a row here, and nothing registers itself.
+var connectorTypes = map[string]connectorType{
+	"htpasswd": connectorTypeOf((*htpasswd.Config).Open),
+	"ldap":     connectorTypeOf((*ldap.Config).Open),
+	"oidc":     connectorTypeOf((*oidc.Config).Open),
+	"robot":    connectorTypeOf((*robot.Config).Open),
+}
+
+// robotConnectorName is the connector name of every robot identity: the
+// default policy recognises robots by it, so no other connector may use it.
+const robotConnectorName = "robot"
+
+// adapterConfig is an adapter's own Config, decoded from its YAML.
+type adapterConfig interface{ Validate() error }
+
+// connectorType makes an adapter's empty Config and opens a decoded one.
+type connectorType struct {
+	newConfig func() adapterConfig
+	open      func(ctx context.Context, c adapterConfig, env identity.Env) (any, error)
+}
+
+// connectorTypeOf describes the adapter whose Config.Open is open.
+func connectorTypeOf[C any, PC interface {
+	*C
+	adapterConfig
+}, A any](open func(PC, context.Context, identity.Env) (A, error)) connectorType {
+	return connectorType{
+		newConfig: func() adapterConfig { return PC(new(C)) },
+		open: func(ctx context.Context, c adapterConfig, env identity.Env) (any, error) {
+			a, err := open(c.(PC), ctx, env)
+			if err != nil {
+				return nil, err
+			}
+			return a, nil
+		},
+	}
+}
+
+func connectorTypeNames() string {
+	return strings.Join(slices.Sorted(maps.Keys(connectorTypes)), ", ")
+}
+
+// ConnectorConfig is one identity adapter: the envelope (name, type) and
+// the adapter's own Config, decoded strictly from the same mapping when the
+// file is loaded.
+type ConnectorConfig struct {
+	Name string
+	Type string
+	// Config is the adapter's (*ldap.Config, ...); nil for an unknown type,
+	// which Validate reports.
+	Config adapterConfig
+	node   yaml.Node // the connector's YAML, which a reload compares
+}
+
+// UnmarshalYAML picks the adapter by type, then decodes name, type and the
+// adapter's keys strictly: a typo is an error naming its path and line.
+func (c *ConnectorConfig) UnmarshalYAML(n *yaml.Node) error {
+	var head struct {
+		Type string `yaml:"type"`
+	}
+	if err := n.Decode(&head); err != nil {
+		return errors.New("want a mapping with name, type and the connector's keys")
+	}
+	envelope := struct {
+		Name   string `yaml:"name"`
+		Type   string `yaml:"type"`
+		Config any    `yaml:",inline"`
+	}{}
+	t, known := connectorTypes[head.Type]
+	if known {
+		envelope.Config = t.newConfig()
+	}
+	if err := yamlconf.Decode(n, &envelope); err != nil && known {
+		return err
+	}
+	c.Name, c.Type, c.node = envelope.Name, envelope.Type, *n
+	if known {
+		c.Config = envelope.Config.(adapterConfig)
+	}
+	return nil
+}
+
+// connectorEnv is what building a connector may use besides its config.
 type connectorEnv struct {
-	ctx     context.Context // lives as long as the server; ends watchers
+	ctx     context.Context // the connector's life; ends its watchers
 	log     *slog.Logger
 	baseDir string
 	cache   *identity.CredentialCache
 }
 
-// connectorFactories builds identity adapters from their config, by type.
-// Adding an adapter means adding a row here; nothing registers itself.
-var connectorFactories = map[string]func(env connectorEnv, c *ConnectorConfig) (any, error){
-	"htpasswd": newHtpasswdConnector,
-	"ldap":     newLDAPConnector,
-	"oidc":     newOIDCConnector,
-	"robot":    newRobotConnector,
-}
-
-func factoryNames() string {
-	names := make([]string, 0, len(connectorFactories))
-	for n := range connectorFactories {
-		names = append(names, n)
+// open builds the adapter of c; its watchers and pools stop with env.ctx.
+func (c *ConnectorConfig) open(env connectorEnv) (any, error) {
+	ie := identity.Env{BaseDir: env.baseDir}
+	if env.log != nil {
+		ie.Log = env.log.With("connector", c.Name)
 	}
-	slices.Sort(names)
-	return strings.Join(names, ", ")
-}
-
-// htpasswdConfig is the configuration of an htpasswd connector.
-type htpasswdConfig struct {
-	Name string `yaml:"name"`
-	Type string `yaml:"type"`
-	File string `yaml:"file"`
-}
-
-// htpasswdPoll is how often the file is checked for changes.
-const htpasswdPoll = time.Second
-
-func newHtpasswdConnector(env connectorEnv, c *ConnectorConfig) (any, error) {
-	var cfg htpasswdConfig
-	if err := c.decodeStrict(&cfg); err != nil {
-		return nil, err
+	if env.cache != nil {
+		ie.Changed = env.cache.Purge
 	}
-	if cfg.File == "" {
-		return nil, fmt.Errorf("file: required")
-	}
-	if !filepath.IsAbs(cfg.File) {
-		cfg.File = filepath.Join(env.baseDir, cfg.File)
-	}
-	f, err := htpasswd.Open(cfg.File)
-	if err != nil {
-		return nil, err
-	}
-	// A changed file takes effect at once: forget verified passwords.
-	f.OnReload = env.cache.Purge
-	go f.Watch(env.ctx, htpasswdPoll, env.log.With("connector", c.Name))
-	return f, nil
+	return connectorTypes[c.Type].open(env.ctx, c.Config, ie)
 }
 
 // buildChain builds every configured connector, in order.
 func buildChain(env connectorEnv, cfgs []ConnectorConfig) (*identity.Chain, error) {
 	conns := make([]identity.Connector, 0, len(cfgs))
 	for i := range cfgs {
-		c := &cfgs[i]
-		adapter, err := connectorFactories[c.Type](env, c)
+		adapter, err := cfgs[i].open(env)
 		if err != nil {
-			return nil, fmt.Errorf("identity[%d] (%s): %w", i, c.Name, err)
+			return nil, connectorError(i, &cfgs[i], err)
 		}
-		conns = append(conns, identity.Connector{Name: c.Name, Adapter: adapter})
+		conns = append(conns, identity.Connector{Name: cfgs[i].Name, Adapter: adapter})
 	}
 	return identity.NewChain(conns, env.cache), nil
+}
+
+// connectorError names the connector's path and line in err, as loading does.
+func connectorError(i int, c *ConnectorConfig, err error) error {
+	return yamlconf.Prefix(fmt.Sprintf("identity[%d]", i), yamlconf.Locate(&c.node, err))
+}
+
+// checkConnectors opens every connector as serve would (reading its files
+// and secrets, connecting to nothing) and closes them again, so --check
+// finds a missing htpasswd file or an unset password variable.
+func checkConnectors(ctx context.Context, cfg *Config) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the watchers
+	if _, err := buildChain(connectorEnv{ctx: ctx, baseDir: cfg.baseDir}, cfg.Identity); err != nil {
+		return fmt.Errorf("%s: invalid configuration:\n%w", cfg.path, err)
+	}
+	return nil
 }

@@ -13,7 +13,7 @@ func TestHelpNamesEveryConnectorType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for typ := range connectorFactories {
+	for typ := range connectorTypes {
 		if !strings.Contains(strings.ToLower(out), typ) {
 			t.Errorf("tollgate --help does not name the %s connector:\n%s", typ, out)
 		}

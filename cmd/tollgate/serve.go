@@ -31,6 +31,7 @@ import (
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/internal/atomicfile"
+	"github.com/tollgate/tollgate/internal/secret"
 	"github.com/tollgate/tollgate/policies"
 )
 
@@ -63,6 +64,9 @@ Examples:
 				cfg.Listen = l
 			}
 			if c.Bool("check") {
+				if err := checkConnectors(c.Context, cfg); err != nil {
+					return err
+				}
 				fmt.Fprintf(c.App.Writer, "configuration valid: %d service(s), %d connector(s), policy from %s\n", len(cfg.Services), len(cfg.Identity), bundles.RedactURL(cfg.Policy.Source))
 				return nil
 			}
@@ -315,11 +319,11 @@ func (sh *sharedState) connectors(ctx context.Context, cfg *Config, prev map[str
 		if lc == nil || lc.key != key {
 			cctx, cancel := context.WithCancel(ctx)
 			env := connectorEnv{ctx: cctx, log: sh.log, baseDir: cfg.baseDir, cache: sh.cache}
-			adapter, err := connectorFactories[c.Type](env, c)
+			adapter, err := c.open(env)
 			if err != nil {
 				cancel()
 				retire(next, prev, 0) // stop what this attempt built
-				return nil, nil, fmt.Errorf("identity[%d] (%s): %w", i, c.Name, err)
+				return nil, nil, connectorError(i, c, err)
 			}
 			lc = &liveConnector{key: key, adapter: adapter, cancel: cancel}
 		}
@@ -460,7 +464,7 @@ func newPolicyPoller(cfg *Config, engine *policies.Engine, log *slog.Logger) (*b
 		}
 		src.Verify = vc
 	}
-	token, err := resolveSecret(pc.BearerToken, pc.BearerTokenEnv, pc.BearerTokenFile, cfg.baseDir)
+	token, err := secret.Resolve(pc.BearerToken, pc.BearerTokenEnv, pc.BearerTokenFile, cfg.baseDir)
 	if err != nil {
 		return nil, fmt.Errorf("policy.bearer_token: %w", err)
 	}
@@ -685,7 +689,7 @@ func (st *sharedStores) registerMetrics(reg prometheus.Registerer) {
 
 func openRedis(cfg *Config, log *slog.Logger) (*redisstore.Store, error) {
 	rc := cfg.Redis
-	pw, err := resolveSecret(rc.Password, rc.PasswordEnv, rc.PasswordFile, cfg.baseDir)
+	pw, err := secret.Resolve(rc.Password, rc.PasswordEnv, rc.PasswordFile, cfg.baseDir)
 	if err != nil {
 		return nil, fmt.Errorf("redis.password: %w", err)
 	}

@@ -1,6 +1,7 @@
 package oidc
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -63,70 +65,23 @@ type publicKey struct {
 	alg string
 }
 
-func newIssuer(c IssuerConfig, now func() time.Time, log *slog.Logger) (*issuer, error) {
-	if c.Issuer == "" {
-		return nil, errors.New("issuer: required")
-	}
-	if c.JWKSURL != "" {
-		if err := checkFetchURL(c.JWKSURL); err != nil {
-			return nil, fmt.Errorf("jwks_url: %w", err)
-		}
-	} else if err := checkFetchURL(c.Issuer); err != nil {
-		return nil, fmt.Errorf("issuer: %w (or give jwks_url)", err)
-	}
-	if len(c.Audiences) == 0 || slices.Contains(c.Audiences, "") {
-		return nil, errors.New("audience: required, so tokens meant for other services are refused")
-	}
+// newIssuer builds an issuer of a validated c, its zero values defaulted.
+func newIssuer(c IssuerConfig, now func() time.Time, log *slog.Logger) *issuer {
 	if len(c.Algorithms) == 0 {
 		c.Algorithms = DefaultAlgorithms
 	}
 	algs := map[string]bool{}
 	for _, a := range c.Algorithms {
-		if !validAlgorithm(a) {
-			return nil, fmt.Errorf("algorithms: %q is not accepted (never none or HMAC); use some of %s", a, strings.Join(supportedAlgorithms, ", "))
-		}
 		algs[a] = true
 	}
-	if c.SubjectClaim == "" {
-		c.SubjectClaim = "sub"
-	}
-	if c.NameClaim == "" {
-		c.NameClaim = "name"
-	}
-	if c.GroupsClaim == "" {
-		c.GroupsClaim = "groups"
-	}
-	required := make([]string, 0, len(c.RequiredClaims))
-	for k := range c.RequiredClaims {
-		if k == "" {
-			return nil, errors.New("required_claims: a claim name is empty")
-		}
-		required = append(required, k)
-	}
-	slices.Sort(required)
-	for _, d := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
-	}{
-		{"leeway", &c.Leeway, DefaultLeeway},
-		{"timeout", &c.Timeout, DefaultTimeout},
-		{"jwks_refetch_interval", &c.RefetchInterval, DefaultRefetchInterval},
-		{"jwks_max_age", &c.KeysMaxAge, DefaultKeysMaxAge},
-	} {
-		if *d.v < 0 {
-			return nil, fmt.Errorf("%s: must not be negative", d.name)
-		}
-		if *d.v == 0 {
-			*d.v = d.def
-		}
-	}
-	if c.Leeway > MaxLeeway {
-		return nil, fmt.Errorf("leeway: at most %s", MaxLeeway)
-	}
-	if c.RefreshTTL < 0 {
-		return nil, errors.New("refresh_ttl: must not be negative")
-	}
+	c.SubjectClaim = cmp.Or(c.SubjectClaim, "sub")
+	c.NameClaim = cmp.Or(c.NameClaim, "name")
+	c.GroupsClaim = cmp.Or(c.GroupsClaim, "groups")
+	required := slices.Sorted(maps.Keys(c.RequiredClaims))
+	c.Leeway = cmp.Or(c.Leeway, DefaultLeeway)
+	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
+	c.RefetchInterval = cmp.Or(c.RefetchInterval, DefaultRefetchInterval)
+	c.KeysMaxAge = cmp.Or(c.KeysMaxAge, DefaultKeysMaxAge)
 	client := c.HTTPClient
 	if client == nil {
 		client = &http.Client{Timeout: c.Timeout}
@@ -143,7 +98,7 @@ func newIssuer(c IssuerConfig, now func() time.Time, log *slog.Logger) (*issuer,
 		),
 		sem:     make(chan struct{}, 1),
 		jwksURL: c.JWKSURL,
-	}, nil
+	}
 }
 
 // checkFetchURL allows https, and plain http only to a loopback host (tests,

@@ -43,50 +43,56 @@ var supportedAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", 
 type IssuerConfig struct {
 	// Issuer is the exact `iss` of its tokens and the base of its discovery
 	// document (Issuer + "/.well-known/openid-configuration").
-	Issuer string
+	Issuer string `yaml:"issuer"`
 	// Audiences: a token's `aud` must hold at least one of them.
-	Audiences []string
+	Audiences StringList `yaml:"audience"`
 	// Algorithms accepted from this issuer; DefaultAlgorithms when empty.
-	Algorithms []string
+	Algorithms []string `yaml:"algorithms"`
 
 	// SubjectClaim becomes Identity.Subject (default "sub"); NameClaim the
 	// display name (default "name", the subject when absent); GroupsClaim
 	// the groups (default "groups"), each prefixed with GroupsPrefix. A claim
 	// is named literally, or by a dotted path into nested objects
 	// ("kubernetes.io.namespace"); a literal name wins.
-	SubjectClaim, NameClaim, GroupsClaim, GroupsPrefix string
+	SubjectClaim string `yaml:"subject_claim"`
+	NameClaim    string `yaml:"name_claim"`
+	GroupsClaim  string `yaml:"groups_claim"`
+	GroupsPrefix string `yaml:"groups_prefix"`
 	// RequiredClaims must be present with these values (a string, a number
 	// or boolean in its JSON form, or one element of an array claim).
-	RequiredClaims map[string]string
+	RequiredClaims map[string]string `yaml:"required_claims"`
 
 	// Leeway is the clock skew allowed on exp and nbf (DefaultLeeway when 0).
-	Leeway time.Duration
+	Leeway time.Duration `yaml:"leeway"`
 	// RefreshTTL lets a refresh token issued to this issuer's identities
 	// outlive the OIDC token, up to this long after issue. 0 (the default)
 	// means a refresh token expires no later than the OIDC token itself.
-	RefreshTTL time.Duration
+	RefreshTTL time.Duration `yaml:"refresh_ttl"`
 
 	// JWKSURL skips discovery and reads the keys from here.
-	JWKSURL string
+	JWKSURL string `yaml:"jwks_url"`
+	// CAFile, read by Config.Open, is the CA that an issuer behind a private
+	// CA (a cluster's API server) is verified with.
+	CAFile string `yaml:"ca_file"`
 	// HTTPClient fetches discovery and keys (for a private CA); a client
 	// with Timeout otherwise.
-	HTTPClient *http.Client
+	HTTPClient *http.Client `yaml:"-"`
 	// Timeout bounds one fetch (DefaultTimeout when 0).
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"timeout"`
 	// RefetchInterval is the least time between two fetches of the keys, so
 	// a flood of unknown key ids cannot become a flood of fetches, nor can a
 	// provider outage (DefaultRefetchInterval when 0).
-	RefetchInterval time.Duration
+	RefetchInterval time.Duration `yaml:"jwks_refetch_interval"`
 	// KeysMaxAge is how long fetched keys are used before they are fetched
 	// again, dropping retired keys (DefaultKeysMaxAge when 0).
-	KeysMaxAge time.Duration
+	KeysMaxAge time.Duration `yaml:"jwks_max_age"`
 }
 
 // Config configures a Verifier.
 type Config struct {
-	Issuers []IssuerConfig
+	Issuers []IssuerConfig `yaml:"issuers"`
 	// Now is the clock; time.Now when nil.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 }
 
 // Verifier verifies bearer JWTs from its issuers. It implements
@@ -104,22 +110,15 @@ func New(cfg Config, log *slog.Logger) (*Verifier, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if len(cfg.Issuers) == 0 {
-		return nil, errors.New("issuers: at least one is required")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	v := &Verifier{issuers: map[string]*issuer{}, now: cfg.Now, log: log}
 	if v.now == nil {
 		v.now = time.Now
 	}
-	for i, ic := range cfg.Issuers {
-		is, err := newIssuer(ic, v.now, log.With("issuer", ic.Issuer))
-		if err != nil {
-			return nil, fmt.Errorf("issuers[%d]: %w", i, err)
-		}
-		if _, dup := v.issuers[ic.Issuer]; dup {
-			return nil, fmt.Errorf("issuers[%d].issuer: %q is configured twice", i, ic.Issuer)
-		}
-		v.issuers[ic.Issuer] = is
+	for _, ic := range cfg.Issuers {
+		v.issuers[ic.Issuer] = newIssuer(ic, v.now, log.With("issuer", ic.Issuer))
 	}
 	return v, nil
 }

@@ -46,6 +46,18 @@ func Given(value Secret, env, file string) bool {
 	return value != "" || env != "" || file != ""
 }
 
+// Key is the key a secret named name was given by (name, name_env or
+// name_file), for an error about it.
+func Key(name, env, file string) string {
+	switch {
+	case env != "":
+		return name + "_env"
+	case file != "":
+		return name + "_file"
+	}
+	return name
+}
+
 // Resolve takes a secret from exactly one of: the value, an environment
 // variable, or a file (relative to baseDir; trailing newline removed).
 // Secrets never come from the command line.

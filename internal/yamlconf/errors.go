@@ -98,6 +98,9 @@ func lineOf(root *yaml.Node, path string) int {
 		n = n.Content[0]
 	}
 	line := 0
+	if path == "" && n != nil {
+		line = n.Line
+	}
 	for _, seg := range splitPath(path) {
 		next, keyLine := child(n, seg)
 		if next == nil {

@@ -1,0 +1,34 @@
+package identity
+
+import (
+	"log/slog"
+	"path/filepath"
+)
+
+// Env is what an adapter's Config.Open may use besides its own Config.
+type Env struct {
+	// Log receives the connector's messages; nil discards them.
+	Log *slog.Logger
+	// BaseDir is where relative paths in the Config are taken from: the
+	// directory of the configuration file.
+	BaseDir string
+	// Changed, when set, is called after the connector's users changed (a
+	// reloaded file), so the broker forgets the passwords it verified.
+	Changed func()
+}
+
+// Path makes p absolute against BaseDir; "" stays "".
+func (e Env) Path(p string) string {
+	if p != "" && !filepath.IsAbs(p) {
+		return filepath.Join(e.BaseDir, p)
+	}
+	return p
+}
+
+// Logger is Log, or a logger that discards.
+func (e Env) Logger() *slog.Logger {
+	if e.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.Log
+}
