@@ -15,19 +15,15 @@ import (
 // passwords it generates there. dir is absolute, with no links in it.
 //
 // The directory and every entry development mode reads or writes must be
-// ours, writable by nobody else, and no symbolic link. Its parent may be
-// writable by others only with the sticky bit (like /tmp), and then the
-// directory must be 0700. A group-writable parent is accepted: it is
+// ours, writable by nobody else, and no symbolic link. The directories
+// above it must be ours or root's, and writable by others only with the
+// sticky bit (like /tmp); under such a parent the directory must be 0700. A group-writable parent is accepted: it is
 // usually the checkout, whose group can change what is run anyway.
 func checkDevState(dir string) error {
 	uid := os.Geteuid()
-	parent, err := os.Stat(filepath.Dir(dir))
+	shared, err := checkAncestors(dir, uid)
 	if err != nil {
 		return err
-	}
-	shared := parent.Mode().Perm()&0o002 != 0
-	if shared && parent.Mode()&fs.ModeSticky == 0 {
-		return fmt.Errorf("state directory %s is in %s: every user can write it and it has no sticky bit, so anyone can replace the state directory: choose another --state-dir", dir, filepath.Dir(dir))
 	}
 	fi, err := os.Lstat(dir)
 	if err != nil {
@@ -64,6 +60,36 @@ func checkDevState(dir string) error {
 		}
 	}
 	return nil
+}
+
+// checkAncestors refuses a state directory that another user can move
+// away and replace: every directory above it must be owned by us or root,
+// and writable by every user only with the sticky bit (like /tmp). It
+// reports whether the parent is such a shared directory.
+func checkAncestors(dir string, uid int) (shared bool, err error) {
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return false, err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return false, fmt.Errorf("state directory %s: the owner of %s is unknown: choose another --state-dir", dir, d)
+		}
+		if int(st.Uid) != uid && st.Uid != 0 {
+			return false, fmt.Errorf("state directory %s is inside %s, which belongs to another user (uid %d), who can replace it: choose another --state-dir", dir, d, st.Uid)
+		}
+		everyone := fi.Mode().Perm()&0o002 != 0
+		if everyone && fi.Mode()&fs.ModeSticky == 0 {
+			return false, fmt.Errorf("state directory %s is inside %s: every user can write it and it has no sticky bit, so anyone can replace the state directory: choose another --state-dir", dir, d)
+		}
+		if d == filepath.Dir(dir) {
+			shared = everyone
+		}
+		if d == filepath.Dir(d) {
+			return shared, nil
+		}
+	}
 }
 
 // foreign says why the file fi describes (from Lstat) is not ours alone,

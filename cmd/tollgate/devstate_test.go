@@ -146,6 +146,16 @@ func TestDevStateRefusesWhatOthersCanWrite(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "every user can write it and it has no sticky bit", nil},
+		{"parent owned by another user", func(t *testing.T, state string) {
+			chownOther(t, filepath.Dir(state))
+		}, "which belongs to another user (uid 65534)", nil},
+		{"grandparent writable by everyone without the sticky bit", func(t *testing.T, state string) {
+			mid := filepath.Dir(state)
+			mkdirMode(t, mid, 0o755)
+			if err := os.Chmod(filepath.Dir(mid), 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}, "every user can write it and it has no sticky bit", nil},
 		{"state directory others can read in a sticky directory like /tmp", func(t *testing.T, state string) {
 			if err := os.Chmod(filepath.Dir(state), fs.ModeSticky|0o777); err != nil {
 				t.Fatal(err)
@@ -156,6 +166,9 @@ func TestDevStateRefusesWhatOthersCanWrite(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			state := filepath.Join(t.TempDir(), "state")
+			if strings.HasPrefix(c.name, "grandparent") {
+				state = filepath.Join(filepath.Dir(state), "mid", "state")
+			}
 			c.plant(t, state)
 			_, _, err := devConfig(state, "127.0.0.1:0")
 			if err == nil || !strings.Contains(err.Error(), c.want) {
