@@ -69,16 +69,19 @@ func TestSprayingOneUserFromManyAddressesSparesHerKnownAddress(t *testing.T) {
 }
 
 func TestWindowEnds(t *testing.T) {
+	// Long enough for five bcrypt checks under the race detector on a
+	// loaded machine (200ms was not).
 	th := throttle()
-	th.Window = 200 * time.Millisecond
+	th.Window = 2 * time.Second
 	f := newFixture(t, func(o *broker.Options) { o.Throttle = th })
+	start := time.Now()
 	for range 5 {
 		tokenFrom(f, "192.0.2.9", "alice", "guess")
 	}
 	if code, _ := tokenFrom(f, "192.0.2.9", "alice", "alice-secret"); code != http.StatusTooManyRequests {
-		t.Fatalf("locked: %d", code)
+		t.Fatalf("locked: %d (after %v)", code, time.Since(start))
 	}
-	time.Sleep(250 * time.Millisecond)
+	time.Sleep(time.Until(start.Add(th.Window + 100*time.Millisecond)))
 	if code, _ := tokenFrom(f, "192.0.2.9", "alice", "alice-secret"); code != http.StatusOK {
 		t.Fatalf("after the window: %d", code)
 	}
