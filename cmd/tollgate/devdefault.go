@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/identity/htpasswd"
@@ -38,6 +41,9 @@ type devSetup struct {
 	config    string
 	registry  string
 	passwords [][2]string
+	// changes says what this start changed in a configuration saved by an
+	// earlier one; the banner prints it.
+	changes []string
 }
 
 // devConfig makes (on first start) and loads the development configuration.
@@ -58,6 +64,7 @@ func devConfig(stateDir, listen string) (*Config, *devSetup, error) {
 		return nil, nil, err
 	}
 	d := &devSetup{stateDir: dir, config: filepath.Join(dir, "config.yaml"), registry: filepath.Join(dir, "registry.yml")}
+	requested := listen
 	if listen == "" {
 		listen = devListen
 	}
@@ -70,6 +77,7 @@ func devConfig(stateDir, listen string) (*Config, *devSetup, error) {
 		func() error { return d.ensureUsers() },
 		func() error { return d.ensurePolicy() },
 		func() error { return d.ensureConfig(listen, port) },
+		func() error { return d.followListen(requested) },
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -172,7 +180,7 @@ services:
   - name: %q
     default: true
     issuer: %q
-    realm: "http://localhost:%s/token"
+    realm: %q
     token_ttl: 5m
     keys: keys
 identity:
@@ -180,8 +188,76 @@ identity:
 policy:
   source: policy
 log: {level: info, format: json}
-`, listen, devService, devIssuer, port)
+`, listen, devService, devIssuer, devRealm(port))
 	return createFile(d.config, []byte(cfg), 0o600)
+}
+
+// devRealm is the realm of a development broker on port: clients reach it
+// by name, as they refuse loopback IP literals (see realmWarning).
+func devRealm(port string) string { return "http://localhost:" + port + "/token" }
+
+// followListen makes a configuration saved by an earlier start follow a
+// --listen that differs from its listen: its development realms name the
+// old port, and a registry would send every client to a broker that is
+// not there. Realms someone changed by hand are left alone. The file keeps
+// its comments and is replaced atomically, like every file we write here.
+func (d *devSetup) followListen(listen string) error {
+	if listen == "" {
+		return nil
+	}
+	data, err := os.ReadFile(d.config)
+	if err != nil {
+		return err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
+		return fmt.Errorf("%s: %v", d.config, err) // LoadConfig would refuse it anyway
+	}
+	saved := mappingValue(doc.Content[0], "listen")
+	if saved == nil || saved.Value == listen {
+		return nil
+	}
+	_, oldPort, _ := net.SplitHostPort(saved.Value)
+	_, newPort, _ := net.SplitHostPort(listen)
+	change := fmt.Sprintf("--listen %s differs from the saved listen %s: updated listen in %s", listen, saved.Value, d.config)
+	saved.Value = listen
+	if services := mappingValue(doc.Content[0], "services"); services != nil {
+		for i, svc := range services.Content {
+			realm := mappingValue(svc, "realm")
+			switch {
+			case realm == nil:
+			case realm.Value == devRealm(oldPort):
+				realm.Value = devRealm(newPort)
+				change += fmt.Sprintf(", and services[%d].realm to %s (registry.yml too: restart the registry to use it)", i, realm.Value)
+			default:
+				change += fmt.Sprintf("; services[%d].realm %s is left as it is: it is not the development realm of the old port", i, realm.Value)
+			}
+		}
+	}
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(d.config, out.Bytes(), 0o600); err != nil {
+		return err
+	}
+	d.changes = append(d.changes, change)
+	return nil
+}
+
+// mappingValue is the value of key in the YAML mapping m, or nil.
+func mappingValue(m *yaml.Node, key string) *yaml.Node {
+	if m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
 }
 
 // createFile writes a new file (O_EXCL): it never writes into a file, or
@@ -238,6 +314,9 @@ func (d *devSetup) printBanner(w io.Writer, addr string) {
 		pw[p[0]] = p[1]
 	}
 	fmt.Fprintf(w, "\ntollgate development broker listening on %s\n", addr)
+	for _, c := range d.changes {
+		fmt.Fprintf(w, "changed: %s\n", c)
+	}
 	fmt.Fprintf(w, "state directory: %s (config.yaml, keys/, htpasswd, policy/)\n\n", d.stateDir)
 	fmt.Fprintf(w, "users (passwords are also in %s):\n", filepath.Join(d.stateDir, "passwords.txt"))
 	for _, u := range devUsers {
