@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tollgate/tollgate/broker"
@@ -92,6 +93,43 @@ func devConfig(stateDir, listen string) (*Config, *devSetup, error) {
 		return nil, nil, err
 	}
 	return cfg, d, nil
+}
+
+// configuredService is the default service of the broker configuration a
+// command finds: --config, or else the development state in --state-dir
+// when an earlier start made one (this never makes one). "" when there is
+// neither, so the command keeps its own default.
+func configuredService(c *cli.Context) (string, error) {
+	path := c.String("config")
+	if path == "" {
+		dir, err := filepath.Abs(c.String("state-dir"))
+		if err != nil {
+			return "", err
+		}
+		if dir, err = filepath.EvalSymlinks(dir); errors.Is(err, fs.ErrNotExist) {
+			return "", nil
+		} else if err != nil {
+			return "", fmt.Errorf("state directory: %w", err)
+		}
+		// The same rules as serve's: what others can write is not trusted.
+		if err := checkDevState(dir); err != nil {
+			return "", err
+		}
+		path = filepath.Join(dir, "config.yaml")
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return "", nil
+		}
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return "", fmt.Errorf("the default service: %w", err)
+	}
+	for _, s := range cfg.Services {
+		if s.Default || len(cfg.Services) == 1 {
+			return s.Name, nil
+		}
+	}
+	return "", fmt.Errorf("%s has several services and none is default: choose one with --service", path)
 }
 
 func (d *devSetup) ensureKey() error {

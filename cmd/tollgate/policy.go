@@ -293,8 +293,8 @@ Examples:
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "policy", Aliases: []string{"p"}, Usage: "policy: a bundle directory, file or URL (default with --as: the broker's policy.source)"},
 			&cli.StringFlag{Name: "as", Usage: "diagnose a real request of this user, looked up in the broker's connectors"},
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "with --as: broker configuration file (default: the development state in --state-dir)", EnvVars: []string{"TOLLGATE_CONFIG"}},
-			&cli.StringFlag{Name: "state-dir", Value: ".tollgate", Usage: "with --as: development mode state directory"},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "broker configuration file, for the default --service and --as (default: the development state in --state-dir)", EnvVars: []string{"TOLLGATE_CONFIG"}},
+			&cli.StringFlag{Name: "state-dir", Value: ".tollgate", Usage: "development mode state directory"},
 			&cli.StringFlag{Name: "query", Value: policies.DefaultQuery, Usage: "package of the rules"},
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "input document (JSON file, - for stdin) instead of the flags below"},
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "subject"},
@@ -302,7 +302,7 @@ Examples:
 			&cli.StringFlag{Name: "connector", Value: "local", Usage: "connector name the identity came from"},
 			&cli.BoolFlag{Name: "anonymous", Usage: "evaluate for an anonymous caller"},
 			&cli.StringSliceFlag{Name: "scope", Aliases: []string{"s"}, Usage: "requested scope (repeat), e.g. repository:team/app:pull,push"},
-			&cli.StringFlag{Name: "service", Value: "registry.example.com", Usage: "service name"},
+			&cli.StringFlag{Name: "service", Usage: "service name (default: the broker's default service, else registry.example.com)"},
 			&cli.BoolFlag{Name: "explain", Usage: "print the policy's reasons"},
 			&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json"},
 		},
@@ -356,6 +356,13 @@ func evalInput(c *cli.Context) (authz.Input, error) {
 	if len(scopes) == 0 {
 		return authz.Input{}, errors.New("give at least one --scope (or --input)")
 	}
+	service := c.String("service")
+	if !c.IsSet("service") {
+		if service, err = configuredService(c); err != nil {
+			return authz.Input{}, err
+		}
+		service = cmp.Or(service, "registry.example.com")
+	}
 	id := identity.Identity{Subject: c.String("user"), Name: c.String("user"), Groups: c.StringSlice("group"),
 		Connector: c.String("connector"), Claims: map[string]any{}}
 	if c.Bool("anonymous") || id.Subject == "" {
@@ -364,7 +371,7 @@ func evalInput(c *cli.Context) (authz.Input, error) {
 	if id.Groups == nil {
 		id.Groups = []string{}
 	}
-	return authz.Input{Service: c.String("service"), Identity: id, Scopes: scopes,
+	return authz.Input{Service: service, Identity: id, Scopes: scopes,
 		Client: authz.Client{IP: "127.0.0.1", UserAgent: "tollgate-policy-eval"}}, nil
 }
 

@@ -138,3 +138,33 @@ func TestPolicyCheckReportsProblemsAndExitsNonZero(t *testing.T) {
 		t.Fatalf("schema: %v\n%s", err, out)
 	}
 }
+
+// Without --service, policy eval asks for the service of the broker it
+// finds (--config, or the development state): the name the policy sees is
+// the one real requests carry. An explicit --service wins.
+func TestPolicyEvalDefaultsToTheConfiguredService(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	if _, _, err := devConfig(state, "127.0.0.1:5001"); err != nil {
+		t.Fatal(err)
+	}
+	eval := []string{"policy", "eval", "--policy", "../../policies/default", "--user", "bob", "--scope", "repository:team/app:pull"}
+	for _, tc := range []struct {
+		name, want string
+		args       []string
+	}{
+		{"config file", "registry.test", []string{"--config", writeConfig(t, validConfig)}},
+		{"development state", devService, []string{"--state-dir", state}},
+		{"explicit --service", "other.test", []string{"--state-dir", state, "--service", "other.test"}},
+		{"no configuration", "registry.example.com", []string{"--state-dir", filepath.Join(t.TempDir(), "none")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := run(t, "", append(eval, tc.args...)...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			if want := "service " + tc.want + "\n"; !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		})
+	}
+}

@@ -48,7 +48,9 @@ Examples:
 					&cli.StringFlag{Name: "registry-config", Usage: "the registry's config.yml: issuer, service and rootcertbundle come from its auth.token"},
 					&cli.StringFlag{Name: "rootcertbundle", Usage: "the registry's rootcertbundle (PEM)"},
 					&cli.StringFlag{Name: "issuer", Usage: "the issuer the registry expects"},
-					&cli.StringFlag{Name: "service", Usage: "the service (audience) the registry expects"},
+					&cli.StringFlag{Name: "service", Usage: "the service (audience) the registry expects (default: --registry-config's, else the broker's default service)"},
+					&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "broker configuration file, for the default --service (default: the development state in --state-dir)", EnvVars: []string{"TOLLGATE_CONFIG"}},
+					&cli.StringFlag{Name: "state-dir", Value: ".tollgate", Usage: "development mode state directory"},
 					&cli.StringSliceFlag{Name: "need", Usage: "a scope the request needs, e.g. repository:team/app:push (repeat)"},
 					&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json"},
 				},
@@ -103,6 +105,12 @@ func tokenInspect(c *cli.Context) error {
 		o.Issuer = cmp.Or(o.Issuer, rc.Issuer)
 		o.Service = cmp.Or(o.Service, rc.Service)
 		bundle = cmp.Or(bundle, rc.RootCertBundle)
+	}
+	if o.Service == "" {
+		var err error
+		if o.Service, err = configuredService(c); err != nil {
+			return err
+		}
 	}
 	if bundle != "" {
 		data, err := os.ReadFile(bundle)
