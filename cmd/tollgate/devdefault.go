@@ -248,8 +248,11 @@ func (d *devSetup) followListen(listen string) error {
 		return err
 	}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
-		return fmt.Errorf("%s: %v", d.config, err) // LoadConfig would refuse it anyway
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("%s: %w", d.config, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil // empty: nothing saved to follow
 	}
 	saved := mappingValue(doc.Content[0], "listen")
 	if saved == nil || saved.Value == listen {
