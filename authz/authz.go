@@ -7,6 +7,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/tollgate/tollgate/identity"
@@ -60,4 +61,56 @@ func WithRequestID(ctx context.Context, id string) context.Context {
 func RequestID(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDKey{}).(string)
 	return id
+}
+
+// Grant is what became of one requested scope.
+type Grant struct {
+	Scope scope.Scope
+	// Granted is the requested actions the policy allows (see
+	// scope.Intersect), never nil; a token carries exactly these.
+	Granted []string
+	// Denied is the requested actions not granted, never nil. A requested
+	// "*" is denied only when nothing at all was granted on its scope.
+	Denied []string
+}
+
+// Grants intersects each requested scope with what d allows on it. The
+// broker signs what this grants and `policy eval` prints it, so the two
+// cannot disagree.
+func (d Decision) Grants(scopes []scope.Scope) []Grant {
+	out := make([]Grant, len(scopes))
+	for i, sc := range scopes {
+		var allowed map[string]bool
+		if i < len(d.Allowed) {
+			allowed = d.Allowed[i]
+		}
+		g := Grant{Scope: sc, Granted: scope.Intersect(sc.Actions, allowed), Denied: []string{}}
+		if g.Granted == nil {
+			g.Granted = []string{}
+		}
+		for _, a := range sc.Actions {
+			if !slices.Contains(g.Granted, a) && (a != "*" || len(g.Granted) == 0) {
+				g.Denied = append(g.Denied, a)
+			}
+		}
+		out[i] = g
+	}
+	return out
+}
+
+// Verdict names what became of a request as a whole: "granted" when every
+// requested action was, "denied" when none was, "partial" otherwise.
+func Verdict(grants []Grant) string {
+	var granted, denied bool
+	for _, g := range grants {
+		granted = granted || len(g.Granted) > 0
+		denied = denied || len(g.Denied) > 0
+	}
+	switch {
+	case !granted:
+		return "denied"
+	case denied:
+		return "partial"
+	}
+	return "granted"
 }

@@ -558,14 +558,11 @@ func (s *Server) authorize(ctx context.Context, r *http.Request, req *tokenReque
 		return nil, 0, newError(kindInternal, err, "policy evaluation failed")
 	}
 	rec.revision, rec.cached = dec.Revision, dec.Cached
+	rec.grants = dec.Grants(req.scopes)
 	var access []AccessEntry
-	for i, sc := range req.scopes {
-		var allowed map[string]bool
-		if i < len(dec.Allowed) {
-			allowed = dec.Allowed[i]
-		}
-		if acts := scope.Intersect(sc.Actions, allowed); len(acts) > 0 {
-			access = append(access, AccessEntry{Type: sc.Type, Name: sc.Name, Actions: acts})
+	for _, g := range rec.grants {
+		if len(g.Granted) > 0 {
+			access = append(access, AccessEntry{Type: g.Scope.Type, Name: g.Scope.Name, Actions: g.Granted})
 		}
 	}
 	if dec.TokenTTL > 0 {
@@ -581,6 +578,7 @@ type decision struct {
 	req           *tokenRequest
 	id            *identity.Identity
 	granted       []AccessEntry
+	grants        []authz.Grant // what became of each requested scope
 	revision      string
 	cached        bool
 	tokenID       string // the access token's jti
@@ -606,12 +604,8 @@ func (d *decision) outcome(status int, err error) string {
 		return "error"
 	case d.req != nil && len(d.req.scopes) == 0:
 		return "login"
-	case len(d.granted) == 0:
-		return "denied"
-	case d.partial():
-		return "partial"
 	}
-	return "granted"
+	return authz.Verdict(d.grants)
 }
 
 func (d *decision) log(l *slog.Logger, r *http.Request, status int, outcome string, err error, elapsed time.Duration) {
@@ -656,23 +650,4 @@ func (d *decision) log(l *slog.Logger, r *http.Request, status int, outcome stri
 		level = slog.LevelError
 	}
 	l.LogAttrs(r.Context(), level, "token", attrs...)
-}
-
-// partial reports whether some requested action was not granted. A requested
-// "*" counts as satisfied by any grant on its scope.
-func (d *decision) partial() bool {
-	for _, sc := range d.req.scopes {
-		var got []string
-		for _, a := range d.granted {
-			if a.Type == sc.Type && a.Name == sc.Name {
-				got = a.Actions
-			}
-		}
-		for _, want := range sc.Actions {
-			if !slices.Contains(got, want) && (want != "*" || len(got) == 0) {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -400,22 +399,8 @@ func evalAndPrint(ctx context.Context, w io.Writer, p *policies.Policy, in authz
 		return err
 	}
 	res := evalResult{Revision: d.Revision, TokenTTL: int(d.TokenTTL / time.Second), Input: in}
-	for i, sc := range in.Scopes {
-		var allowed map[string]bool
-		if i < len(d.Allowed) {
-			allowed = d.Allowed[i]
-		}
-		granted := scope.Intersect(sc.Actions, allowed)
-		if granted == nil {
-			granted = []string{}
-		}
-		denied := []string{}
-		for _, a := range sc.Actions {
-			if !slices.Contains(granted, a) && (a != "*" || len(granted) == 0) {
-				denied = append(denied, a)
-			}
-		}
-		res.Scopes = append(res.Scopes, evalScope{Scope: sc.String(), Granted: granted, Denied: denied})
+	for _, g := range d.Grants(in.Scopes) {
+		res.Scopes = append(res.Scopes, evalScope{Scope: g.Scope.String(), Granted: g.Granted, Denied: g.Denied})
 	}
 	if explain {
 		if res.Reasons, err = p.Explain(ctx, in); err != nil {
