@@ -9,6 +9,7 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/identity/htpasswd"
+	"github.com/tollgate/tollgate/identity/identitytest"
 	"github.com/tollgate/tollgate/policies"
 )
 
@@ -61,7 +62,7 @@ func BenchmarkTokenHandler(b *testing.B) {
 		e := policies.NewEngine(0, 0)
 		e.Swap(f.engine.Current())
 		f = newFixture(b, func(o *broker.Options) {
-			o.Authenticator = identity.NewChain([]identity.Connector{{Name: "local", Adapter: file}}, nil)
+			o.Authenticator = identity.NewChain([]identity.Connector{identitytest.Connector(b, "local", file)}, nil)
 			o.Authorizer = e
 		})
 		benchToken(b, f, benchQuery, basic("alice", "alice-secret"))

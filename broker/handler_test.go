@@ -26,6 +26,7 @@ import (
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/identity/htpasswd"
+	"github.com/tollgate/tollgate/identity/identitytest"
 	"github.com/tollgate/tollgate/policies"
 )
 
@@ -100,7 +101,7 @@ func newFixture(t testing.TB, mutate ...func(*broker.Options)) *fixture {
 		t.Fatal(err)
 	}
 	f.file = file
-	chain := identity.NewChain([]identity.Connector{{Name: "local", Adapter: file}}, identity.NewCredentialCache(100, time.Minute))
+	chain := identity.NewChain([]identity.Connector{identitytest.Connector(t, "local", file)}, identity.NewCredentialCache(100, time.Minute))
 
 	keyDir := filepath.Join(dir, "keys")
 	genKey(t, keyDir, "a", broker.KeyEC, f.now.Add(-time.Hour))
@@ -595,7 +596,7 @@ func (downConnector) Login(context.Context, string, string) (identity.Identity, 
 
 func TestBackendOutageIs503NotWrongPassword(t *testing.T) {
 	f := newFixture(t, func(o *broker.Options) {
-		o.Authenticator = identity.NewChain([]identity.Connector{{Name: "ldap", Adapter: downConnector{}}}, nil)
+		o.Authenticator = identity.NewChain([]identity.Connector{identitytest.Connector(t, "ldap", downConnector{})}, nil)
 	})
 	a := f.get(t, "service=registry.test&scope=repository:team/app:pull", "Authorization", basic("alice", "alice-secret"))
 	if a.status != 503 || a.header.Get("WWW-Authenticate") != "" || a.header.Get("Retry-After") == "" {

@@ -22,6 +22,7 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/identity/htpasswd"
+	"github.com/tollgate/tollgate/identity/identitytest"
 	"github.com/tollgate/tollgate/identity/oidc"
 )
 
@@ -78,7 +79,7 @@ func newOIDCFixture(t *testing.T, mutate ...func(*broker.Options)) *oidcFixture 
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain := identity.NewChain([]identity.Connector{{Name: "local", Adapter: file}, {Name: "sso", Adapter: v}}, nil)
+	chain := identity.NewChain([]identity.Connector{identitytest.Connector(t, "local", file), identitytest.Connector(t, "sso", v)}, nil)
 	o.fixture = newFixture(t, append([]func(*broker.Options){func(opts *broker.Options) {
 		opts.Authenticator = chain
 		opts.Now = o.now

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/identity/identitytest"
 	"github.com/tollgate/tollgate/identity/robot"
 )
 
@@ -100,7 +101,7 @@ func TestAnOutageLocksNobodyOut(t *testing.T) {
 	down := &outage{}
 	f := newFixture(t, func(o *broker.Options) {
 		o.Throttle = throttle()
-		o.Authenticator = identity.NewChain([]identity.Connector{{Name: "ldap", Adapter: down}}, nil)
+		o.Authenticator = identity.NewChain([]identity.Connector{identitytest.Connector(t, "ldap", down)}, nil)
 	})
 	for range 30 {
 		if code, _ := tokenFrom(f, "192.0.2.5", "alice", "alice-secret"); code != http.StatusServiceUnavailable {
@@ -143,7 +144,7 @@ func TestRobotsCannotBeLockedOutByName(t *testing.T) {
 	}
 	f := newFixture(t, func(o *broker.Options) {
 		o.Throttle = throttle()
-		o.Authenticator = identity.NewChain([]identity.Connector{{Name: "robots", Adapter: robots}}, nil)
+		o.Authenticator = identity.NewChain([]identity.Connector{identitytest.Connector(t, "robots", robots)}, nil)
 	})
 	for i := range 12 {
 		if code, _ := tokenFrom(f, fmt.Sprintf("203.0.113.%d", i%3), rec.User(), fmt.Sprint("guess-", i)); code != http.StatusUnauthorized {
@@ -190,7 +191,7 @@ func TestParallelGuessesGetNoMoreThanTheLimit(t *testing.T) {
 			f := newFixture(t)
 			f = newFixture(t, func(o *broker.Options) {
 				o.Throttle = throttle()
-				o.Authenticator = identity.NewChain([]identity.Connector{{Name: "local", Adapter: slowLogin{f.file, 200 * time.Millisecond}}}, nil)
+				o.Authenticator = identity.NewChain([]identity.Connector{identitytest.Connector(t, "local", slowLogin{f.file, 200 * time.Millisecond})}, nil)
 			})
 			var unauthorized atomic.Int64
 			var wg sync.WaitGroup
@@ -226,7 +227,7 @@ func TestSuccessesAndOutagesTakeTheirCountBack(t *testing.T) {
 	down := &outage{}
 	g := newFixture(t, func(o *broker.Options) {
 		o.Throttle = throttle()
-		o.Authenticator = identity.NewChain([]identity.Connector{{Name: "ldap", Adapter: down}}, nil)
+		o.Authenticator = identity.NewChain([]identity.Connector{identitytest.Connector(t, "ldap", down)}, nil)
 	})
 	for range 30 {
 		tokenFrom(g, "192.0.2.31", "alice", "x")

@@ -6,11 +6,35 @@ import (
 	"fmt"
 )
 
-// Connector is one configured identity adapter with its name. An adapter
-// implements one or more of PasswordConnector, TokenConnector and RefreshConnector.
+// Connector is one configured identity adapter under its name, with the
+// capabilities it has; a nil field is one it lacks. NewConnector fills them,
+// so the chain never probes an adapter again.
 type Connector struct {
-	Name    string
-	Adapter any
+	Name     string
+	Password PasswordConnector
+	Token    TokenConnector
+	Refresh  RefreshConnector
+	Decoy    Decoy
+	Names    Unguessable // the names whose secrets cannot be guessed
+	Uncached bool        // its logins are never served from the credential cache
+}
+
+// NewConnector finds adapter's capabilities once. An adapter that checks no
+// password and verifies no token would never be asked: it is an error, not
+// a connector silently missing from the chain. Each adapter package asserts
+// its capabilities at compile time, so a changed signature fails the build.
+func NewConnector(name string, adapter any) (Connector, error) {
+	c := Connector{Name: name}
+	c.Password, _ = adapter.(PasswordConnector)
+	c.Token, _ = adapter.(TokenConnector)
+	c.Refresh, _ = adapter.(RefreshConnector)
+	c.Decoy, _ = adapter.(Decoy)
+	c.Names, _ = adapter.(Unguessable)
+	_, c.Uncached = adapter.(Uncached)
+	if c.Password == nil && c.Token == nil {
+		return Connector{}, fmt.Errorf("connector %s: %T checks no password and verifies no token", name, adapter)
+	}
+	return c, nil
 }
 
 // Chain tries the configured connectors in order: the first that knows a user
@@ -38,17 +62,15 @@ func (c *Chain) Login(ctx context.Context, user, password string) (Identity, boo
 		return Identity{}, false, nil
 	}
 	for i, conn := range c.connectors {
-		pc, isPassword := conn.Adapter.(PasswordConnector)
-		if !isPassword {
+		if conn.Password == nil {
 			continue
 		}
-		_, uncached := conn.Adapter.(Uncached)
-		if !uncached {
+		if !conn.Uncached {
 			if id, hit := c.cache.Get(conn.Name, user, password); hit {
 				return id, true, nil
 			}
 		}
-		id, ok, err := pc.Login(ctx, user, password)
+		id, ok, err := conn.Password.Login(ctx, user, password)
 		var rejected *RejectedError
 		switch {
 		case errors.Is(err, ErrUnknownUser):
@@ -62,7 +84,7 @@ func (c *Chain) Login(ctx context.Context, user, password string) (Identity, boo
 			return Identity{}, false, nil
 		}
 		id.Connector = conn.Name
-		if !uncached {
+		if !conn.Uncached {
 			c.cache.Put(conn.Name, user, password, id)
 		}
 		return id, true, nil
@@ -76,8 +98,8 @@ func (c *Chain) Login(ctx context.Context, user, password string) (Identity, boo
 // connector costs what a name no connector knows costs.
 func (c *Chain) decoy(ctx context.Context, rest []Connector, user, password string) {
 	for _, conn := range rest {
-		if d, ok := conn.Adapter.(Decoy); ok {
-			d.Decoy(ctx, user, password)
+		if conn.Decoy != nil {
+			conn.Decoy.Decoy(ctx, user, password)
 		}
 	}
 }
@@ -87,11 +109,10 @@ func (c *Chain) decoy(ctx context.Context, rest []Connector, user, password stri
 func (c *Chain) VerifyToken(ctx context.Context, raw string) (Identity, bool, error) {
 	var firstErr error
 	for _, conn := range c.connectors {
-		tc, isToken := conn.Adapter.(TokenConnector)
-		if !isToken {
+		if conn.Token == nil {
 			continue
 		}
-		id, ok, err := tc.Verify(ctx, raw)
+		id, ok, err := conn.Token.Verify(ctx, raw)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("connector %s: %w", conn.Name, err)
@@ -109,7 +130,7 @@ func (c *Chain) VerifyToken(ctx context.Context, raw string) (Identity, bool, er
 // HasTokenConnectors reports whether any connector verifies bearer tokens.
 func (c *Chain) HasTokenConnectors() bool {
 	for _, conn := range c.connectors {
-		if _, ok := conn.Adapter.(TokenConnector); ok {
+		if conn.Token != nil {
 			return true
 		}
 	}
@@ -120,7 +141,7 @@ func (c *Chain) HasTokenConnectors() bool {
 // (a robot's), so its failures must not be counted against the name.
 func (c *Chain) Unguessable(user string) bool {
 	for _, conn := range c.connectors {
-		if u, ok := conn.Adapter.(Unguessable); ok && u.OwnsName(user) {
+		if conn.Names != nil && conn.Names.OwnsName(user) {
 			return true
 		}
 	}
@@ -134,11 +155,10 @@ func (c *Chain) Refresh(ctx context.Context, prev Identity) (Identity, bool, err
 		if conn.Name != prev.Connector {
 			continue
 		}
-		rc, ok := conn.Adapter.(RefreshConnector)
-		if !ok {
+		if conn.Refresh == nil {
 			return Identity{}, false, nil
 		}
-		id, ok, err := rc.Refresh(ctx, prev)
+		id, ok, err := conn.Refresh.Refresh(ctx, prev)
 		var rejected *RejectedError
 		if errors.As(err, &rejected) {
 			return Identity{}, false, rejected

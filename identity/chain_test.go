@@ -9,6 +9,7 @@ import (
 
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/identity/htpasswd"
+	"github.com/tollgate/tollgate/identity/identitytest"
 )
 
 // countingConnector wraps a real connector to count the logins that reach it.
@@ -47,7 +48,7 @@ func newFile(t *testing.T, users ...string) *htpasswd.File {
 func TestChainFirstConnectorThatKnowsTheUserDecides(t *testing.T) {
 	robots := newFile(t, "robot")
 	people := newFile(t, "alice", "robot")
-	c := identity.NewChain([]identity.Connector{{Name: "robots", Adapter: robots}, {Name: "people", Adapter: people}}, nil)
+	c := identity.NewChain([]identity.Connector{identitytest.Connector(t, "robots", robots), identitytest.Connector(t, "people", people)}, nil)
 	ctx := context.Background()
 
 	id, ok, err := c.Login(ctx, "alice", "alice-pw")
@@ -85,7 +86,7 @@ func (d *decoyCounter) Decoy(context.Context, string, string) { d.decoys++ }
 // refusal does not.
 func TestChainRefusalAsksTheLaterConnectorsForADecoy(t *testing.T) {
 	before, after := &decoyCounter{}, &decoyCounter{}
-	c := identity.NewChain([]identity.Connector{{Name: "before", Adapter: before}, {Name: "people", Adapter: newFile(t, "alice")}, {Name: "after", Adapter: after}}, nil)
+	c := identity.NewChain([]identity.Connector{identitytest.Connector(t, "before", before), identitytest.Connector(t, "people", newFile(t, "alice")), identitytest.Connector(t, "after", after)}, nil)
 	ctx := context.Background()
 	for _, step := range []struct {
 		user, password                    string
@@ -103,7 +104,7 @@ func TestChainRefusalAsksTheLaterConnectorsForADecoy(t *testing.T) {
 }
 
 func TestChainOutageIsAnErrorNotWrongPassword(t *testing.T) {
-	c := identity.NewChain([]identity.Connector{{Name: "ldap", Adapter: failingConnector{}}}, nil)
+	c := identity.NewChain([]identity.Connector{identitytest.Connector(t, "ldap", failingConnector{})}, nil)
 	_, ok, err := c.Login(context.Background(), "alice", "pw")
 	if ok || err == nil {
 		t.Fatalf("outage: ok=%v err=%v, want an error", ok, err)
@@ -113,7 +114,7 @@ func TestChainOutageIsAnErrorNotWrongPassword(t *testing.T) {
 func TestCredentialCacheSkipsTheBackendForKnownPasswords(t *testing.T) {
 	cc := &countingConnector{PasswordConnector: newFile(t, "alice")}
 	cache := identity.NewCredentialCache(10, time.Minute)
-	c := identity.NewChain([]identity.Connector{{Name: "local", Adapter: cc}}, cache)
+	c := identity.NewChain([]identity.Connector{identitytest.Connector(t, "local", cc)}, cache)
 	ctx := context.Background()
 	for range 5 {
 		if _, ok, err := c.Login(ctx, "alice", "alice-pw"); !ok || err != nil {
@@ -150,5 +151,17 @@ func TestCredentialCacheExpires(t *testing.T) {
 	off.Put("local", "alice", "pw", identity.Identity{})
 	if _, ok := off.Get("local", "alice", "pw"); ok {
 		t.Fatal("disabled cache remembered")
+	}
+}
+
+// An adapter with no capability would never be asked: NewConnector refuses
+// it rather than leaving it silently out of the chain.
+func TestNewConnectorRefusesAnAdapterWithNoCapability(t *testing.T) {
+	if _, err := identity.NewConnector("odd", struct{}{}); err == nil {
+		t.Fatal("an adapter that checks nothing was accepted")
+	}
+	c, err := identity.NewConnector("local", newFile(t, "alice"))
+	if err != nil || c.Password == nil || c.Refresh == nil || c.Decoy == nil || c.Token != nil || c.Names != nil || c.Uncached {
+		t.Fatalf("htpasswd capabilities: %+v, %v", c, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/identity/htpasswd"
+	"github.com/tollgate/tollgate/identity/identitytest"
 )
 
 // BenchmarkCredentialCacheHit is one lookup of a remembered password, alone
@@ -47,7 +48,7 @@ func BenchmarkChainLoginCached(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	chain := identity.NewChain([]identity.Connector{{Name: "local", Adapter: f}}, identity.NewCredentialCache(10_000, time.Minute))
+	chain := identity.NewChain([]identity.Connector{identitytest.Connector(b, "local", f)}, identity.NewCredentialCache(10_000, time.Minute))
 	ctx := context.Background()
 	if _, ok, err := chain.Login(ctx, "alice", "alice-secret"); !ok || err != nil {
 		b.Fatalf("login: %v %v", ok, err)

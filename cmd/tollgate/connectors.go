@@ -111,8 +111,9 @@ type connectorEnv struct {
 	cache   *identity.CredentialCache
 }
 
-// open builds the adapter of c; its watchers and pools stop with env.ctx.
-func (c *ConnectorConfig) open(env connectorEnv) (any, error) {
+// open builds the adapter of c and finds its capabilities; its watchers
+// and pools stop with env.ctx.
+func (c *ConnectorConfig) open(env connectorEnv) (identity.Connector, error) {
 	ie := identity.Env{BaseDir: env.baseDir}
 	if env.log != nil {
 		ie.Log = env.log.With("connector", c.Name)
@@ -120,18 +121,22 @@ func (c *ConnectorConfig) open(env connectorEnv) (any, error) {
 	if env.cache != nil {
 		ie.Changed = env.cache.Purge
 	}
-	return connectorTypes[c.Type].open(env.ctx, c.Config, ie)
+	adapter, err := connectorTypes[c.Type].open(env.ctx, c.Config, ie)
+	if err != nil {
+		return identity.Connector{}, err
+	}
+	return identity.NewConnector(c.Name, adapter)
 }
 
 // buildChain builds every configured connector, in order.
 func buildChain(env connectorEnv, cfgs []ConnectorConfig) (*identity.Chain, error) {
 	conns := make([]identity.Connector, 0, len(cfgs))
 	for i := range cfgs {
-		adapter, err := cfgs[i].open(env)
+		conn, err := cfgs[i].open(env)
 		if err != nil {
 			return nil, connectorError(i, &cfgs[i], err)
 		}
-		conns = append(conns, identity.Connector{Name: cfgs[i].Name, Adapter: adapter})
+		conns = append(conns, conn)
 	}
 	return identity.NewChain(conns, env.cache), nil
 }

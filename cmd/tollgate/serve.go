@@ -291,9 +291,9 @@ type generation struct {
 // did not change, with its caches, pooled connections and fetched OIDC keys:
 // a reload while an identity provider is down must not lose them.
 type liveConnector struct {
-	key     string // its type, base directory and configuration text
-	adapter any
-	cancel  context.CancelFunc
+	key    string // its type, base directory and configuration text
+	conn   identity.Connector
+	cancel context.CancelFunc
 }
 
 // retire stops the connectors of old that next does not keep, after the
@@ -319,16 +319,16 @@ func (sh *sharedState) connectors(ctx context.Context, cfg *Config, prev map[str
 		if lc == nil || lc.key != key {
 			cctx, cancel := context.WithCancel(ctx)
 			env := connectorEnv{ctx: cctx, log: sh.log, baseDir: cfg.baseDir, cache: sh.cache}
-			adapter, err := c.open(env)
+			conn, err := c.open(env)
 			if err != nil {
 				cancel()
 				retire(next, prev, 0) // stop what this attempt built
 				return nil, nil, connectorError(i, c, err)
 			}
-			lc = &liveConnector{key: key, adapter: adapter, cancel: cancel}
+			lc = &liveConnector{key: key, conn: conn, cancel: cancel}
 		}
 		next[c.Name] = lc
-		conns = append(conns, identity.Connector{Name: c.Name, Adapter: lc.adapter})
+		conns = append(conns, lc.conn)
 	}
 	return identity.NewChain(conns, sh.cache), next, nil
 }

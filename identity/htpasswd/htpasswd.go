@@ -24,6 +24,13 @@ import (
 	"github.com/tollgate/tollgate/internal/atomicfile"
 )
 
+// A changed signature fails the build here, not silently in the chain.
+var (
+	_ identity.PasswordConnector = (*File)(nil)
+	_ identity.RefreshConnector  = (*File)(nil)
+	_ identity.Decoy             = (*File)(nil)
+)
+
 // File is an htpasswd file kept in memory and reloaded when it changes on disk.
 type File struct {
 	path  string

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/identity/identitytest"
 	"github.com/tollgate/tollgate/test/timingtest"
 )
 
@@ -46,7 +47,7 @@ func chainOver(t *testing.T, costs map[string]int) *identity.Chain {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return identity.NewChain([]identity.Connector{{Name: "local", Adapter: f}}, nil)
+	return identity.NewChain([]identity.Connector{identitytest.Connector(t, "local", f)}, nil)
 }
 
 // refused is a login of user with a wrong password, which must be refused.

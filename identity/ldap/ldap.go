@@ -85,6 +85,13 @@ type GroupConfig struct {
 	MaxDepth int  `yaml:"max_depth"`
 }
 
+// A changed signature fails the build here, not silently in the chain.
+var (
+	_ identity.PasswordConnector = (*Connector)(nil)
+	_ identity.RefreshConnector  = (*Connector)(nil)
+	_ identity.Decoy             = (*Connector)(nil)
+)
+
 // Connector implements identity.PasswordConnector and RefreshConnector.
 type Connector struct {
 	cfg  Config

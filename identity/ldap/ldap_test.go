@@ -12,6 +12,7 @@ import (
 
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/identity/htpasswd"
+	"github.com/tollgate/tollgate/identity/identitytest"
 	tgldap "github.com/tollgate/tollgate/identity/ldap"
 	"github.com/tollgate/tollgate/test/ldaptest"
 	"github.com/tollgate/tollgate/test/timingtest"
@@ -171,7 +172,7 @@ func refused(t *testing.T, c *identity.Chain, user string) timingtest.Path {
 // many samples.
 func TestUnknownUserCostsWhatAWrongPasswordCosts(t *testing.T) {
 	s := ldaptest.Start(t, "", directory)
-	c := identity.NewChain([]identity.Connector{{Name: "corp", Adapter: connector(t, baseConfig(s))}}, nil)
+	c := identity.NewChain([]identity.Connector{identitytest.Connector(t, "corp", connector(t, baseConfig(s)))}, nil)
 	timingtest.Alike(t, 101, refused(t, c, "alice"), refused(t, c, "mallory"))
 }
 
@@ -189,8 +190,8 @@ func TestChainRefusalsCostTheSame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	corp := identity.Connector{Name: "corp", Adapter: connector(t, baseConfig(s))}
-	local := identity.Connector{Name: "local", Adapter: file}
+	corp := identitytest.Connector(t, "corp", connector(t, baseConfig(s)))
+	local := identitytest.Connector(t, "local", file)
 	for _, tc := range []struct {
 		name  string
 		order []identity.Connector
@@ -399,7 +400,7 @@ func BenchmarkLogin(b *testing.B) {
 			name, cache = "cached", identity.NewCredentialCache(100, time.Minute)
 		}
 		b.Run(name, func(b *testing.B) {
-			chain := identity.NewChain([]identity.Connector{{Name: "corp", Adapter: connector(b, baseConfig(s))}}, cache)
+			chain := identity.NewChain([]identity.Connector{identitytest.Connector(b, "corp", connector(b, baseConfig(s)))}, cache)
 			ctx := context.Background()
 			for b.Loop() {
 				if _, ok, err := chain.Login(ctx, "alice", "alice-pw"); !ok || err != nil {

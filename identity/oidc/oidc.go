@@ -95,6 +95,12 @@ type Config struct {
 	Now func() time.Time `yaml:"-"`
 }
 
+// A changed signature fails the build here, not silently in the chain.
+var (
+	_ identity.TokenConnector   = (*Verifier)(nil)
+	_ identity.RefreshConnector = (*Verifier)(nil)
+)
+
 // Verifier verifies bearer JWTs from its issuers. It implements
 // identity.TokenConnector and identity.RefreshConnector.
 type Verifier struct {

@@ -13,6 +13,14 @@ import (
 	"github.com/tollgate/tollgate/internal/atomicfile"
 )
 
+// A changed signature fails the build here, not silently in the chain.
+var (
+	_ identity.PasswordConnector = (*Connector)(nil)
+	_ identity.RefreshConnector  = (*Connector)(nil)
+	_ identity.Unguessable       = (*Connector)(nil)
+	_ identity.Uncached          = (*Connector)(nil)
+)
+
 // Connector authenticates robots from a store file and reloads it when it
 // changes. It implements identity.PasswordConnector, RefreshConnector and
 // Uncached: expiry is checked on every request, never served from a cache.

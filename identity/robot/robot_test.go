@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/identity/identitytest"
 	"github.com/tollgate/tollgate/identity/robot"
 )
 
@@ -193,7 +194,7 @@ func TestChainNeverCachesRobots(t *testing.T) {
 	}
 	now := t0
 	c.Now = func() time.Time { return now }
-	chain := identity.NewChain([]identity.Connector{{Name: "robot", Adapter: c}}, identity.NewCredentialCache(100, time.Hour))
+	chain := identity.NewChain([]identity.Connector{identitytest.Connector(t, "robot", c)}, identity.NewCredentialCache(100, time.Hour))
 	if _, ok, err := chain.Login(context.Background(), "robot-ci", secret); !ok || err != nil {
 		t.Fatalf("first login: %v %v", ok, err)
 	}

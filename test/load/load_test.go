@@ -17,6 +17,7 @@ import (
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/identity/htpasswd"
+	"github.com/tollgate/tollgate/identity/identitytest"
 	"github.com/tollgate/tollgate/policies"
 )
 
@@ -75,7 +76,7 @@ func startBroker(t *testing.T) (string, string) {
 	srv, err := broker.New(broker.Options{
 		Services: []*broker.Service{{Name: "registry.bench", Default: true, Issuer: "load-test", Realm: "http://127.0.0.1/token",
 			TokenTTL: 5 * time.Minute, MaxTokenTTL: time.Hour, Keys: keys}},
-		Authenticator: identity.NewChain([]identity.Connector{{Name: "local", Adapter: file}}, identity.NewCredentialCache(100, time.Minute)),
+		Authenticator: identity.NewChain([]identity.Connector{identitytest.Connector(t, "local", file)}, identity.NewCredentialCache(100, time.Minute)),
 		Authorizer:    engine,
 		Anonymous:     true,
 		RefreshTTL:    time.Hour,
