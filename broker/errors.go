@@ -28,7 +28,14 @@ var (
 	kindUnavailable      = &errorKind{http.StatusServiceUnavailable, "UNAVAILABLE", "temporarily_unavailable"}
 	kindThrottled        = &errorKind{http.StatusTooManyRequests, "TOOMANYREQUESTS", "temporarily_unavailable"}
 	kindInternal         = &errorKind{http.StatusInternalServerError, "INTERNAL", "server_error"}
+	// kindCancelled is a request whose client went away before it was
+	// answered: logged and counted as such, never written (nobody reads it).
+	kindCancelled = &errorKind{statusClientClosed, "CANCELLED", ""}
 )
+
+// statusClientClosed is nginx's "client closed request": a status for the
+// log and the metrics only.
+const statusClientClosed = 499
 
 // apiError is an error that knows how it is answered. message is shown to
 // the client and must not hold secrets or internal detail; cause is only logged.
@@ -70,6 +77,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) i
 	var ae *apiError
 	if !errors.As(err, &ae) {
 		ae = newError(kindInternal, err, "internal error")
+	}
+	if ae.kind == kindCancelled {
+		return ae.kind.status
 	}
 	body := errorBody{Errors: []errorDetail{{Code: ae.kind.code, Message: ae.message}}}
 	if r.Method == http.MethodPost {

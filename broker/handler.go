@@ -14,8 +14,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/scope"
@@ -345,199 +343,6 @@ func single(m map[string][]string, key string) string {
 	return ""
 }
 
-// authenticate resolves the caller. Wrong credentials are 401, an identity
-// backend that cannot answer is 503.
-func (s *Server) authenticate(ctx context.Context, req *tokenRequest) (identity.Identity, error) {
-	auth := s.opts.Authenticator
-	switch {
-	case req.refresh != "":
-		claims, err := req.svc.verifyRefresh(req.refresh, s.now())
-		if err != nil {
-			return identity.Identity{}, newError(kindUnauthorized, err, "invalid refresh token (expired, tampered, or for another service)")
-		}
-		if err := s.checkRevoked(ctx, claims); err != nil {
-			return identity.Identity{}, err
-		}
-		prev := identity.Identity{Subject: claims.Subject, Connector: claims.Connector, Claims: claims.Claims, Credential: claims.Credential}
-		if claims.ExpiresAt != nil {
-			prev.Expiry = claims.ExpiresAt.Time
-		}
-		id, ok, err := auth.Refresh(ctx, prev)
-		if rejected := (*identity.RejectedError)(nil); errors.As(err, &rejected) {
-			return identity.Identity{}, newError(kindUnauthorized, nil, "%s", rejected.Reason)
-		}
-		if err != nil {
-			return identity.Identity{}, newError(kindUnavailable, err, "identity backend unavailable; try again")
-		}
-		if !ok {
-			return identity.Identity{}, newError(kindUnauthorized, nil, "refresh token no longer valid: the user is unknown or disabled; log in again")
-		}
-		return identity.Normalize(id), nil
-
-	case req.bearer != "":
-		return s.verifyBearer(ctx, req, req.bearer)
-
-	case req.basic:
-		return s.basicLogin(ctx, req)
-
-	default:
-		if !s.opts.Anonymous {
-			return identity.Identity{}, newError(kindUnauthorized, nil, "authentication required")
-		}
-		return identity.Anonymous(), nil
-	}
-}
-
-// basicLogin checks a user name and password, where the password may be a
-// token (`docker login -u anything -p $TOKEN`). Only guessable secrets
-// (passwords) are throttled per user name: a robot's secret or a signed
-// token cannot be guessed, so their failures count per address alone and
-// nobody can lock them out by naming them. The attempt is counted before
-// the credential is checked (see Attempt) and taken back unless it failed.
-func (s *Server) basicLogin(ctx context.Context, req *tokenRequest) (identity.Identity, error) {
-	auth := s.opts.Authenticator
-	attempt, wait, err := s.opts.Throttle.Admit(ctx, req.addr)
-	if err := s.throttled(wait, err); err != nil {
-		return identity.Identity{}, err
-	}
-	var tokenErr error // why the token connectors refused a JWT-shaped password
-	if looksLikeJWT(req.password) && auth.HasTokenConnectors() {
-		id, ok, err := auth.VerifyToken(ctx, req.password)
-		if err == nil && ok {
-			s.settle(ctx, attempt.Undo)
-			return identity.Normalize(id), nil
-		}
-		tokenErr = err
-	}
-	user := req.user // the name failures are counted under; "" for none
-	if auth.Unguessable(user) {
-		user = ""
-	}
-	wait, err = attempt.AdmitUser(ctx, user)
-	if err := s.throttled(wait, err); err != nil {
-		return identity.Identity{}, err
-	}
-	id, ok, err := auth.Login(ctx, req.user, req.password)
-	if rejected := (*identity.RejectedError)(nil); errors.As(err, &rejected) {
-		s.settle(ctx, attempt.Undo) // the secret was right: no guess
-		return identity.Identity{}, newError(kindUnauthorized, nil, "%s", rejected.Reason)
-	}
-	if err != nil {
-		s.settle(ctx, attempt.Undo) // an outage is never a failed login
-		return identity.Identity{}, newError(kindUnavailable, err, "identity backend unavailable; try again")
-	}
-	if !ok && tokenErr != nil && !errors.As(tokenErr, new(*identity.RejectedError)) {
-		// The password is a token whose verifier could not answer: an
-		// outage, not a wrong password, and no failure to count.
-		s.settle(ctx, attempt.Undo)
-		return identity.Identity{}, newError(kindUnavailable, tokenErr, "token verifier unavailable; try again")
-	}
-	if !ok {
-		return identity.Identity{}, loginFailed(req, tokenErr, auth.HasTokenConnectors())
-	}
-	s.settle(ctx, attempt.Succeeded)
-	return identity.Normalize(id), nil
-}
-
-// throttled answers 429 when the throttle says to wait. A throttle store
-// that cannot answer lets the attempt through (logged).
-func (s *Server) throttled(wait time.Duration, err error) error {
-	if err != nil {
-		s.log.Warn("throttle store unavailable; not throttling", "err", err)
-		return nil
-	}
-	if wait > 0 {
-		e := newError(kindThrottled, nil, "too many failed logins for this user or from this address; retry later")
-		e.retryAfter = wait
-		return e
-	}
-	return nil
-}
-
-// settle takes an attempt's count back (Undo or Succeeded), logging a
-// store that cannot.
-func (s *Server) settle(ctx context.Context, f func(context.Context) error) {
-	if err := f(ctx); err != nil {
-		s.log.Warn("throttle store unavailable; attempt not taken back", "err", err)
-	}
-}
-
-// loginFailed words the 401 of a wrong credential (already counted).
-func loginFailed(req *tokenRequest, tokenErr error, tokenConnectors bool) error {
-	if rejected := (*identity.RejectedError)(nil); errors.As(tokenErr, &rejected) {
-		return newError(kindUnauthorized, nil, "%s", rejected.Reason)
-	}
-	if looksLikeJWT(req.password) && tokenConnectors {
-		return newError(kindUnauthorized, nil, "invalid user name or password (the password is a JWT, but no identity connector trusts its issuer)")
-	}
-	return newError(kindUnauthorized, nil, "invalid user name or password")
-}
-
-// checkRevoked refuses a revoked refresh token. A store that cannot answer
-// at all fails the refresh (503): the Redis store answers from its synced
-// copy during an outage, so an error here is unexpected, and a revocation
-// must never be skipped.
-func (s *Server) checkRevoked(ctx context.Context, claims *refreshClaims) error {
-	if s.opts.Revocations == nil {
-		return nil
-	}
-	var issued time.Time
-	if claims.IssuedAt != nil {
-		issued = claims.IssuedAt.Time
-	}
-	revoked, err := s.opts.Revocations.Revoked(ctx, claims.ID, claims.Subject, issued)
-	switch {
-	case err != nil:
-		return newError(kindUnavailable, err, "revocation list unavailable; try again")
-	case revoked:
-		return newError(kindUnauthorized, nil, "refresh token revoked: log in again")
-	}
-	return nil
-}
-
-func (s *Server) verifyBearer(ctx context.Context, req *tokenRequest, raw string) (identity.Identity, error) {
-	var rejected *identity.RejectedError
-	if s.opts.Authenticator.HasTokenConnectors() {
-		id, ok, err := s.opts.Authenticator.VerifyToken(ctx, raw)
-		if err != nil && !ok && !errors.As(err, &rejected) {
-			return identity.Identity{}, newError(kindUnavailable, err, "token verifier unavailable; try again")
-		}
-		if ok {
-			return identity.Normalize(id), nil
-		}
-	}
-	if s.isOwnToken(raw) {
-		return identity.Identity{}, newError(kindUnauthorized, nil,
-			"this is a registry access token issued by this broker, not a credential: send a user name and password (Basic) instead")
-	}
-	if rejected != nil {
-		return identity.Identity{}, newError(kindUnauthorized, nil, "%s", rejected.Reason)
-	}
-	if !looksLikeJWT(raw) {
-		return identity.Identity{}, newError(kindUnauthorized, nil, "bearer token not accepted: it is not a JWT")
-	}
-	return identity.Identity{}, newError(kindUnauthorized, nil, "bearer token not accepted: no identity connector trusts its issuer")
-}
-
-// isOwnToken tells whether raw looks like a token this broker issued, only to
-// word the error for clients that replay a cached registry token.
-func (s *Server) isOwnToken(raw string) bool {
-	var c jwt.RegisteredClaims
-	if _, _, err := jwt.NewParser().ParseUnverified(raw, &c); err != nil {
-		return false
-	}
-	for _, svc := range s.opts.Services {
-		if c.Issuer == svc.Issuer {
-			return true
-		}
-	}
-	return false
-}
-
-func looksLikeJWT(s string) bool {
-	return strings.Count(s, ".") == 2 && strings.HasPrefix(s, "eyJ")
-}
-
 // authorize asks the policy and intersects its answer with the request: the
 // broker signs only what was both asked and allowed.
 func (s *Server) authorize(ctx context.Context, r *http.Request, req *tokenRequest, id identity.Identity, rec *decision) ([]AccessEntry, time.Duration, error) {
@@ -553,6 +358,9 @@ func (s *Server) authorize(ctx context.Context, r *http.Request, req *tokenReque
 	})
 	if errors.Is(err, authz.ErrNoPolicy) {
 		return nil, 0, newError(kindUnavailable, err, "no policy loaded; try again")
+	}
+	if err != nil && ctx.Err() != nil {
+		return nil, 0, newError(kindCancelled, err, "client went away while the policy decided")
 	}
 	if err != nil {
 		return nil, 0, newError(kindInternal, err, "policy evaluation failed")
@@ -598,6 +406,8 @@ func (d *decision) outcome(status int, err error) string {
 			return "throttled"
 		case http.StatusServiceUnavailable:
 			return "unavailable"
+		case statusClientClosed:
+			return "cancelled"
 		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusMethodNotAllowed:
 			return "bad_request"
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/bundles"
@@ -602,6 +604,74 @@ func TestBackendOutageIs503NotWrongPassword(t *testing.T) {
 	if a.status != 503 || a.header.Get("WWW-Authenticate") != "" || a.header.Get("Retry-After") == "" {
 		t.Fatalf("status %d headers %v: %s", a.status, a.header, a.raw)
 	}
+}
+
+// hangingConnector is a directory that answers only when the caller gives
+// up, as an LDAP server that accepts and never replies does.
+type hangingConnector struct{ asked chan struct{} }
+
+func (h hangingConnector) Login(ctx context.Context, _, _ string) (identity.Identity, bool, error) {
+	close(h.asked)
+	<-ctx.Done()
+	return identity.Identity{}, false, fmt.Errorf("ldap search: %w: %v", identity.ErrUnavailable, ctx.Err())
+}
+
+// A client that hangs up while its identity backend is slow is not a
+// backend outage: the request is logged and counted as cancelled, with
+// nothing written, and never as unavailable.
+func TestCancelledRequestIsNotAnOutage(t *testing.T) {
+	var logs syncBuffer
+	reg := prometheus.NewRegistry()
+	hang := hangingConnector{asked: make(chan struct{})}
+	f := newFixture(t, func(o *broker.Options) {
+		o.Authenticator = identity.NewChain([]identity.Connector{identitytest.Connector(t, "ldap", hang)}, nil)
+		o.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+		o.Metrics = broker.NewMetrics(reg)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.ts.URL+"/token?service=registry.test&scope=repository:team/app:pull", nil)
+	req.Header.Set("Authorization", basic("alice", "alice-secret"))
+	go func() { <-hang.asked; cancel() }()
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the request was answered (%d) although its client went away", resp.StatusCode)
+	}
+
+	// The server notices the hang-up and finishes on its own time.
+	deadline := time.Now().Add(5 * time.Second)
+	for logs.String() == "" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	lines := logs.lines(t)
+	if len(lines) != 1 || lines[0]["outcome"] != "cancelled" || lines[0]["status"] != float64(499) || lines[0]["level"] != "INFO" {
+		t.Fatalf("log: %v, want one INFO line with outcome cancelled, status 499", lines)
+	}
+	if got := requestsByOutcome(t, reg); got["cancelled"] != 1 || got["unavailable"] != 0 {
+		t.Fatalf("tollgate_token_requests_total by outcome: %v, want one cancelled and no unavailable", got)
+	}
+}
+
+// requestsByOutcome reads tollgate_token_requests_total from reg, summed by outcome.
+func requestsByOutcome(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range families {
+		if mf.GetName() != "tollgate_token_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" {
+					out[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }
 
 func TestNoPolicyFailsClosed(t *testing.T) {

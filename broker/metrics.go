@@ -22,7 +22,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_token_requests_total",
-			Help: "Token requests by outcome (granted, partial, denied, login, unauthorized, throttled, unavailable, bad_request, error), HTTP status and connector.",
+			Help: "Token requests by outcome (granted, partial, denied, login, unauthorized, throttled, unavailable, cancelled, bad_request, error), HTTP status and connector.",
 		}, []string{"outcome", "status", "connector"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tollgate_token_request_duration_seconds",
