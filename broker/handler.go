@@ -63,8 +63,8 @@ type tokenResponse struct {
 // intersect, sign, answer, and one decision log line.
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := decision{addr: s.opts.ClientAddress.Of(r)}
-	status, err := s.serveToken(w, r, &rec)
+	rec, err := s.serveToken(w, r)
+	status := http.StatusOK
 	if err != nil {
 		status = s.writeError(w, r, err)
 	}
@@ -74,55 +74,50 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	s.opts.Metrics.observe(outcome, status, &rec, elapsed)
 }
 
-func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, rec *decision) (int, error) {
+// serveToken answers a token request, or fails it, and returns what the
+// log line says of it: what each step learned, as far as the request got.
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) (decision, error) {
 	ctx := r.Context()
+	rec := decision{addr: s.opts.ClientAddress.Of(r)}
 	req, err := s.parseRequest(w, r)
 	if err != nil {
-		return 0, err
+		return rec, err
 	}
-	rec.req = req
 	req.addr = rec.addr
+	rec.req = req
 
 	id, err := s.authenticate(ctx, req)
 	if err != nil {
-		return 0, err
+		return rec, err
 	}
 	rec.id = &id
 
-	access, ttl, err := s.authorize(ctx, r, req, id, rec)
-	if err != nil {
-		return 0, err
+	if rec.grant, err = s.authorize(ctx, r, req, id); err != nil {
+		return rec, err
 	}
-	rec.granted = access
 
 	now := s.now()
 	key := req.svc.Keys.Signer(now)
 	if key == nil {
-		return 0, newError(kindUnavailable, nil, "no signing key is valid for service %q", req.svc.Name)
+		return rec, newError(kindUnavailable, nil, "no signing key is valid for service %q", req.svc.Name)
 	}
-	resp, err := s.accessToken(req.svc, key, id.Subject, access, now, ttl, rec)
+	tok, reused, err := s.accessToken(req.svc, key, id.Subject, rec.grant.access, now, rec.grant.ttl)
 	if err != nil {
-		return 0, err
+		return rec, err
 	}
-	if refreshTTL := refreshLifetime(s.opts.RefreshTTL, id, now); req.offline && req.grant != "refresh_token" && refreshTTL > 0 && !id.Anonymous {
-		resp.RefreshToken, err = req.svc.signRefresh(key, id, now, refreshTTL)
-		switch {
-		case errors.Is(err, errRefreshTooLarge):
-			// Better none than one this broker would refuse.
-			s.log.Warn("refresh token not issued", "subject", id.Subject, "connector", id.Connector, "err", err)
-		case err != nil:
-			return 0, err
-		default:
-			rec.refreshIssued = true
-		}
+	rec.tokenID, rec.reused = tok.id, reused
+	resp := tok.resp
+	if resp.RefreshToken, err = s.refreshToken(req, key, id, now); err != nil {
+		return rec, err
 	}
+	rec.refreshIssued = resp.RefreshToken != ""
 	writeTokenResponse(w, &resp)
-	return http.StatusOK, nil
+	return rec, nil
 }
 
 // accessToken signs the access token, or serves the one signed for the same
-// claims within the service's reuse window (see tokenReuse).
-func (s *Server) accessToken(svc *Service, key *Key, subject string, access []AccessEntry, now time.Time, ttl time.Duration, rec *decision) (tokenResponse, error) {
+// claims within the service's reuse window (see tokenReuse); reused says which.
+func (s *Server) accessToken(svc *Service, key *Key, subject string, access []AccessEntry, now time.Time, ttl time.Duration) (t reusedToken, reused bool, err error) {
 	sign := func() (reusedToken, error) {
 		tok, id, err := svc.signAccess(key, subject, access, now, ttl)
 		resp := tokenResponse{Token: tok, AccessToken: tok, ExpiresIn: int(ttl / time.Second), IssuedAt: now.UTC().Format(time.RFC3339)}
@@ -134,12 +129,10 @@ func (s *Server) accessToken(svc *Service, key *Key, subject string, access []Ac
 	}
 	if rk == "" {
 		t, err := sign()
-		rec.tokenID = t.id
-		return t.resp, err
+		return t, false, err
 	}
 	if t, ok := s.reuse.get(rk, key, now, svc.TokenReuse); ok {
-		rec.tokenID, rec.reused = t.id, true
-		return t.resp, nil
+		return t, true, nil
 	}
 	// Identical requests that miss together wait for one signature: a storm
 	// on an RS256 key would otherwise sign once per waiting request. Looking
@@ -157,11 +150,26 @@ func (s *Server) accessToken(svc *Service, key *Key, subject string, access []Ac
 		return t, err
 	})
 	if err != nil {
-		return tokenResponse{}, err
+		return reusedToken{}, false, err
 	}
-	t := v.(reusedToken)
-	rec.tokenID, rec.reused = t.id, !signed
-	return t.resp, nil
+	return v.(reusedToken), !signed, nil
+}
+
+// refreshToken signs the refresh token the request asked for, or returns ""
+// where none is issued: not asked for, anonymous, refreshed with one already,
+// or an identity whose credential is about to expire.
+func (s *Server) refreshToken(req *tokenRequest, key *Key, id identity.Identity, now time.Time) (string, error) {
+	ttl := refreshLifetime(s.opts.RefreshTTL, id, now)
+	if !req.offline || req.grant == "refresh_token" || ttl <= 0 || id.Anonymous {
+		return "", nil
+	}
+	tok, err := req.svc.signRefresh(key, id, now, ttl)
+	if errors.Is(err, errRefreshTooLarge) {
+		// Better none than one this broker would refuse.
+		s.log.Warn("refresh token not issued", "subject", id.Subject, "connector", id.Connector, "err", err)
+		return "", nil
+	}
+	return tok, err
 }
 
 // refreshLifetime is the configured refresh-token lifetime, cut short for
@@ -343,12 +351,21 @@ func single(m map[string][]string, key string) string {
 	return ""
 }
 
+// grant is what the policy decided for one request.
+type grant struct {
+	access   []AccessEntry // what the token carries
+	scopes   []authz.Grant // what became of each requested scope
+	ttl      time.Duration // the token's lifetime
+	revision string        // of the policy that decided; "" when none was asked
+	cached   bool          // the decision cache answered
+}
+
 // authorize asks the policy and intersects its answer with the request: the
 // broker signs only what was both asked and allowed.
-func (s *Server) authorize(ctx context.Context, r *http.Request, req *tokenRequest, id identity.Identity, rec *decision) ([]AccessEntry, time.Duration, error) {
-	ttl := req.svc.TokenTTL
+func (s *Server) authorize(ctx context.Context, r *http.Request, req *tokenRequest, id identity.Identity) (grant, error) {
+	g := grant{ttl: req.svc.TokenTTL}
 	if len(req.scopes) == 0 {
-		return nil, ttl, nil // login check: authenticate, grant nothing
+		return g, nil // login check: authenticate, grant nothing
 	}
 	dec, err := s.opts.Authorizer.Authorize(ctx, authz.Input{
 		Service:  req.svc.Name,
@@ -356,28 +373,26 @@ func (s *Server) authorize(ctx context.Context, r *http.Request, req *tokenReque
 		Scopes:   req.scopes,
 		Client:   authz.Client{IP: req.addr, UserAgent: truncate(r.UserAgent(), 256)},
 	})
-	if errors.Is(err, authz.ErrNoPolicy) {
-		return nil, 0, newError(kindUnavailable, err, "no policy loaded; try again")
+	switch {
+	case errors.Is(err, authz.ErrNoPolicy):
+		return grant{}, newError(kindUnavailable, err, "no policy loaded; try again")
+	case err != nil && ctx.Err() != nil:
+		return grant{}, newError(kindCancelled, err, "client went away while the policy decided")
+	case err != nil:
+		return grant{}, newError(kindInternal, err, "policy evaluation failed")
 	}
-	if err != nil && ctx.Err() != nil {
-		return nil, 0, newError(kindCancelled, err, "client went away while the policy decided")
-	}
-	if err != nil {
-		return nil, 0, newError(kindInternal, err, "policy evaluation failed")
-	}
-	rec.revision, rec.cached = dec.Revision, dec.Cached
-	rec.grants = dec.Grants(req.scopes)
-	var access []AccessEntry
-	for _, g := range rec.grants {
-		if len(g.Granted) > 0 {
-			access = append(access, AccessEntry{Type: g.Scope.Type, Name: g.Scope.Name, Actions: g.Granted})
+	g.revision, g.cached = dec.Revision, dec.Cached
+	g.scopes = dec.Grants(req.scopes)
+	for _, sg := range g.scopes {
+		if len(sg.Granted) > 0 {
+			g.access = append(g.access, AccessEntry{Type: sg.Scope.Type, Name: sg.Scope.Name, Actions: sg.Granted})
 		}
 	}
 	if dec.TokenTTL > 0 {
 		// Whole seconds: expires_in and exp - iat must agree.
-		ttl = min(max(dec.TokenTTL, minTokenTTL), req.svc.MaxTokenTTL).Truncate(time.Second)
+		g.ttl = min(max(dec.TokenTTL, minTokenTTL), req.svc.MaxTokenTTL).Truncate(time.Second)
 	}
-	return access, ttl, nil
+	return g, nil
 }
 
 // decision gathers what the decision log line says about one request.
@@ -385,10 +400,7 @@ type decision struct {
 	addr          string // the client's address (behind trusted proxies, the proxies' client)
 	req           *tokenRequest
 	id            *identity.Identity
-	granted       []AccessEntry
-	grants        []authz.Grant // what became of each requested scope
-	revision      string
-	cached        bool
+	grant         grant
 	tokenID       string // the access token's jti
 	reused        bool   // the access token was one signed moments ago for the same claims
 	refreshIssued bool
@@ -415,7 +427,7 @@ func (d *decision) outcome(status int, err error) string {
 	case d.req != nil && len(d.req.scopes) == 0:
 		return "login"
 	}
-	return authz.Verdict(d.grants)
+	return authz.Verdict(d.grant.scopes)
 }
 
 func (d *decision) log(l *slog.Logger, r *http.Request, status int, outcome string, err error, elapsed time.Duration) {
@@ -442,14 +454,14 @@ func (d *decision) log(l *slog.Logger, r *http.Request, status int, outcome stri
 		attrs = append(attrs, slog.String("subject", d.id.Subject), slog.String("connector", d.id.Connector))
 	}
 	if status == http.StatusOK {
-		granted := make([]string, len(d.granted))
-		for i, a := range d.granted {
+		granted := make([]string, len(d.grant.access))
+		for i, a := range d.grant.access {
 			granted[i] = a.Type + ":" + a.Name + ":" + strings.Join(a.Actions, ",")
 		}
 		attrs = append(attrs, slog.Any("granted", granted), slog.String("token_id", d.tokenID), slog.Bool("token_reused", d.reused), slog.Bool("refresh_token_issued", d.refreshIssued))
 	}
-	if d.revision != "" {
-		attrs = append(attrs, slog.String("policy_revision", d.revision), slog.Bool("decision_cached", d.cached))
+	if d.grant.revision != "" {
+		attrs = append(attrs, slog.String("policy_revision", d.grant.revision), slog.Bool("decision_cached", d.grant.cached))
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", err.Error()))

@@ -52,8 +52,8 @@ func (m *Metrics) observe(outcome string, status int, d *decision, elapsed time.
 	}
 	m.requests.WithLabelValues(outcome, strconv.Itoa(status), connector).Inc()
 	m.latency.WithLabelValues(outcome).Observe(elapsed.Seconds())
-	if d.revision != "" {
-		m.decisions.WithLabelValues(strconv.FormatBool(d.cached)).Inc()
+	if d.grant.revision != "" {
+		m.decisions.WithLabelValues(strconv.FormatBool(d.grant.cached)).Inc()
 	}
 	if d.reused {
 		m.reused.Inc()

@@ -29,32 +29,33 @@ func TestTokenReuseSignsOnceForRequestsThatMissTogether(t *testing.T) {
 	access := []AccessEntry{{Type: "repository", Name: "public/x", Actions: []string{"pull"}}}
 	const n = 8
 	var (
-		start = make(chan struct{})
-		wg    sync.WaitGroup
-		recs  [n]decision
-		toks  [n]string
+		start  = make(chan struct{})
+		wg     sync.WaitGroup
+		toks   [n]reusedToken
+		reused [n]bool
 	)
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			resp, err := s.accessToken(svc, k, "", access, now, svc.TokenTTL, &recs[i])
+			tok, r, err := s.accessToken(svc, k, "", access, now, svc.TokenTTL)
 			if err != nil {
 				t.Error(err)
 			}
-			toks[i] = resp.Token
+			toks[i], reused[i] = tok, r
 		}()
 	}
 	close(start)
 	wg.Wait()
 	signed, ids := 0, map[string]string{} // token -> jti
 	for i := range n {
-		if id, seen := ids[toks[i]]; seen && id != recs[i].tokenID {
-			t.Errorf("request %d: token_id %s, but its token has %s", i, recs[i].tokenID, id)
+		tok := toks[i].resp.Token
+		if id, seen := ids[tok]; seen && id != toks[i].id {
+			t.Errorf("request %d: token_id %s, but its token has %s", i, toks[i].id, id)
 		}
-		ids[toks[i]] = recs[i].tokenID
-		if !recs[i].reused {
+		ids[tok] = toks[i].id
+		if !reused[i] {
 			signed++
 		}
 	}
