@@ -116,7 +116,10 @@ func (f *File) Watch(ctx context.Context, interval time.Duration, log *slog.Logg
 
 // Login implements identity.PasswordConnector. An unknown name is checked
 // against a stand-in hash first, so it costs what a wrong password costs.
-func (f *File) Login(_ context.Context, user, password string) (identity.Identity, bool, error) {
+func (f *File) Login(ctx context.Context, user, password string) (identity.Identity, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return identity.Identity{}, false, err // nobody waits for the answer
+	}
 	t := f.table.Load()
 	hash, known := t.users[user]
 	if !known {
@@ -139,6 +142,9 @@ func (f *File) Decoy(_ context.Context, user, password string) {
 // set again, even to the same one, or a user removed and added again has
 // a new bcrypt salt, so a new fingerprint.
 func (f *File) Refresh(ctx context.Context, prev identity.Identity) (identity.Identity, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return identity.Identity{}, false, err
+	}
 	hash, known := f.table.Load().users[prev.Subject]
 	if !known {
 		return identity.Identity{}, false, nil

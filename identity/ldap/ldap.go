@@ -290,6 +290,9 @@ var errDuplicate = errors.New("more than one directory entry matches")
 
 // Login implements identity.PasswordConnector.
 func (c *Connector) Login(ctx context.Context, user, password string) (identity.Identity, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return identity.Identity{}, false, err // nobody waits for the answer
+	}
 	// An empty password makes an LDAP bind "unauthenticated" and it succeeds:
 	// refuse it before talking to the server at all.
 	if password == "" || user == "" {
@@ -352,6 +355,9 @@ func (c *Connector) bind(ctx context.Context, dn, password string) (bool, error)
 // with the credential the refresh token was issued for (see
 // credentialAttributes for what the directory lets us see of it).
 func (c *Connector) Refresh(ctx context.Context, prev identity.Identity) (identity.Identity, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return identity.Identity{}, false, err
+	}
 	if prev.Subject == "" {
 		return identity.Identity{}, false, nil
 	}

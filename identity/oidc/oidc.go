@@ -155,6 +155,9 @@ func rejected(format string, args ...any) error {
 // *identity.RejectedError saying why; an issuer that cannot be reached is an
 // error wrapping identity.ErrUnavailable.
 func (v *Verifier) Verify(ctx context.Context, raw string) (identity.Identity, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return identity.Identity{}, false, err // nobody waits for the answer
+	}
 	claims := jwt.MapClaims{}
 	var is *issuer
 	_, err := jwt.NewParser(jwt.WithoutClaimsValidation()).ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
@@ -291,7 +294,10 @@ func later(a, b time.Time) time.Time {
 // here they are mapped again under the current configuration, so an issuer
 // that is no longer trusted, or a required claim that changed, ends access
 // at the next refresh.
-func (v *Verifier) Refresh(_ context.Context, prev identity.Identity) (identity.Identity, bool, error) {
+func (v *Verifier) Refresh(ctx context.Context, prev identity.Identity) (identity.Identity, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return identity.Identity{}, false, err
+	}
 	iss, _ := prev.Claims["iss"].(string)
 	is := v.issuers[iss]
 	if is == nil {

@@ -108,7 +108,10 @@ func (c *Connector) lookup(user string) (Record, bool) {
 // credential, answered in the same time as a wrong secret, so timing does
 // not tell which robots exist. Other names are ErrUnknownUser, for the next
 // connector of the chain.
-func (c *Connector) Login(_ context.Context, user, password string) (identity.Identity, bool, error) {
+func (c *Connector) Login(ctx context.Context, user, password string) (identity.Identity, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return identity.Identity{}, false, err // nobody waits for the answer
+	}
 	if !strings.HasPrefix(user, UserPrefix) {
 		return identity.Identity{}, false, identity.ErrUnknownUser
 	}
@@ -125,6 +128,9 @@ func (c *Connector) Login(_ context.Context, user, password string) (identity.Id
 // Refresh implements identity.RefreshConnector: a robot revoked, expired,
 // removed or rotated since the refresh token was issued loses access.
 func (c *Connector) Refresh(ctx context.Context, prev identity.Identity) (identity.Identity, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return identity.Identity{}, false, err
+	}
 	r, ok := c.lookup(prev.Subject)
 	if !ok {
 		return identity.Identity{}, false, nil
