@@ -156,3 +156,27 @@ func TestRegistryConfigWritesNoBundleIntoTheCurrentDirectory(t *testing.T) {
 		t.Errorf("registry-config wrote into the current directory: %v", entries)
 	}
 }
+
+// validConfig is a small configuration whose keys, users and policy the
+// tests create beside it.
+const validConfig = `
+services:
+  - name: registry.test
+    issuer: tollgate-test
+    realm: http://localhost:5001/token
+    keys: keys
+identity:
+  - {name: local, type: htpasswd, file: users}
+policy:
+  source: policy
+`
+
+// writeConfig writes body as a config.yaml in a new directory.
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

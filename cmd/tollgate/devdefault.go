@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/identity/htpasswd"
 	"github.com/tollgate/tollgate/internal/atomicfile"
+	"github.com/tollgate/tollgate/internal/config"
 	"github.com/tollgate/tollgate/policies"
 )
 
@@ -48,7 +49,7 @@ type devSetup struct {
 }
 
 // devConfig makes (on first start) and loads the development configuration.
-func devConfig(stateDir, listen string) (*Config, *devSetup, error) {
+func devConfig(stateDir, listen string) (*config.Config, *devSetup, error) {
 	dir, err := filepath.Abs(stateDir)
 	if err != nil {
 		return nil, nil, err
@@ -85,7 +86,7 @@ func devConfig(stateDir, listen string) (*Config, *devSetup, error) {
 			return nil, nil, fmt.Errorf("development state in %s: %w", dir, err)
 		}
 	}
-	cfg, err := LoadConfig(d.config)
+	cfg, err := config.Load(d.config)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -120,7 +121,7 @@ func configuredService(c *cli.Context) (string, error) {
 			return "", nil
 		}
 	}
-	cfg, err := LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		return "", fmt.Errorf("the default service: %w", err)
 	}
@@ -317,8 +318,8 @@ func createFile(path string, data []byte, perm fs.FileMode) error {
 
 // writeRegistryConfig writes a distribution configuration that trusts this
 // broker, and the certificate bundle it points at.
-func (d *devSetup) writeRegistryConfig(cfg *Config) error {
-	services, err := loadServices(cfg)
+func (d *devSetup) writeRegistryConfig(cfg *config.Config) error {
+	services, err := cfg.LoadServices()
 	if err != nil {
 		return err
 	}

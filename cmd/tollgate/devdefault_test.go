@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/config"
 )
 
 // The banner's anonymous pull is from the public project "library", the one
@@ -111,7 +113,7 @@ func TestDevListenChangeMovesTheRealm(t *testing.T) {
 
 	_, port, _ := net.SplitHostPort(second)
 	realm := "http://localhost:" + port + "/token"
-	cfg, err := LoadConfig(filepath.Join(state, "config.yaml"))
+	cfg, err := config.Load(filepath.Join(state, "config.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/tollgate/tollgate/internal/config"
 )
 
 // `tollgate --help` names every kind of identity the broker can use.
@@ -13,7 +15,7 @@ func TestHelpNamesEveryConnectorType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for typ := range connectorTypes {
+	for _, typ := range config.ConnectorTypes() {
 		if !strings.Contains(strings.ToLower(out), typ) {
 			t.Errorf("tollgate --help does not name the %s connector:\n%s", typ, out)
 		}

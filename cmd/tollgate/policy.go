@@ -22,6 +22,7 @@ import (
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/internal/config"
 	"github.com/tollgate/tollgate/policies"
 	"github.com/tollgate/tollgate/scope"
 )
@@ -455,8 +456,8 @@ func evalAs(c *cli.Context) error {
 	}
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel() // stops the connectors' file watchers
-	log := newLogger(LogConfig{Level: "error", Format: "text"}, c.App.ErrWriter)
-	chain, err := buildChain(connectorEnv{ctx: ctx, log: log, baseDir: cfg.baseDir, cache: identity.NewCredentialCache(0, 0)}, cfg.Identity)
+	log := newLogger(config.LogConfig{Level: "error", Format: "text"}, c.App.ErrWriter)
+	chain, err := cfg.BuildChain(config.ConnectorEnv{Ctx: ctx, Log: log, Cache: identity.NewCredentialCache(0, 0)})
 	if err != nil {
 		return err
 	}
@@ -491,7 +492,7 @@ func evalAs(c *cli.Context) error {
 	}
 	service := c.String("service")
 	if !c.IsSet("service") {
-		services, err := loadServices(cfg)
+		services, err := cfg.LoadServices()
 		if err != nil {
 			return err
 		}
@@ -501,7 +502,7 @@ func evalAs(c *cli.Context) error {
 		}
 		service = svc.Name
 	}
-	src := &bundles.Source{Location: cmp.Or(c.String("policy"), cfg.Policy.Source), Limits: cfg.Policy.bundleLimits()}
+	src := &bundles.Source{Location: cmp.Or(c.String("policy"), cfg.Policy.Source), Limits: cfg.Policy.BundleLimits()}
 	if sc := cfg.Policy.Signing; sc != nil && c.String("policy") == "" {
 		if src.Verify, err = bundles.VerificationConfig(sc.PublicKey, sc.Algorithm, sc.KeyID, sc.Scope); err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/config"
 	"github.com/urfave/cli/v2"
 )
 
@@ -26,7 +27,7 @@ func pprofFlag() cli.Flag {
 
 // servePprof starts the profile listener when --pprof is set and says where
 // it is in the log.
-func servePprof(c *cli.Context, cfg *Config) error {
+func servePprof(c *cli.Context, cfg *config.Config) error {
 	addr, err := startPprof(c.Context, c.String("pprof"))
 	if err != nil || addr == nil {
 		return err

@@ -46,7 +46,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			services, err := loadServices(cfg)
+			services, err := cfg.LoadServices()
 			if err != nil {
 				return err
 			}

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -23,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v2"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/broker"
@@ -31,6 +29,7 @@ import (
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/internal/atomicfile"
+	"github.com/tollgate/tollgate/internal/config"
 	"github.com/tollgate/tollgate/internal/secret"
 	"github.com/tollgate/tollgate/policies"
 )
@@ -64,7 +63,9 @@ Examples:
 				cfg.Listen = l
 			}
 			if c.Bool("check") {
-				if err := checkConnectors(c.Context, cfg); err != nil {
+				ctx, cancel := context.WithCancel(c.Context)
+				defer cancel() // stops the connectors' watchers
+				if _, err := cfg.BuildChain(config.ConnectorEnv{Ctx: ctx}); err != nil {
 					return err
 				}
 				fmt.Fprintf(c.App.Writer, "configuration valid: %d service(s), %d connector(s), policy from %s\n", len(cfg.Services), len(cfg.Identity), bundles.RedactURL(cfg.Policy.Source))
@@ -78,15 +79,15 @@ Examples:
 	}
 }
 
-func loadOrDevConfig(c *cli.Context) (*Config, *devSetup, error) {
+func loadOrDevConfig(c *cli.Context) (*config.Config, *devSetup, error) {
 	if path := c.String("config"); path != "" {
-		cfg, err := LoadConfig(path)
+		cfg, err := config.Load(path)
 		return cfg, nil, err
 	}
 	return devConfig(c.String("state-dir"), c.String("listen"))
 }
 
-func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
+func newLogger(cfg config.LogConfig, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Level))
 	opts := &slog.HandlerOptions{Level: level}
@@ -96,25 +97,9 @@ func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// loadServices loads every service's key set.
-func loadServices(cfg *Config) ([]*broker.Service, error) {
-	var out []*broker.Service
-	for i, sc := range cfg.Services {
-		ks, err := broker.LoadKeyDir(sc.Keys)
-		if err != nil {
-			return nil, fmt.Errorf("services[%d].keys: %w", i, err)
-		}
-		out = append(out, &broker.Service{
-			Name: sc.Name, Default: sc.Default, Issuer: sc.Issuer, Realm: sc.Realm,
-			TokenTTL: sc.TokenTTL, MaxTokenTTL: sc.MaxTokenTTL, TokenReuse: *sc.TokenReuse, Keys: ks,
-		})
-	}
-	return out, nil
-}
-
 // serve runs the broker until ctx ends or SIGINT/SIGTERM; the development
 // banner goes to out, logs to logOut.
-func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Writer) error {
+func serve(ctx context.Context, cfg *config.Config, dev *devSetup, out, logOut io.Writer) error {
 	started := time.Now()
 	log := newLogger(cfg.Log, logOut)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
@@ -234,7 +219,7 @@ func serve(ctx context.Context, cfg *Config, dev *devSetup, out, logOut io.Write
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	changed := make(chan struct{}, 1)
-	if cfg.path != "" {
+	if cfg.Path() != "" {
 		go watchConfigFiles(ctx, cfg, configPoll, changed)
 	}
 	for running := true; running; {
@@ -308,22 +293,19 @@ func retire(old, next map[string]*liveConnector, after time.Duration) {
 
 // connectors builds the chain of cfg, reusing the live connectors of prev
 // whose configuration is unchanged.
-func (sh *sharedState) connectors(ctx context.Context, cfg *Config, prev map[string]*liveConnector) (*identity.Chain, map[string]*liveConnector, error) {
+func (sh *sharedState) connectors(ctx context.Context, cfg *config.Config, prev map[string]*liveConnector) (*identity.Chain, map[string]*liveConnector, error) {
 	next := map[string]*liveConnector{}
 	conns := make([]identity.Connector, 0, len(cfg.Identity))
-	for i := range cfg.Identity {
-		c := &cfg.Identity[i]
-		raw, _ := yaml.Marshal(&c.node)
-		key := c.Type + "\x00" + cfg.baseDir + "\x00" + string(raw)
+	for i, c := range cfg.Identity {
+		key := cfg.ConnectorKey(i)
 		lc := prev[c.Name]
 		if lc == nil || lc.key != key {
 			cctx, cancel := context.WithCancel(ctx)
-			env := connectorEnv{ctx: cctx, log: sh.log, baseDir: cfg.baseDir, cache: sh.cache}
-			conn, err := c.open(env)
+			conn, err := cfg.OpenConnector(config.ConnectorEnv{Ctx: cctx, Log: sh.log, Cache: sh.cache}, i)
 			if err != nil {
 				cancel()
 				retire(next, prev, 0) // stop what this attempt built
-				return nil, nil, connectorError(i, c, err)
+				return nil, nil, err
 			}
 			lc = &liveConnector{key: key, conn: conn, cancel: cancel}
 		}
@@ -343,8 +325,8 @@ func (c *currentServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.p.Load().srv.ServeHTTP(w, r)
 }
 
-func (sh *sharedState) build(ctx context.Context, cfg *Config, prev map[string]*liveConnector) (*generation, error) {
-	services, err := loadServices(cfg)
+func (sh *sharedState) build(ctx context.Context, cfg *config.Config, prev map[string]*liveConnector) (*generation, error) {
+	services, err := cfg.LoadServices()
 	if err != nil {
 		return nil, err
 	}
@@ -362,7 +344,7 @@ func (sh *sharedState) build(ctx context.Context, cfg *Config, prev map[string]*
 			MaxPerAddress: tc.MaxFailuresPerAddress, KnownAddressWindow: tc.KnownAddressTTL}
 	}
 	engine, poller := sh.engine, sh.poller
-	clientAddr, err := cfg.clientAddress()
+	clientAddr, err := cfg.ClientAddress()
 	if err != nil {
 		retire(live, prev, 0)
 		return nil, err
@@ -398,18 +380,18 @@ func (sh *sharedState) build(ctx context.Context, cfg *Config, prev map[string]*
 // that fails to load or build keeps the running configuration. Settings
 // read only at start (listen, metrics, the policy section, caches) are
 // reported when they changed.
-func (sh *sharedState) reload(ctx context.Context, running *Config, current *currentServer, tlsCert *atomic.Pointer[tls.Certificate]) {
+func (sh *sharedState) reload(ctx context.Context, running *config.Config, current *currentServer, tlsCert *atomic.Pointer[tls.Certificate]) {
 	result := "failure"
 	defer func() {
 		if sh.reloads != nil {
 			sh.reloads.WithLabelValues(result).Inc()
 		}
 	}()
-	if running.path == "" {
+	if running.Path() == "" {
 		sh.log.Warn("SIGHUP ignored: the development default has no configuration file to read again")
 		return
 	}
-	cfg, err := LoadConfig(running.path)
+	cfg, err := config.Load(running.Path())
 	if err != nil {
 		sh.log.Error("reload failed; keeping the running configuration", "err", err)
 		return
@@ -454,9 +436,9 @@ func (sh *sharedState) reload(ctx context.Context, running *Config, current *cur
 // newPolicyPoller builds the loader of cfg.Policy.Source: every new revision
 // is compiled and prepared off the request path, then swapped in atomically;
 // one that fails to fetch, verify or compile never replaces the last good one.
-func newPolicyPoller(cfg *Config, engine *policies.Engine, log *slog.Logger) (*bundles.Poller, error) {
+func newPolicyPoller(cfg *config.Config, engine *policies.Engine, log *slog.Logger) (*bundles.Poller, error) {
 	pc := cfg.Policy
-	src := &bundles.Source{Location: pc.Source, Client: &http.Client{Timeout: pc.Polling.Timeout}, Limits: pc.bundleLimits()}
+	src := &bundles.Source{Location: pc.Source, Client: &http.Client{Timeout: pc.Polling.Timeout}, Limits: pc.BundleLimits()}
 	if sc := pc.Signing; sc != nil {
 		vc, err := bundles.VerificationConfig(sc.PublicKey, sc.Algorithm, sc.KeyID, sc.Scope)
 		if err != nil {
@@ -464,7 +446,7 @@ func newPolicyPoller(cfg *Config, engine *policies.Engine, log *slog.Logger) (*b
 		}
 		src.Verify = vc
 	}
-	token, err := secret.Resolve(pc.BearerToken, pc.BearerTokenEnv, pc.BearerTokenFile, cfg.baseDir)
+	token, err := secret.Resolve(pc.BearerToken, pc.BearerTokenEnv, pc.BearerTokenFile, cfg.BaseDir())
 	if err != nil {
 		return nil, fmt.Errorf("policy.bearer_token: %w", err)
 	}
@@ -615,7 +597,7 @@ type sharedStores struct {
 // Redis: how far behind its copy may be when Redis stops answering.
 const revocationSync = time.Second
 
-func openSharedStores(ctx context.Context, cfg *Config, log *slog.Logger) (*sharedStores, error) {
+func openSharedStores(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sharedStores, error) {
 	local := broker.NewMemoryCounters(100_000, max(cfg.Throttle.Window, cfg.Throttle.KnownAddressTTL))
 	if rc := cfg.Redis; rc != nil {
 		redis.SetLogger(redisLogger{log})
@@ -634,7 +616,7 @@ func openSharedStores(ctx context.Context, cfg *Config, log *slog.Logger) (*shar
 			close: func() { cancel(); rs.Close() },
 		}, nil
 	}
-	fr, err := broker.OpenFileRevocations(revocationsFile(cfg))
+	fr, err := broker.OpenFileRevocations(cfg.RevocationsFile())
 	if err != nil {
 		return nil, err
 	}
@@ -687,16 +669,14 @@ func (st *sharedStores) registerMetrics(reg prometheus.Registerer) {
 	)
 }
 
-func openRedis(cfg *Config, log *slog.Logger) (*redisstore.Store, error) {
+func openRedis(cfg *config.Config, log *slog.Logger) (*redisstore.Store, error) {
 	rc := cfg.Redis
-	pw, err := secret.Resolve(rc.Password, rc.PasswordEnv, rc.PasswordFile, cfg.baseDir)
+	pw, err := secret.Resolve(rc.Password, rc.PasswordEnv, rc.PasswordFile, cfg.BaseDir())
 	if err != nil {
 		return nil, fmt.Errorf("redis.password: %w", err)
 	}
 	return redisstore.New(redisstore.Options{Addr: rc.Addr, Password: string(pw), DB: rc.DB, Prefix: rc.Prefix, Timeout: rc.Timeout, Logger: log}), nil
 }
-
-func revocationsFile(cfg *Config) string { return filepath.Join(cfg.StateDir, "revocations.json") }
 
 // redisLogger sends the Redis client's own messages (reconnects) to the
 // broker's log at debug level; outages are reported where they matter.
@@ -713,10 +693,10 @@ const configPoll = 2 * time.Second
 // watchConfigFiles signals changed when the configuration file, a key
 // directory or the TLS key pair it names changes (size, time, names), so
 // editing them has the effect of a SIGHUP.
-func watchConfigFiles(ctx context.Context, cfg *Config, every time.Duration, changed chan<- struct{}) {
+func watchConfigFiles(ctx context.Context, cfg *config.Config, every time.Duration, changed chan<- struct{}) {
 	stamp := func() string {
-		paths := []string{cfg.path}
-		if c, err := LoadConfig(cfg.path); err == nil {
+		paths := []string{cfg.Path()}
+		if c, err := config.Load(cfg.Path()); err == nil {
 			for _, svc := range c.Services {
 				paths = append(paths, svc.Keys)
 			}

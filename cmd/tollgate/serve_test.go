@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/internal/config"
 	"github.com/tollgate/tollgate/policies"
 )
 
@@ -28,8 +29,8 @@ func TestPolicyPollerSwapsGoodRevisionsAndKeepsTheLastGood(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego("pull")), 0o644)
 	e := policies.NewEngine(10, time.Minute)
-	cfg := &Config{Policy: PolicyConfig{Source: dir, Query: policies.DefaultQuery,
-		Polling: PollingConfig{MinDelay: 20 * time.Millisecond, MaxDelay: 20 * time.Millisecond, Timeout: time.Second}}}
+	cfg := &config.Config{Policy: config.PolicyConfig{Source: dir, Query: policies.DefaultQuery,
+		Polling: config.PollingConfig{MinDelay: 20 * time.Millisecond, MaxDelay: 20 * time.Millisecond, Timeout: time.Second}}}
 	p, err := newPolicyPoller(cfg, e, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -195,8 +196,8 @@ func TestBundleBearerTokenOnlyGoesToTheConfiguredOrigin(t *testing.T) {
 			mu.Lock()
 			clear(seen)
 			mu.Unlock()
-			cfg := &Config{Policy: PolicyConfig{Source: origin.URL + c.path, Query: policies.DefaultQuery, BearerToken: "t0ken",
-				Polling: PollingConfig{MinDelay: time.Second, MaxDelay: time.Second, Timeout: 5 * time.Second}}}
+			cfg := &config.Config{Policy: config.PolicyConfig{Source: origin.URL + c.path, Query: policies.DefaultQuery, BearerToken: "t0ken",
+				Polling: config.PollingConfig{MinDelay: time.Second, MaxDelay: time.Second, Timeout: 5 * time.Second}}}
 			p, err := newPolicyPoller(cfg, policies.NewEngine(10, time.Minute), slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)

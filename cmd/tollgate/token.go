@@ -266,7 +266,7 @@ func tokenRevoke(c *cli.Context) error {
 		}
 		defer rs.Close()
 		store = rs
-	} else if store, err = broker.OpenFileRevocations(revocationsFile(cfg)); err != nil {
+	} else if store, err = broker.OpenFileRevocations(cfg.RevocationsFile()); err != nil {
 		return err
 	}
 	now := time.Now()

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"context"
@@ -29,9 +29,9 @@ var connectorTypes = map[string]connectorType{
 	"robot":    connectorTypeOf((*robot.Config).Open),
 }
 
-// robotConnectorName is the connector name of every robot identity: the
+// RobotConnectorName is the connector name of every robot identity: the
 // default policy recognises robots by it, so no other connector may use it.
-const robotConnectorName = "robot"
+const RobotConnectorName = "robot"
 
 // adapterConfig is an adapter's own Config, decoded from its YAML.
 type adapterConfig interface{ Validate() error }
@@ -59,9 +59,10 @@ func connectorTypeOf[C any, PC interface {
 	}
 }
 
-func connectorTypeNames() string {
-	return strings.Join(slices.Sorted(maps.Keys(connectorTypes)), ", ")
-}
+// ConnectorTypes names every identity adapter type, sorted.
+func ConnectorTypes() []string { return slices.Sorted(maps.Keys(connectorTypes)) }
+
+func connectorTypeNames() string { return strings.Join(ConnectorTypes(), ", ") }
 
 // ConnectorConfig is one identity adapter: the envelope (name, type) and
 // the adapter's own Config, decoded strictly from the same mapping when the
@@ -103,57 +104,52 @@ func (c *ConnectorConfig) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// connectorEnv is what building a connector may use besides its config.
-type connectorEnv struct {
-	ctx     context.Context // the connector's life; ends its watchers
-	log     *slog.Logger
-	baseDir string
-	cache   *identity.CredentialCache
+// ConnectorEnv is what building a connector may use besides its config.
+type ConnectorEnv struct {
+	Ctx   context.Context // the connector's life; ends its watchers
+	Log   *slog.Logger    // nil: discard
+	Cache *identity.CredentialCache
 }
 
-// open builds the adapter of c and finds its capabilities; its watchers
-// and pools stop with env.ctx.
-func (c *ConnectorConfig) open(env connectorEnv) (identity.Connector, error) {
-	ie := identity.Env{BaseDir: env.baseDir}
-	if env.log != nil {
-		ie.Log = env.log.With("connector", c.Name)
+// OpenConnector builds the adapter of c.Identity[i] and finds its
+// capabilities; its watchers and pools stop with env.Ctx. An error names
+// the connector's path and line.
+func (c *Config) OpenConnector(env ConnectorEnv, i int) (identity.Connector, error) {
+	cc := &c.Identity[i]
+	ie := identity.Env{BaseDir: c.baseDir}
+	if env.Log != nil {
+		ie.Log = env.Log.With("connector", cc.Name)
 	}
-	if env.cache != nil {
-		ie.Changed = env.cache.Purge
+	if env.Cache != nil {
+		ie.Changed = env.Cache.Purge
 	}
-	adapter, err := connectorTypes[c.Type].open(env.ctx, c.Config, ie)
-	if err != nil {
-		return identity.Connector{}, err
+	adapter, err := connectorTypes[cc.Type].open(env.Ctx, cc.Config, ie)
+	if err == nil {
+		var conn identity.Connector
+		if conn, err = identity.NewConnector(cc.Name, adapter); err == nil {
+			return conn, nil
+		}
 	}
-	return identity.NewConnector(c.Name, adapter)
+	return identity.Connector{}, yamlconf.Prefix(fmt.Sprintf("identity[%d]", i), yamlconf.Locate(&cc.node, err))
 }
 
-// buildChain builds every configured connector, in order.
-func buildChain(env connectorEnv, cfgs []ConnectorConfig) (*identity.Chain, error) {
-	conns := make([]identity.Connector, 0, len(cfgs))
-	for i := range cfgs {
-		conn, err := cfgs[i].open(env)
+// ConnectorKey is what makes c.Identity[i] the same connector across a
+// reload: its type, the base directory and its configuration text.
+func (c *Config) ConnectorKey(i int) string {
+	cc := &c.Identity[i]
+	raw, _ := yaml.Marshal(&cc.node)
+	return cc.Type + "\x00" + c.baseDir + "\x00" + string(raw)
+}
+
+// BuildChain builds every configured connector, in order.
+func (c *Config) BuildChain(env ConnectorEnv) (*identity.Chain, error) {
+	conns := make([]identity.Connector, 0, len(c.Identity))
+	for i := range c.Identity {
+		conn, err := c.OpenConnector(env, i)
 		if err != nil {
-			return nil, connectorError(i, &cfgs[i], err)
+			return nil, c.Invalid(err)
 		}
 		conns = append(conns, conn)
 	}
-	return identity.NewChain(conns, env.cache), nil
-}
-
-// connectorError names the connector's path and line in err, as loading does.
-func connectorError(i int, c *ConnectorConfig, err error) error {
-	return yamlconf.Prefix(fmt.Sprintf("identity[%d]", i), yamlconf.Locate(&c.node, err))
-}
-
-// checkConnectors opens every connector as serve would (reading its files
-// and secrets, connecting to nothing) and closes them again, so --check
-// finds a missing htpasswd file or an unset password variable.
-func checkConnectors(ctx context.Context, cfg *Config) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // stops the watchers
-	if _, err := buildChain(connectorEnv{ctx: ctx, baseDir: cfg.baseDir}, cfg.Identity); err != nil {
-		return fmt.Errorf("%s: invalid configuration:\n%w", cfg.path, err)
-	}
-	return nil
+	return identity.NewChain(conns, env.Cache), nil
 }

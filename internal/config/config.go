@@ -1,4 +1,6 @@
-package main
+// Package config is tollgate's configuration file: its types, defaults and
+// validation, each problem named by its YAML path and line.
+package config
 
 import (
 	"cmp"
@@ -42,8 +44,25 @@ type Config struct {
 	CredentialCache CacheConfig       `yaml:"credential_cache"`
 	Log             LogConfig         `yaml:"log"`
 
-	baseDir string // directory of the config file, for relative paths
-	path    string // the config file, read again on SIGHUP
+	baseDir string    // directory of the config file, for relative paths
+	path    string    // the config file, read again on SIGHUP
+	root    yaml.Node // the file's document, to name the line of a later problem
+}
+
+// Path is the file the configuration was read from ("" when built in code).
+func (c *Config) Path() string { return c.path }
+
+// BaseDir is the directory relative paths in the file are taken from.
+func (c *Config) BaseDir() string { return c.baseDir }
+
+// Invalid names the file and the line of every path-named problem in err
+// (yamlconf errors), as loading does: a problem found when the parts are
+// opened reads like one found when the file was read.
+func (c *Config) Invalid(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: invalid configuration:\n%w", c.path, yamlconf.Locate(&c.root, err))
 }
 
 // ServiceConfig is one audience tokens are issued for.
@@ -87,7 +106,8 @@ type PolicyConfig struct {
 	MaxBundleFiles int      `yaml:"max_bundle_files"`
 }
 
-func (pc PolicyConfig) bundleLimits() bundles.Limits {
+// BundleLimits bounds a bundle tarball of this policy source.
+func (pc PolicyConfig) BundleLimits() bundles.Limits {
 	return bundles.Limits{MaxBytes: int64(pc.MaxBundleBytes), MaxFiles: pc.MaxBundleFiles}
 }
 
@@ -194,11 +214,11 @@ type LogConfig struct {
 	Format string `yaml:"format"`
 }
 
-// LoadConfig reads, defaults and validates the file at path. Relative paths
+// Load reads, defaults and validates the file at path. Relative paths
 // in it are taken relative to the file's directory. Every key is decoded
 // strictly, each connector's by its adapter's Config; every problem is named
 // by its YAML path and line.
-func LoadConfig(path string) (*Config, error) {
+func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -214,10 +234,10 @@ func LoadConfig(path string) (*Config, error) {
 		}
 	}
 	c.resolvePaths(filepath.Dir(path))
-	c.path = path
+	c.path, c.root = path, root
 	c.setDefaults()
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: invalid configuration:\n%w", path, yamlconf.Locate(&root, err))
+		return nil, c.Invalid(err)
 	}
 	return &c, nil
 }
@@ -401,8 +421,8 @@ func (c *Config) Validate() error {
 		default:
 			errs = append(errs, yamlconf.Prefix(p, ic.Config.Validate()))
 		}
-		if (ic.Type == "robot") != (ic.Name == robotConnectorName) {
-			bad(p+".name", "the robot connector, and only it, is named %q (policies recognise robots by it)", robotConnectorName)
+		if (ic.Type == "robot") != (ic.Name == RobotConnectorName) {
+			bad(p+".name", "the robot connector, and only it, is named %q (policies recognise robots by it)", RobotConnectorName)
 		}
 	}
 	if c.Policy.Source == "" {
@@ -412,7 +432,7 @@ func (c *Config) Validate() error {
 	}
 	if _, err := broker.NewClientAddress(nil, c.ClientIPHeader); err != nil {
 		bad("client_ip_header", "%v", err)
-	} else if _, err := c.clientAddress(); err != nil {
+	} else if _, err := c.ClientAddress(); err != nil {
 		bad("trusted_proxies", "%v", err)
 	}
 	if c.ClientIPHeader != "" && len(c.TrustedProxies) == 0 {
@@ -473,8 +493,8 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// clientAddress finds clients behind the trusted proxies; nil without any.
-func (c *Config) clientAddress() (*broker.ClientAddress, error) {
+// ClientAddress finds clients behind the trusted proxies; nil without any.
+func (c *Config) ClientAddress() (*broker.ClientAddress, error) {
 	if len(c.TrustedProxies) == 0 {
 		return nil, nil
 	}
@@ -501,3 +521,22 @@ func isLoopbackURL(u string) bool {
 	ip := net.ParseIP(p.Hostname())
 	return ip != nil && ip.IsLoopback()
 }
+
+// LoadServices loads every service's key set.
+func (c *Config) LoadServices() ([]*broker.Service, error) {
+	var out []*broker.Service
+	for i, sc := range c.Services {
+		ks, err := broker.LoadKeyDir(sc.Keys)
+		if err != nil {
+			return nil, fmt.Errorf("services[%d].keys: %w", i, err)
+		}
+		out = append(out, &broker.Service{
+			Name: sc.Name, Default: sc.Default, Issuer: sc.Issuer, Realm: sc.Realm,
+			TokenTTL: sc.TokenTTL, MaxTokenTTL: sc.MaxTokenTTL, TokenReuse: *sc.TokenReuse, Keys: ks,
+		})
+	}
+	return out, nil
+}
+
+// RevocationsFile is where refresh-token revocations live without Redis.
+func (c *Config) RevocationsFile() string { return filepath.Join(c.StateDir, "revocations.json") }

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"os"
@@ -31,7 +31,7 @@ policy:
 
 func TestConfigDefaultsAndRelativePaths(t *testing.T) {
 	path := writeConfig(t, validConfig)
-	c, err := LoadConfig(path)
+	c, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestConfigErrorsNameTheirPath(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := LoadConfig(writeConfig(t, tt.body))
+			_, err := Load(writeConfig(t, tt.body))
 			if err == nil {
 				t.Fatal("invalid configuration accepted")
 			}
@@ -114,42 +114,14 @@ func TestConfigErrorsNameTheirPath(t *testing.T) {
 // A connector's keys are decoded when the file is loaded, by the adapter's
 // own Config, so serve --check finds a typo in them.
 func TestConnectorConfigRefusesUnknownKeysAtLoad(t *testing.T) {
-	_, err := LoadConfig(writeConfig(t, strings.Replace(validConfig, "file: users", "file: users, passwrd: x", 1)))
+	_, err := Load(writeConfig(t, strings.Replace(validConfig, "file: users", "file: users, passwrd: x", 1)))
 	if want := "identity[0].passwrd: unknown key (known: file, name, type) at line 8"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("err = %v, want %q", err, want)
 	}
 }
 
-func TestParseWhen(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for in, want := range map[string]time.Time{
-		"now":                  now,
-		"24h":                  now.Add(24 * time.Hour),
-		"2026-12-01T00:00:00Z": time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
-	} {
-		if got, err := parseWhen(in, now); err != nil || !got.Equal(want) {
-			t.Errorf("parseWhen(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	if _, err := parseWhen("tomorrow", now); err == nil {
-		t.Error("parseWhen(tomorrow) accepted")
-	}
-}
-
-func TestRealmWarning(t *testing.T) {
-	if realmWarning("http://127.0.0.1:5001/token") == "" || realmWarning("http://10.1.2.3/token") == "" {
-		t.Error("no warning for a private IP literal realm")
-	}
-	if w := realmWarning("https://registry.example.com/token"); w != "" {
-		t.Errorf("warning for a public name: %s", w)
-	}
-	if w := realmWarning("http://localhost:5001/token"); w != "" {
-		t.Errorf("warning for localhost: %s", w)
-	}
-}
-
 func TestTokenReuseCanBeSwitchedOff(t *testing.T) {
-	c, err := LoadConfig(writeConfig(t, strings.Replace(validConfig, "keys: keys", "keys: keys\n    token_reuse: 0s", 1)))
+	c, err := Load(writeConfig(t, strings.Replace(validConfig, "keys: keys", "keys: keys\n    token_reuse: 0s", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +132,7 @@ func TestTokenReuseCanBeSwitchedOff(t *testing.T) {
 
 func TestDecisionCacheMaxBytes(t *testing.T) {
 	for in, want := range map[string]ByteSize{"67108864": 64 << 20, "512KiB": 512 << 10, "64MiB": 64 << 20, "2 GiB": 2 << 30} {
-		c, err := LoadConfig(writeConfig(t, validConfig+"  decision_cache: {size: 10, max_bytes: "+in+"}\n"))
+		c, err := Load(writeConfig(t, validConfig+"  decision_cache: {size: 10, max_bytes: "+in+"}\n"))
 		if err != nil {
 			t.Fatalf("max_bytes %s: %v", in, err)
 		}

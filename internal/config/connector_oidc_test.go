@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"context"
@@ -70,13 +70,13 @@ func TestOIDCConnectorFromYAML(t *testing.T) {
         jwks_refetch_interval: 1s
         jwks_max_age: 10m
 `, srv.URL), 1)
-	c, err := LoadConfig(writeConfig(t, cfg))
+	c, err := Load(writeConfig(t, cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	chain, err := buildChain(connectorEnv{ctx: ctx, log: slog.New(slog.DiscardHandler), baseDir: t.TempDir()}, c.Identity)
+	chain, err := c.BuildChain(ConnectorEnv{Ctx: ctx, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,9 +116,11 @@ func TestOIDCConnectorConfigErrors(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cfg := strings.Replace(validConfig, "  - {name: local, type: htpasswd, file: users}\n",
 				"  - {name: sso, type: oidc, "+tc.yaml+"}\n", 1)
-			c, err := LoadConfig(writeConfig(t, cfg))
+			c, err := Load(writeConfig(t, cfg))
 			if err == nil {
-				err = checkConnectors(context.Background(), c)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				_, err = c.BuildChain(ConnectorEnv{Ctx: ctx})
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want it to say %q", err, tc.want)
