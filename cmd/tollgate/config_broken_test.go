@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/broker"
 )
 
 // fullConfig uses every section and every connector type; it passes
@@ -74,11 +77,24 @@ log:
 `
 
 // checkDir writes body as config.yaml beside the files fullConfig names
-// and returns its path.
+// (users, a signing key, a policy) and returns its path.
 func checkDir(t *testing.T, body string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "users"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, certPEM, err := broker.GenerateKey(broker.KeyEC, "test", time.Now().Add(-time.Minute), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.WriteKeyPair(filepath.Join(dir, "keys"), "a", keyPEM, certPEM); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "policy"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policy", "authz.rego"), []byte(testPolicy), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "config.yaml")
@@ -94,6 +110,9 @@ func TestFullConfigPassesCheck(t *testing.T) {
 		t.Fatalf("serve --check: %v\n%s", err, out)
 	}
 }
+
+// testPolicy grants nothing; it compiles.
+const testPolicy = "package registry.authz\n\nallowed contains x if { x := input.scopes[_]; false }\n"
 
 // TestBrokenConfigsNamePathAndLine breaks fullConfig one way at a time.
 // The line marked "# <" is the one the error must name: the key itself, or

@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/internal/serve"
 )
 
 // exitProblems is the exit status of diagnostics that found problems.
@@ -260,7 +261,7 @@ func tokenRevoke(c *cli.Context) error {
 	}
 	var store broker.Revocations
 	if cfg.Redis != nil {
-		rs, err := openRedis(cfg, nil)
+		rs, err := serve.OpenRedis(cfg, nil)
 		if err != nil {
 			return err
 		}

@@ -119,3 +119,26 @@ func Poll(ctx context.Context, interval time.Duration, check func()) {
 		}
 	}
 }
+
+// CheckWritableDir reports whether Edit could write a file in dir: dir (or,
+// when it does not exist yet, the directory Edit would create it in) takes
+// a new file. The probe file is removed again.
+func CheckWritableDir(dir string) error {
+	probeIn := dir
+	for {
+		if _, err := os.Stat(probeIn); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		parent := filepath.Dir(probeIn)
+		if parent == probeIn {
+			break
+		}
+		probeIn = parent
+	}
+	f, err := os.CreateTemp(probeIn, ".tollgate-probe-*")
+	if err != nil {
+		return fmt.Errorf("%s is not writable: %w", dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}

@@ -103,3 +103,19 @@ func TestStampChangesWithFilesAndDirectories(t *testing.T) {
 		t.Fatal("the stamp did not change when a missing file appeared")
 	}
 }
+
+// CheckWritableDir accepts a directory, or one Edit would create, and
+// refuses a path below a file; it leaves nothing behind.
+func TestCheckWritableDir(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o600)
+	for path, ok := range map[string]bool{dir: true, filepath.Join(dir, "new/state"): true, file: false, filepath.Join(file, "state"): false} {
+		if err := atomicfile.CheckWritableDir(path); (err == nil) != ok {
+			t.Errorf("CheckWritableDir(%s) = %v, want ok=%v", path, err, ok)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("probe files left behind: %v", entries)
+	}
+}

@@ -1,0 +1,81 @@
+package serve
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/policies"
+)
+
+// registerMetrics makes the broker's request metrics and adds what only
+// the runtime knows: the policy in force and its reloads, configuration
+// reloads, the decision and credential caches, the shared state, and the
+// Go runtime and process.
+func (r *Runtime) registerMetrics() {
+	r.metrics = broker.NewMetrics(r.reg)
+	r.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_config_reloads_total", Help: "Configuration reloads (SIGHUP), by result.",
+	}, []string{"result"})
+	r.reg.MustRegister(r.reloads)
+	r.stores.registerMetrics(r.reg)
+	engine, poller, cache := r.engine, r.poller, r.cache
+	r.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		policyCollector{engine: engine, poller: poller},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_credential_cache_hits_total", Help: "Logins answered from the verified-credential cache.",
+		}, func() float64 { h, _ := cache.Stats(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tollgate_credential_cache_misses_total", Help: "Logins that had to ask an identity backend.",
+		}, func() float64 { _, m := cache.Stats(); return float64(m) }),
+	)
+}
+
+// policyCollector reports the policy in force at scrape time.
+type policyCollector struct {
+	engine *policies.Engine
+	poller *bundles.Poller
+}
+
+var (
+	policyInfoDesc     = prometheus.NewDesc("tollgate_policy_revision_info", "The policy revision in force (value 1); absent without a policy.", []string{"revision"}, nil)
+	policyLoadedDesc   = prometheus.NewDesc("tollgate_policy_loaded", "1 when a policy is loaded, 0 when every request is refused.", nil, nil)
+	policyFailingDesc  = prometheus.NewDesc("tollgate_policy_reload_failures", "Consecutive failed attempts to load a new policy revision (0 when the last attempt succeeded).", nil, nil)
+	policySuccessDesc  = prometheus.NewDesc("tollgate_policy_last_reload_success_timestamp_seconds", "When a policy revision last loaded.", nil, nil)
+	policyLastFailDesc = prometheus.NewDesc("tollgate_policy_last_reload_failure_timestamp_seconds", "When loading a policy revision last failed (0: never).", nil, nil)
+	cacheEntriesDesc   = prometheus.NewDesc("tollgate_policy_decision_cache_entries", "Decisions in the decision cache.", nil, nil)
+	cacheBytesDesc     = prometheus.NewDesc("tollgate_policy_decision_cache_bytes", "Memory the decision cache accounts for (at most policy.decision_cache.max_bytes).", nil, nil)
+)
+
+func (c policyCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{policyInfoDesc, policyLoadedDesc, policyFailingDesc, policySuccessDesc, policyLastFailDesc, cacheEntriesDesc, cacheBytesDesc} {
+		ch <- d
+	}
+}
+
+func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
+	loaded := 0.0
+	if p := c.engine.Current(); p != nil {
+		loaded = 1
+		ch <- prometheus.MustNewConstMetric(policyInfoDesc, prometheus.GaugeValue, 1, p.Revision())
+	}
+	ch <- prometheus.MustNewConstMetric(policyLoadedDesc, prometheus.GaugeValue, loaded)
+	st := c.poller.Status()
+	ch <- prometheus.MustNewConstMetric(policyFailingDesc, prometheus.GaugeValue, float64(st.Failures))
+	ch <- prometheus.MustNewConstMetric(policySuccessDesc, prometheus.GaugeValue, unixOrZero(st.LastSuccess))
+	ch <- prometheus.MustNewConstMetric(policyLastFailDesc, prometheus.GaugeValue, unixOrZero(st.LastErrorAt))
+	entries, bytes := c.engine.CacheStats()
+	ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(entries))
+	ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(bytes))
+}
+
+func unixOrZero(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
+}

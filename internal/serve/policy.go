@@ -1,0 +1,167 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/internal/config"
+	"github.com/tollgate/tollgate/internal/secret"
+	"github.com/tollgate/tollgate/internal/yamlconf"
+	"github.com/tollgate/tollgate/policies"
+)
+
+// openPolicy makes the engine and its loader and loads the policy once.
+// Every new revision is compiled and prepared off the request path, then
+// swapped in atomically.
+func (r *Runtime) openPolicy(ctx context.Context) error {
+	cfg := r.cfg
+	dc := cfg.Policy.DecisionCache
+	r.engine = policies.NewEngine(*dc.Size, dc.TTL, policies.CacheMaxBytes(int64(dc.MaxBytes)))
+	poller, err := newPolicyPoller(cfg, r.engine, r.log)
+	if err != nil {
+		return cfg.Invalid(err)
+	}
+	r.poller = poller
+	if err := r.loadPolicy(ctx); err != nil {
+		return err
+	}
+	if !r.opts.Check {
+		go poller.Run(r.bg)
+	}
+	return nil
+}
+
+// loadPolicy loads the first revision. A local source that does not load,
+// verify or compile is a configuration error. A bundle server may be down
+// while the broker starts: serve then denies every request (503, fail
+// closed) and keeps polling; a check reports it instead (unless offline).
+func (r *Runtime) loadPolicy(ctx context.Context) error {
+	isURL := r.poller.Source.IsURL()
+	if isURL && r.opts.Check && r.opts.Offline {
+		return nil
+	}
+	err := r.poller.Once(ctx)
+	if err == nil {
+		return nil
+	}
+	if !isURL || r.opts.Check {
+		return r.cfg.Invalid(yamlconf.Prefix("policy.source", err))
+	}
+	r.log.Error("no policy yet: every token request is refused until the bundle loads",
+		"source", bundles.RedactURL(r.cfg.Policy.Source), "err", err)
+	return nil
+}
+
+// openDecisionLog puts the decision log, when enabled, in front of the
+// engine.
+func (r *Runtime) openDecisionLog() error {
+	r.authorizer = r.engine
+	dl := r.cfg.Policy.DecisionLog
+	if !dl.Enabled {
+		return nil
+	}
+	w, closeLog, err := openDecisionLog(dl.Path, r.opts.Stdout, r.opts.Check)
+	if err != nil {
+		return yamlconf.Prefix("policy.decision_log.path", err)
+	}
+	r.closers = append(r.closers, closeLog)
+	r.authorizer = policies.NewDecisionLog(r.engine, w, r.cfg.Policy.Query, map[string]string{"id": instanceID(), "version": r.opts.Version})
+	return nil
+}
+
+// openDecisionLog opens the decision log: "stdout" or a file, appended to.
+// A check leaves no file behind that was not there.
+func openDecisionLog(path string, stdout io.Writer, check bool) (io.Writer, func(), error) {
+	if path == "stdout" {
+		return stdout, func() {}, nil
+	}
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, nil, err
+	}
+	created := errors.Is(statErr, fs.ErrNotExist)
+	return f, func() {
+		f.Close()
+		if check && created {
+			os.Remove(path)
+		}
+	}, nil
+}
+
+// instanceID names this process in decision logs, as OPA's labels.id does.
+var instanceID = sync.OnceValue(func() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+})
+
+// newPolicyPoller builds the loader of cfg.Policy.Source: every new revision
+// is compiled and prepared off the request path, then swapped in atomically;
+// one that fails to fetch, verify or compile never replaces the last good one.
+func newPolicyPoller(cfg *config.Config, engine *policies.Engine, log *slog.Logger) (*bundles.Poller, error) {
+	pc := cfg.Policy
+	src := &bundles.Source{Location: pc.Source, Client: &http.Client{Timeout: pc.Polling.Timeout}, Limits: pc.BundleLimits()}
+	if sc := pc.Signing; sc != nil {
+		vc, err := bundles.VerificationConfig(sc.PublicKey, sc.Algorithm, sc.KeyID, sc.Scope)
+		if err != nil {
+			return nil, yamlconf.Prefix("policy.signing", err)
+		}
+		src.Verify = vc
+	}
+	token, err := secret.Resolve(pc.BearerToken, pc.BearerTokenEnv, pc.BearerTokenFile, cfg.BaseDir())
+	if err != nil {
+		return nil, yamlconf.Prefix("policy.bearer_token", err)
+	}
+	src.BearerToken = string(token) // sent to the origin of the source only
+	shown := bundles.RedactURL(pc.Source)
+	return &bundles.Poller{
+		Source:   src,
+		MinDelay: pc.Polling.MinDelay,
+		MaxDelay: pc.Polling.MaxDelay,
+		Log:      log,
+		Apply: func(ctx context.Context, b *bundles.Bundle) error {
+			p, err := policies.Compile(ctx, b, pc.Query)
+			if err != nil {
+				return err
+			}
+			if cur := engine.Current(); cur != nil && cur.Revision() == p.Revision() && cur.Digest() == p.Digest() {
+				return nil
+			}
+			engine.Swap(p)
+			if why := p.UncacheableReason(); why != "" {
+				log.Info("policy loaded", "source", shown, "revision", p.Revision(), "decision_cache", "off: "+why)
+			} else {
+				log.Info("policy loaded", "source", shown, "revision", p.Revision())
+			}
+			return nil
+		},
+	}, nil
+}
+
+// policyStatus is the policy part of /readyz.
+func policyStatus(p *bundles.Poller, engine *policies.Engine) []string {
+	st := p.Status()
+	lines := []string{"policy source: " + bundles.RedactURL(p.Source.Location)}
+	if cur := engine.Current(); cur != nil {
+		lines = append(lines, fmt.Sprintf("policy revision: %s (loaded %s)", cur.Revision(), st.LastSuccess.UTC().Format(time.RFC3339)))
+		if why := cur.UncacheableReason(); why != "" {
+			lines = append(lines, "decision cache: off for this policy: "+why)
+		}
+	} else {
+		lines = append(lines, "policy revision: none: every token request is refused")
+	}
+	if st.Failures > 0 {
+		lines = append(lines, fmt.Sprintf("policy reload failing: %d attempts since %s, last error: %s",
+			st.Failures, st.LastErrorAt.UTC().Format(time.RFC3339), st.LastError))
+	}
+	return lines
+}
