@@ -1,7 +1,12 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -10,12 +15,14 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/test/testenv"
+	"github.com/urfave/cli/v2"
 )
 
 // fullConfig uses every section and every connector type; it passes
 // `serve --check` (TestFullConfigPassesCheck), so each broken variant below
 // fails for the one reason it names.
-const fullConfig = `listen: ":5001"
+const fullConfig = `listen: "127.0.0.1:0"
 state_dir: state
 services:
   - name: registry.test
@@ -62,6 +69,7 @@ policy:
     size: 1000
     ttl: 60s
     max_bytes: 64MiB
+  decision_log: {enabled: true, path: decisions.log}
 throttle:
   enabled: true
   window: 1m
@@ -105,9 +113,14 @@ func checkDir(t *testing.T, body string) string {
 	return path
 }
 
+// TestFullConfigPassesCheck: and the check leaves no decision log behind.
 func TestFullConfigPassesCheck(t *testing.T) {
-	if out, err := run(t, "", "serve", "--config", checkDir(t, fullConfig), "--check"); err != nil || !strings.Contains(out, "configuration valid: 1 service(s), 4 connector(s)") {
+	path := checkDir(t, fullConfig)
+	if out, err := run(t, "", "serve", "--config", path, "--check"); err != nil || !strings.Contains(out, "configuration valid: 1 service(s), 4 connector(s)") {
 		t.Fatalf("serve --check: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(path), "decisions.log")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("serve --check left a decision log behind: %v", err)
 	}
 }
 
@@ -122,7 +135,7 @@ func TestBrokenConfigsNamePathAndLine(t *testing.T) {
 		name, old, new, want string
 	}{
 		// typos, in every section and in each connector type
-		{"top-level typo", `listen: ":5001"`, `listne: ":5001" # <`, "listne: unknown key (did you mean listen?)"},
+		{"top-level typo", `listen: "127.0.0.1:0"`, `listne: "127.0.0.1:0" # <`, "listne: unknown key (did you mean listen?)"},
 		{"service typo", "    token_ttl: 5m", "    tokne_ttl: 5m # <", "services[0].tokne_ttl: unknown key (did you mean token_ttl?)"},
 		{"refresh_tokens typo", "  enabled: true\n  ttl: 720h", "  enabeld: true # <\n  ttl: 720h", "refresh_tokens.enabeld: unknown key (did you mean enabled?)"},
 		{"htpasswd typo", "    file: users", "    flie: users # <", "identity[0].flie: unknown key (did you mean file?)"},
@@ -184,6 +197,18 @@ func TestBrokenConfigsNamePathAndLine(t *testing.T) {
 		{"unset password variable", "    bind_password_env: TOLLGATE_TEST_BIND", "    bind_password_env: TOLLGATE_TEST_UNSET_VARIABLE # <", "identity[1].bind_password_env: environment variable TOLLGATE_TEST_UNSET_VARIABLE is not set"},
 		{"missing password file", "    bind_password_env: TOLLGATE_TEST_BIND", "    bind_password_file: no-such-file # <", "identity[1].bind_password_file: open "},
 		{"missing CA file", "        audience: registry.test", "        audience: registry.test\n        ca_file: /nonexistent/ca.pem # <", "identity[2].issuers[0].ca_file: open /nonexistent/ca.pem"},
+
+		// found only by building the rest of the broker, as serve does
+		{"missing key directory", "    keys: keys", "    keys: no-such-keys # <", "services[0].keys: key directory "},
+		{"unreadable key", "    keys: keys", "    keys: badkeys # <", "services[0].keys: read "},
+		{"no valid key", "    keys: keys", "    keys: laterkeys # <", "services[0].keys: no key valid for signing now"},
+		{"bundle file that is not a bundle", "  source: policy", "  source: policy.tar.gz # <", "policy.source: policy source "},
+		{"unsigned bundle where signing is required", "  source: policy", "  source: policy # <\n  signing: {public_key: pub.pem, algorithm: ES256}", "bundle missing .signatures.json"},
+		{"tampered signed bundle", "  source: policy", "  source: signed # <\n  signing: {public_key: pub.pem, algorithm: ES256}", "authz.rego: digest mismatch"},
+		{"policy that does not compile", "  source: policy", "  source: badpolicy # <", "rego_type_error: undefined function undefined_function"},
+		{"unwritable decision log", "path: decisions.log}", "path: users/decisions.log} # <", "policy.decision_log.path: open "},
+		{"unwritable state_dir", "state_dir: state", "state_dir: users/state # <", "users/state is not writable: not a directory"},
+		{"missing TLS key", "log:\n", "tls: {cert_file: users, key_file: missing.key} # <\nlog:\n", "tls: open "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,9 +220,16 @@ func TestBrokenConfigsNamePathAndLine(t *testing.T) {
 			if line == 0 {
 				t.Fatal("no line is marked # <")
 			}
-			out, err := run(t, "", "serve", "--config", checkDir(t, body), "--check")
+			path := checkDir(t, body)
+			if setup := brokenFiles[tt.name]; setup != nil {
+				setup(t, filepath.Dir(path))
+			}
+			out, err := run(t, "", "serve", "--config", path, "--check")
 			if err == nil {
 				t.Fatalf("serve --check accepted it:\n%s", out)
+			}
+			if serr := serveBriefly(t, path); serr == nil || serr.Error() != err.Error() {
+				t.Fatalf("serve and serve --check disagree:\nserve:   %v\n--check: %v", serr, err)
 			}
 			msg := err.Error()
 			i := slices.IndexFunc(strings.Split(msg, "\n"), func(l string) bool { return strings.Contains(l, tt.want) })
@@ -217,6 +249,18 @@ func TestBrokenConfigsNamePathAndLine(t *testing.T) {
 	}
 }
 
+// A policy URL is fetched by --check (serve would start without it, deny
+// every request and keep trying), unless --offline.
+func TestCheckFetchesAPolicyURLUnlessOffline(t *testing.T) {
+	path := checkDir(t, strings.Replace(fullConfig, "  source: policy", "  source: http://127.0.0.1:1/bundle.tar.gz", 1))
+	if out, err := run(t, "", "serve", "--config", path, "--check"); err == nil || !strings.Contains(err.Error(), "policy.source: ") {
+		t.Fatalf("serve --check with an unreachable policy URL: %v\n%s", err, out)
+	}
+	if out, err := run(t, "", "serve", "--config", path, "--check", "--offline"); err != nil {
+		t.Fatalf("serve --check --offline: %v\n%s", err, out)
+	}
+}
+
 // markedLine is the 1-based number of the line holding "# <", or 0.
 func markedLine(body string) int {
 	for i, l := range strings.Split(body, "\n") {
@@ -225,4 +269,101 @@ func markedLine(body string) int {
 		}
 	}
 	return 0
+}
+
+// brokenFiles makes the files a case needs beside config.yaml.
+var brokenFiles = map[string]func(t *testing.T, dir string){
+	"unreadable key":                            unreadableKey,
+	"no valid key":                              futureKey,
+	"bundle file that is not a bundle":          notABundle,
+	"unsigned bundle where signing is required": bundleKey,
+	"tampered signed bundle":                    tamperedBundle,
+	"policy that does not compile":              badPolicy,
+}
+
+// serveBriefly runs `serve --config path` in-process for at most a few
+// seconds: nil when it started and served until then.
+func serveBriefly(t *testing.T, path string) error {
+	t.Helper()
+	app := newApp()
+	app.Writer, app.ErrWriter = io.Discard, io.Discard
+	app.ExitErrHandler = func(*cli.Context, error) {}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return app.RunContext(ctx, flagsFirst(app, []string{"tollgate", "serve", "--config", path}))
+}
+
+// unreadableKey makes badkeys/a.key something no one can read as a file.
+func unreadableKey(t *testing.T, dir string) {
+	writeKey(t, filepath.Join(dir, "badkeys"), time.Now())
+	os.Remove(filepath.Join(dir, "badkeys", "a.key"))
+	if err := os.Mkdir(filepath.Join(dir, "badkeys", "a.key"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// futureKey writes laterkeys with a key valid only from tomorrow.
+func futureKey(t *testing.T, dir string) {
+	writeKey(t, filepath.Join(dir, "laterkeys"), time.Now().Add(24*time.Hour))
+}
+
+func writeKey(t *testing.T, dir string, notBefore time.Time) {
+	t.Helper()
+	keyPEM, certPEM, err := broker.GenerateKey(broker.KeyEC, "test", notBefore, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.WriteKeyPair(dir, "a", keyPEM, certPEM); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func notABundle(t *testing.T, dir string) {
+	if err := os.WriteFile(filepath.Join(dir, "policy.tar.gz"), []byte("not a gzip stream"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bundleKey writes the key pair bundles are signed with (key.pem) and
+// verified against (pub.pem).
+func bundleKey(t *testing.T, dir string) {
+	key, pub := testenv.WriteES256KeyPair(t, t.TempDir())
+	for from, to := range map[string]string{key: "key.pem", pub: "pub.pem"} {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, to), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// tamperedBundle signs the policy, unpacks it into signed/ and changes a
+// file its signature covers.
+func tamperedBundle(t *testing.T, dir string) {
+	bundleKey(t, dir)
+	tarball := filepath.Join(dir, "signed.tar.gz")
+	if out, err := run(t, "", "bundle", "build", "-o", tarball, "--signing-key", filepath.Join(dir, "key.pem"), "--signing-alg", "ES256", filepath.Join(dir, "policy")); err != nil {
+		t.Fatalf("bundle build: %v\n%s", err, out)
+	}
+	os.Mkdir(filepath.Join(dir, "signed"), 0o755)
+	if out, err := exec.Command("tar", "-xzf", tarball, "-C", filepath.Join(dir, "signed")).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, out)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "signed", "authz.rego"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("\nallowed contains x if { x := input.scopes[_] }\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func badPolicy(t *testing.T, dir string) {
+	os.Mkdir(filepath.Join(dir, "badpolicy"), 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "badpolicy", "authz.rego"), []byte("package registry.authz\n\nallowed contains x if { x := undefined_function(1) }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

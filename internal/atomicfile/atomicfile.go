@@ -136,6 +136,9 @@ func CheckWritableDir(dir string) error {
 		probeIn = parent
 	}
 	f, err := os.CreateTemp(probeIn, ".tollgate-probe-*")
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		err = pe.Err // the probe's random name says nothing
+	}
 	if err != nil {
 		return fmt.Errorf("%s is not writable: %w", dir, err)
 	}

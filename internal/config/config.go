@@ -528,7 +528,7 @@ func (c *Config) LoadServices() ([]*broker.Service, error) {
 	for i, sc := range c.Services {
 		ks, err := broker.LoadKeyDir(sc.Keys)
 		if err != nil {
-			return nil, fmt.Errorf("services[%d].keys: %w", i, err)
+			return nil, yamlconf.Prefix(fmt.Sprintf("services[%d].keys", i), err)
 		}
 		out = append(out, &broker.Service{
 			Name: sc.Name, Default: sc.Default, Issuer: sc.Issuer, Realm: sc.Realm,
