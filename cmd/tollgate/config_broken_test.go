@@ -14,9 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/test/testenv"
-	"github.com/urfave/cli/v2"
 )
 
 // fullConfig uses every section and every connector type; it passes

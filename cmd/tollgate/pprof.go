@@ -9,8 +9,9 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/tollgate/tollgate/internal/config"
 	"github.com/urfave/cli/v2"
+
+	"github.com/tollgate/tollgate/internal/config"
 )
 
 // pprofFlag is serve's --pprof: off by default. Profiles are served on a

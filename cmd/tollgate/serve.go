@@ -13,10 +13,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/internal/config"
 	"github.com/tollgate/tollgate/internal/serve"
-	"github.com/urfave/cli/v2"
 )
 
 func serveCommand() *cli.Command {

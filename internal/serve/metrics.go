@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/policies"

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/broker/redisstore"
 	"github.com/tollgate/tollgate/internal/atomicfile"
