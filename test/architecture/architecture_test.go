@@ -5,6 +5,7 @@ package architecture
 import (
 	"bufio"
 	"bytes"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -119,5 +120,34 @@ func TestImportRulesCatchViolations(t *testing.T) {
 	got := violations(deps)
 	if len(got) != 3 {
 		t.Fatalf("got %d violations, want identity/ldap → broker, broker → opa and bundles → internal/config:\n%s", len(got), strings.Join(got, "\n"))
+	}
+}
+
+// TestReadmeLayoutNamesEveryPackage: the README's layout table names every
+// package of the module (by its path, or by its last element in its
+// parent's row), so the map a newcomer reads matches the tree.
+func TestReadmeLayoutNamesEveryPackage(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := string(readme)
+	start := strings.Index(section, "## Layout")
+	if start < 0 {
+		t.Fatal("README.md has no Layout section")
+	}
+	section = section[start:]
+	if end := strings.Index(section[3:], "\n## "); end >= 0 {
+		section = section[:end+3]
+	}
+	for pkg := range moduleDeps(t) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(pkg, module), "/")
+		parts := strings.Split(rel, "/")
+		if rel == "" || len(parts) > 2 {
+			continue
+		}
+		if !strings.Contains(section, "`"+rel+"`") && !strings.Contains(section, "`"+parts[len(parts)-1]+"`") {
+			t.Errorf("the README's layout table does not name %s", rel)
+		}
 	}
 }
