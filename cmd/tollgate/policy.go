@@ -502,11 +502,12 @@ func evalAs(c *cli.Context) error {
 		}
 		service = svc.Name
 	}
-	src := &bundles.Source{Location: cmp.Or(c.String("policy"), cfg.Policy.Source), Limits: cfg.Policy.BundleLimits()}
-	if sc := cfg.Policy.Signing; sc != nil && c.String("policy") == "" {
-		if src.Verify, err = bundles.VerificationConfig(sc.PublicKey, sc.Algorithm, sc.KeyID, sc.Scope); err != nil {
-			return err
-		}
+	src, err := cfg.PolicySource() // the broker's own, with its signature and token
+	if err != nil {
+		return err
+	}
+	if p := c.String("policy"); p != "" {
+		src = &bundles.Source{Location: p, Limits: src.Limits}
 	}
 	b, _, err := src.Fetch(ctx, "")
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -109,6 +110,26 @@ type PolicyConfig struct {
 // BundleLimits bounds a bundle tarball of this policy source.
 func (pc PolicyConfig) BundleLimits() bundles.Limits {
 	return bundles.Limits{MaxBytes: int64(pc.MaxBundleBytes), MaxFiles: pc.MaxBundleFiles}
+}
+
+// PolicySource is where the policy comes from, as configured: its limits,
+// the signature it must carry and the bearer token for its server.
+func (c *Config) PolicySource() (*bundles.Source, error) {
+	pc := c.Policy
+	src := &bundles.Source{Location: pc.Source, Client: &http.Client{Timeout: pc.Polling.Timeout}, Limits: pc.BundleLimits()}
+	if sc := pc.Signing; sc != nil {
+		vc, err := bundles.VerificationConfig(sc.PublicKey, sc.Algorithm, sc.KeyID, sc.Scope)
+		if err != nil {
+			return nil, yamlconf.Prefix("policy.signing", err)
+		}
+		src.Verify = vc
+	}
+	token, err := secret.Resolve(pc.BearerToken, pc.BearerTokenEnv, pc.BearerTokenFile, c.baseDir)
+	if err != nil {
+		return nil, yamlconf.Prefix("policy.bearer_token", err)
+	}
+	src.BearerToken = string(token) // sent to the origin of the source only
+	return src, nil
 }
 
 // TLSConfig serves the broker over HTTPS (TLS 1.2 or later).

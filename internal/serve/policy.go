@@ -7,14 +7,12 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net/http"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/internal/config"
-	"github.com/tollgate/tollgate/internal/secret"
 	"github.com/tollgate/tollgate/internal/yamlconf"
 	"github.com/tollgate/tollgate/policies"
 )
@@ -109,19 +107,10 @@ var instanceID = sync.OnceValue(func() string {
 // one that fails to fetch, verify or compile never replaces the last good one.
 func newPolicyPoller(cfg *config.Config, engine *policies.Engine, log *slog.Logger) (*bundles.Poller, error) {
 	pc := cfg.Policy
-	src := &bundles.Source{Location: pc.Source, Client: &http.Client{Timeout: pc.Polling.Timeout}, Limits: pc.BundleLimits()}
-	if sc := pc.Signing; sc != nil {
-		vc, err := bundles.VerificationConfig(sc.PublicKey, sc.Algorithm, sc.KeyID, sc.Scope)
-		if err != nil {
-			return nil, yamlconf.Prefix("policy.signing", err)
-		}
-		src.Verify = vc
-	}
-	token, err := secret.Resolve(pc.BearerToken, pc.BearerTokenEnv, pc.BearerTokenFile, cfg.BaseDir())
+	src, err := cfg.PolicySource()
 	if err != nil {
-		return nil, yamlconf.Prefix("policy.bearer_token", err)
+		return nil, err
 	}
-	src.BearerToken = string(token) // sent to the origin of the source only
 	shown := bundles.RedactURL(pc.Source)
 	return &bundles.Poller{
 		Source:   src,
