@@ -99,11 +99,9 @@ func (r *FileRevocations) Reload() error {
 
 // Watch reloads the file when it changes, every interval until ctx ends.
 func (r *FileRevocations) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
-	atomicfile.Poll(ctx, interval, func() {
-		if atomicfile.Stamp(r.path) == r.stamp.Load().(string) {
-			return
-		}
-		if err := r.Reload(); err != nil {
+	loaded := func() string { return r.stamp.Load().(string) }
+	atomicfile.Watch(ctx, interval, r.path, loaded, r.Reload, func(err error) {
+		if err != nil {
 			log.Error("revocations reload failed; keeping the loaded ones", "err", err)
 		}
 	})

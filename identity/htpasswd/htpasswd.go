@@ -102,11 +102,9 @@ func (f *File) Reload() error {
 // ctx ends. A file that fails to load is logged and the last good version
 // kept.
 func (f *File) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
-	atomicfile.Poll(ctx, interval, func() {
-		if atomicfile.Stamp(f.path) == f.stamp.Load().(string) {
-			return
-		}
-		if err := f.Reload(); err != nil {
+	loaded := func() string { return f.stamp.Load().(string) }
+	atomicfile.Watch(ctx, interval, f.path, loaded, f.Reload, func(err error) {
+		if err != nil {
 			log.Error("htpasswd reload failed; keeping the loaded users", "file", f.path, "err", err)
 			return
 		}

@@ -68,11 +68,9 @@ func (c *Connector) Reload() error {
 
 // Watch reloads the store whenever it changes, checking every interval.
 func (c *Connector) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
-	atomicfile.Poll(ctx, interval, func() {
-		if atomicfile.Stamp(c.path) == c.state.Load().stamp {
-			return
-		}
-		if err := c.Reload(); err != nil {
+	loaded := func() string { return c.state.Load().stamp }
+	atomicfile.Watch(ctx, interval, c.path, loaded, c.Reload, func(err error) {
+		if err != nil {
 			log.Error("robot store reload failed; keeping the loaded robots", "err", err)
 			return
 		}

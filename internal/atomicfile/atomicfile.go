@@ -120,6 +120,18 @@ func Poll(ctx context.Context, interval time.Duration, check func()) {
 	}
 }
 
+// Watch reloads a file whenever it changes: every interval until ctx ends,
+// when the Stamp of path differs from loaded() (the stamp of the version in
+// memory), it calls reload, and then done with reload's error. A failed
+// reload keeps what was loaded; the caller says so in done.
+func Watch(ctx context.Context, interval time.Duration, path string, loaded func() string, reload func() error, done func(error)) {
+	Poll(ctx, interval, func() {
+		if Stamp(path) != loaded() {
+			done(reload())
+		}
+	})
+}
+
 // CheckWritableDir reports whether Edit could write a file in dir: dir (or,
 // when it does not exist yet, the directory Edit would create it in) takes
 // a new file. The probe file is removed again.
