@@ -140,11 +140,34 @@ func TestHelmChart(t *testing.T) {
 	if !strings.Contains(rendered, "mountPath: /etc/tollgate/redis") {
 		t.Error("the Redis password Secret is not mounted")
 	}
-	path := filepath.Join(t.TempDir(), "config.yaml")
+	checkMounted(t, cfg)
+}
+
+// checkMounted runs `serve --check --offline` on a configuration as the
+// chart mounts it: its files under /etc/tollgate (the Secrets, the keys)
+// are made in a temporary directory that stands for it.
+func checkMounted(t *testing.T, cfg string) {
+	t.Helper()
+	root := t.TempDir()
+	cfg = strings.ReplaceAll(cfg, "/etc/tollgate/", root+"/etc/tollgate/")
+	for _, secret := range []string{"bundle-token/token", "redis/password"} {
+		file := filepath.Join(root, "etc/tollgate", secret)
+		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, []byte("s3cret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := build(t)
+	if out, err := exec.Command(bin, "keygen", "--out", filepath.Join(root, "etc/tollgate/keys")).CombinedOutput(); err != nil {
+		t.Fatalf("keygen: %v\n%s", err, out)
+	}
+	path := filepath.Join(root, "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(build(t), "serve", "--config", path, "--check").CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin, "serve", "--config", path, "--check", "--offline").CombinedOutput(); err != nil {
 		t.Fatalf("tollgate refuses the chart's configuration: %v\n%s\n%s", err, out, cfg)
 	}
 }
