@@ -15,6 +15,9 @@ type Env struct {
 	// Changed, when set, is called after the connector's users changed (a
 	// reloaded file), so the broker forgets the passwords it verified.
 	Changed func()
+	// Check opens the connector only to check its configuration (serve
+	// --check): it starts no background work and contacts no server.
+	Check bool
 }
 
 // Path makes p absolute against BaseDir; "" stays "".

@@ -36,6 +36,8 @@ func (c *Config) Open(ctx context.Context, env identity.Env) (*File, error) {
 		return nil, yamlconf.Prefix("file", err)
 	}
 	f.OnReload = env.Changed
-	go f.Watch(ctx, PollInterval, env.Logger())
+	if !env.Check {
+		go f.Watch(ctx, PollInterval, env.Logger())
+	}
 	return f, nil
 }

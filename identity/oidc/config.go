@@ -119,7 +119,9 @@ func (c *Config) Open(ctx context.Context, env identity.Env) (*Verifier, error) 
 	if err != nil {
 		return nil, err
 	}
-	go v.Warm(ctx)
+	if !env.Check {
+		go v.Warm(ctx) // fetch the keys before the first token arrives
+	}
 	return v, nil
 }
 

@@ -35,6 +35,8 @@ func (c *Config) Open(ctx context.Context, env identity.Env) (*Connector, error)
 	if err != nil {
 		return nil, yamlconf.Prefix("file", err)
 	}
-	go conn.Watch(ctx, PollInterval, env.Logger())
+	if !env.Check {
+		go conn.Watch(ctx, PollInterval, env.Logger())
+	}
 	return conn, nil
 }

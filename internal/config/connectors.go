@@ -109,6 +109,8 @@ type ConnectorEnv struct {
 	Ctx   context.Context // the connector's life; ends its watchers
 	Log   *slog.Logger    // nil: discard
 	Cache *identity.CredentialCache
+	// Check: the connectors are opened only to be checked (see identity.Env).
+	Check bool
 }
 
 // OpenConnector builds the adapter of c.Identity[i] and finds its
@@ -116,7 +118,7 @@ type ConnectorEnv struct {
 // the connector's path and line.
 func (c *Config) OpenConnector(env ConnectorEnv, i int) (identity.Connector, error) {
 	cc := &c.Identity[i]
-	ie := identity.Env{BaseDir: c.baseDir}
+	ie := identity.Env{BaseDir: c.baseDir, Check: env.Check}
 	if env.Log != nil {
 		ie.Log = env.Log.With("connector", cc.Name)
 	}
