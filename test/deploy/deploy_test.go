@@ -171,3 +171,96 @@ func checkMounted(t *testing.T, cfg string) {
 		t.Fatalf("tollgate refuses the chart's configuration: %v\n%s\n%s", err, out, cfg)
 	}
 }
+
+// helmTemplate renders the chart with the given --set values and returns
+// the documents by kind and name ("Service/tg-tollgate"), or helm's error
+// output when it refuses to render.
+func helmTemplate(t *testing.T, sets ...string) (map[string]map[string]any, string) {
+	t.Helper()
+	helm := testenv.Tool(t, "helm")
+	args := []string{"template", "tg", filepath.Join(root(t), "deploy", "helm", "tollgate")}
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(helm, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, stderr.String()
+	}
+	docs := map[string]map[string]any{}
+	dec := yaml.NewDecoder(bytes.NewReader(out))
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); err != nil {
+			break
+		}
+		if doc != nil {
+			name := doc["metadata"].(map[string]any)["name"].(string)
+			docs[doc["kind"].(string)+"/"+name] = doc
+		}
+	}
+	return docs, ""
+}
+
+// dig follows a path of map keys and list indexes through a document.
+func dig(t *testing.T, v any, path ...any) any {
+	t.Helper()
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				t.Fatalf("no %q in %v", k, v)
+			}
+			v = m[k]
+		case int:
+			l, ok := v.([]any)
+			if !ok || k >= len(l) {
+				t.Fatalf("no item %d in %v", k, v)
+			}
+			v = l[k]
+		}
+	}
+	return v
+}
+
+// namedPort returns the port called name in a list of ports, or nil.
+func namedPort(ports any, name string) map[string]any {
+	list, _ := ports.([]any)
+	for _, p := range list {
+		if m, _ := p.(map[string]any); m["name"] == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// withRedis are the values of a replicated release (the default two
+// replicas need shared state).
+var withRedis = []string{"config.redis.addr=redis:6379"}
+
+// TestHelmChartMetricsPort: whatever host the metrics listener names, the
+// container and the Service expose its port, by name.
+func TestHelmChartMetricsPort(t *testing.T) {
+	for _, listen := range []string{":9101", "0.0.0.0:9101", "127.0.0.1:9101", "[::]:9101"} {
+		t.Run(listen, func(t *testing.T) {
+			docs, errOut := helmTemplate(t, append(withRedis, "config.metrics.listen="+listen)...)
+			if docs == nil {
+				t.Fatalf("helm template: %s", errOut)
+			}
+			container := dig(t, docs["Deployment/tg-tollgate"], "spec", "template", "spec", "containers", 0)
+			if p := namedPort(dig(t, container, "ports"), "metrics"); p == nil || p["containerPort"] != 9101 {
+				t.Errorf("container metrics port: %v", p)
+			}
+			if p := namedPort(dig(t, docs["Service/tg-tollgate"], "spec", "ports"), "metrics"); p == nil || p["port"] != 9101 || p["targetPort"] != "metrics" {
+				t.Errorf("Service metrics port: %v", p)
+			}
+		})
+	}
+	docs, _ := helmTemplate(t, append(withRedis, "config.metrics=null")...)
+	if p := namedPort(dig(t, docs["Service/tg-tollgate"], "spec", "ports"), "metrics"); p != nil {
+		t.Errorf("metrics off, yet the Service has %v", p)
+	}
+}

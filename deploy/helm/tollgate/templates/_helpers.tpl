@@ -18,3 +18,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+{{/*
+The metrics port, from config.metrics.listen in any form Go's net.Listen
+takes (":9101", "0.0.0.0:9101", "[::]:9101"); empty when metrics are off.
+*/}}
+{{- define "tollgate.metricsPort" -}}
+{{- with .Values.config.metrics -}}{{- with .listen -}}
+{{- $port := splitList ":" . | last | atoi -}}
+{{- if not $port -}}{{- fail (printf "config.metrics.listen %q names no port" .) -}}{{- end -}}
+{{- $port -}}
+{{- end -}}{{- end -}}
+{{- end -}}
