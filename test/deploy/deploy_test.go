@@ -264,3 +264,24 @@ func TestHelmChartMetricsPort(t *testing.T) {
 		t.Errorf("metrics off, yet the Service has %v", p)
 	}
 }
+
+// TestHelmChartPDBOnlyWithReplicas: a PodDisruptionBudget of minAvailable 1
+// over a single replica would block every node drain.
+func TestHelmChartPDBOnlyWithReplicas(t *testing.T) {
+	for _, tc := range []struct {
+		sets []string
+		want bool
+	}{
+		{[]string{"replicaCount=1"}, false},
+		{append([]string{"replicaCount=2"}, withRedis...), true},
+		{append([]string{"replicaCount=3", "podDisruptionBudget.enabled=false"}, withRedis...), false},
+	} {
+		docs, errOut := helmTemplate(t, tc.sets...)
+		if docs == nil {
+			t.Fatalf("helm template %v: %s", tc.sets, errOut)
+		}
+		if got := docs["PodDisruptionBudget/tg-tollgate"] != nil; got != tc.want {
+			t.Errorf("%v: PodDisruptionBudget rendered: %v, want %v", tc.sets, got, tc.want)
+		}
+	}
+}
