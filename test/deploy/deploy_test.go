@@ -101,7 +101,7 @@ func TestHelmChart(t *testing.T) {
 	}
 	out, err := exec.Command(helm, "template", "tg", chart,
 		"--set", "bundleToken.existingSecret=bundle-token", "--set", "htpasswd.existingSecret=users",
-		"--set", "config.redis.addr=redis:6379", "--set", "redisPassword.existingSecret=redis").Output()
+		"--set", "config.redis.addr=redis:6379", "--set", "redisPassword.existingSecret=redis", "--set", "replicaCount=2").Output()
 	if err != nil {
 		t.Fatalf("helm template: %v", err)
 	}
@@ -283,5 +283,29 @@ func TestHelmChartPDBOnlyWithReplicas(t *testing.T) {
 		if got := docs["PodDisruptionBudget/tg-tollgate"] != nil; got != tc.want {
 			t.Errorf("%v: PodDisruptionBudget rendered: %v, want %v", tc.sets, got, tc.want)
 		}
+	}
+}
+
+// TestHelmChartRefuses: values that would deploy something that cannot
+// work as configured fail to render, saying why.
+func TestHelmChartRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sets []string
+		want string
+	}{
+		{"redis password without redis", []string{"replicaCount=1", "redisPassword.existingSecret=redis"}, "config.redis"},
+		{"replicas without redis", []string{"replicaCount=2"}, "lockouts"},
+		{"replicas without redis", []string{"replicaCount=3"}, "token revoke"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			docs, errOut := helmTemplate(t, tc.sets...)
+			if docs != nil {
+				t.Fatalf("helm template %v renders", tc.sets)
+			}
+			if !strings.Contains(errOut, tc.want) {
+				t.Errorf("helm template %v: the error does not say %q:\n%s", tc.sets, tc.want, errOut)
+			}
+		})
 	}
 }

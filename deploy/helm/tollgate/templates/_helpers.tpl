@@ -30,3 +30,15 @@ takes (":9101", "0.0.0.0:9101", "[::]:9101"); empty when metrics are off.
 {{- $port -}}
 {{- end -}}{{- end -}}
 {{- end -}}
+
+{{/*
+Values that would deploy something that cannot work as configured.
+*/}}
+{{- define "tollgate.validate" -}}
+{{- if and .Values.redisPassword.existingSecret (not .Values.config.redis) -}}
+{{- fail "redisPassword.existingSecret is set but config.redis is not: set config.redis.addr, or drop the password" -}}
+{{- end -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.config.redis) -}}
+{{- fail (printf "replicaCount is %d but config.redis is not set: without shared state each replica keeps its own lockouts and `token revoke` has no shared place to write; set config.redis.addr or replicaCount=1" (int .Values.replicaCount)) -}}
+{{- end -}}
+{{- end -}}
