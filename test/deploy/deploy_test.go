@@ -145,11 +145,12 @@ func TestHelmChart(t *testing.T) {
 
 // checkMounted runs `serve --check --offline` on a configuration as the
 // chart mounts it: its files under /etc/tollgate (the Secrets, the keys)
-// are made in a temporary directory that stands for it.
+// and its state_dir are made in a temporary directory that stands for /.
 func checkMounted(t *testing.T, cfg string) {
 	t.Helper()
 	root := t.TempDir()
 	cfg = strings.ReplaceAll(cfg, "/etc/tollgate/", root+"/etc/tollgate/")
+	cfg = strings.ReplaceAll(cfg, "state_dir: /", "state_dir: "+root+"/")
 	for _, secret := range []string{"bundle-token/token", "redis/password"} {
 		file := filepath.Join(root, "etc/tollgate", secret)
 		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
@@ -307,5 +308,49 @@ func TestHelmChartRefuses(t *testing.T) {
 				t.Errorf("helm template %v: the error does not say %q:\n%s", tc.sets, tc.want, errOut)
 			}
 		})
+	}
+}
+
+// TestHelmChartStateDirIsWritable: without Redis, `token revoke` and the
+// broker share revocations.json in state_dir, which defaulted to the
+// directory of config.yaml: the read-only ConfigMap mount. state_dir must
+// be a writable volume's mount.
+func TestHelmChartStateDirIsWritable(t *testing.T) {
+	for _, sets := range [][]string{
+		{"replicaCount=1"},
+		{"replicaCount=1", "config.state_dir=/data"},
+		{"replicaCount=1", "state.existingClaim=tollgate-state"},
+	} {
+		docs, errOut := helmTemplate(t, sets...)
+		if docs == nil {
+			t.Fatalf("helm template %v: %s", sets, errOut)
+		}
+		var cfg struct {
+			StateDir string `yaml:"state_dir"`
+		}
+		text := dig(t, docs["ConfigMap/tg-tollgate"], "data", "config.yaml").(string)
+		if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.StateDir == "" {
+			t.Fatalf("%v: no state_dir: it defaults to the read-only ConfigMap directory", sets)
+		}
+		pod := dig(t, docs["Deployment/tg-tollgate"], "spec", "template", "spec")
+		var volume string
+		for _, m := range dig(t, pod, "containers", 0, "volumeMounts").([]any) {
+			if m := m.(map[string]any); m["mountPath"] == cfg.StateDir && m["readOnly"] != true {
+				volume, _ = m["name"].(string)
+			}
+		}
+		var source map[string]any
+		for _, v := range dig(t, pod, "volumes").([]any) {
+			if v := v.(map[string]any); v["name"] == volume {
+				source = v
+			}
+		}
+		if source == nil || (source["emptyDir"] == nil && source["persistentVolumeClaim"] == nil) {
+			t.Errorf("%v: state_dir %s is not on a writable volume (%v)", sets, cfg.StateDir, source)
+		}
+		checkMounted(t, text)
 	}
 }
