@@ -354,3 +354,24 @@ func TestHelmChartStateDirIsWritable(t *testing.T) {
 		checkMounted(t, text)
 	}
 }
+
+// TestHelmChartServiceAccount: the pod runs as its own ServiceAccount and
+// mounts no API token (tollgate never talks to the Kubernetes API).
+func TestHelmChartServiceAccount(t *testing.T) {
+	docs, errOut := helmTemplate(t)
+	if docs == nil {
+		t.Fatalf("helm template: %s", errOut)
+	}
+	sa := docs["ServiceAccount/tg-tollgate"]
+	if sa == nil || sa["automountServiceAccountToken"] != false {
+		t.Errorf("ServiceAccount: %v", sa)
+	}
+	pod := dig(t, docs["Deployment/tg-tollgate"], "spec", "template", "spec").(map[string]any)
+	if pod["serviceAccountName"] != "tg-tollgate" || pod["automountServiceAccountToken"] != false {
+		t.Errorf("pod: serviceAccountName %v, automountServiceAccountToken %v", pod["serviceAccountName"], pod["automountServiceAccountToken"])
+	}
+	docs, _ = helmTemplate(t, "serviceAccount.create=false", "serviceAccount.name=shared")
+	if docs["ServiceAccount/tg-tollgate"] != nil || dig(t, docs["Deployment/tg-tollgate"], "spec", "template", "spec", "serviceAccountName") != "shared" {
+		t.Error("serviceAccount.create=false still makes one, or the pod does not use serviceAccount.name")
+	}
+}

@@ -42,3 +42,11 @@ Values that would deploy something that cannot work as configured.
 {{- fail (printf "replicaCount is %d but config.redis is not set: without shared state each replica keeps its own lockouts and `token revoke` has no shared place to write; set config.redis.addr or replicaCount=1" (int .Values.replicaCount)) -}}
 {{- end -}}
 {{- end -}}
+
+{{- define "tollgate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (include "tollgate.fullname" .) -}}
+{{- else -}}
+{{- .Values.serviceAccount.name | default "default" -}}
+{{- end -}}
+{{- end -}}
