@@ -375,3 +375,38 @@ func TestHelmChartServiceAccount(t *testing.T) {
 		t.Error("serviceAccount.create=false still makes one, or the pod does not use serviceAccount.name")
 	}
 }
+
+// TestHelmChartIngress: the optional Ingress serves the realm where clients
+// reach it: by default the first service's realm's host and path (the
+// registry's host under a path, as the README recommends), and nothing else
+// of the broker.
+func TestHelmChartIngress(t *testing.T) {
+	docs, _ := helmTemplate(t)
+	if docs["Ingress/tg-tollgate"] != nil {
+		t.Error("an Ingress without ingress.enabled")
+	}
+	for _, tc := range []struct {
+		sets       []string
+		host, path string
+	}{
+		{[]string{"ingress.enabled=true"}, "registry.example.com", "/token"},
+		{[]string{"ingress.enabled=true", "ingress.host=auth.example.com", "ingress.path=/auth/token", "ingress.tls[0].secretName=tls"}, "auth.example.com", "/auth/token"},
+	} {
+		docs, errOut := helmTemplate(t, tc.sets...)
+		if docs == nil {
+			t.Fatalf("helm template %v: %s", tc.sets, errOut)
+		}
+		rule := dig(t, docs["Ingress/tg-tollgate"], "spec", "rules", 0)
+		path := dig(t, rule, "http", "paths", 0)
+		if dig(t, rule, "host") != tc.host || dig(t, path, "path") != tc.path || dig(t, path, "pathType") != "Exact" {
+			t.Errorf("%v: rule %v", tc.sets, rule)
+		}
+		if svc := dig(t, path, "backend", "service"); dig(t, svc, "name") != "tg-tollgate" || dig(t, svc, "port", "name") != "http" {
+			t.Errorf("%v: backend %v", tc.sets, svc)
+		}
+	}
+	docs, _ = helmTemplate(t, "ingress.enabled=true", "ingress.tls[0].secretName=tls")
+	if tls := dig(t, docs["Ingress/tg-tollgate"], "spec", "tls", 0); dig(t, tls, "secretName") != "tls" || dig(t, tls, "hosts", 0) != "registry.example.com" {
+		t.Errorf("tls: %v", tls)
+	}
+}
