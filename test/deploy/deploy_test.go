@@ -410,3 +410,26 @@ func TestHelmChartIngress(t *testing.T) {
 		t.Errorf("tls: %v", tls)
 	}
 }
+
+// TestHelmChartServiceMonitor: the optional ServiceMonitor scrapes the
+// Service's metrics port by name, and needs metrics on.
+func TestHelmChartServiceMonitor(t *testing.T) {
+	docs, errOut := helmTemplate(t, "serviceMonitor.enabled=true", "serviceMonitor.interval=15s")
+	if docs == nil {
+		t.Fatalf("helm template: %s", errOut)
+	}
+	sm := docs["ServiceMonitor/tg-tollgate"]
+	if sm == nil || dig(t, sm, "apiVersion") != "monitoring.coreos.com/v1" {
+		t.Fatalf("ServiceMonitor: %v", sm)
+	}
+	ep := dig(t, sm, "spec", "endpoints", 0)
+	if dig(t, ep, "port") != "metrics" || dig(t, ep, "path") != "/metrics" || dig(t, ep, "interval") != "15s" {
+		t.Errorf("endpoint: %v", ep)
+	}
+	if sel := dig(t, sm, "spec", "selector", "matchLabels", "app.kubernetes.io/instance"); sel != "tg" {
+		t.Errorf("selector: %v", sel)
+	}
+	if docs, errOut := helmTemplate(t, "serviceMonitor.enabled=true", "config.metrics=null"); docs != nil || !strings.Contains(errOut, "config.metrics.listen") {
+		t.Errorf("a ServiceMonitor without metrics renders, or the error does not say why: %s", errOut)
+	}
+}
