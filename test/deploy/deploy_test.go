@@ -429,7 +429,16 @@ func TestHelmChartServiceMonitor(t *testing.T) {
 	if sel := dig(t, sm, "spec", "selector", "matchLabels", "app.kubernetes.io/instance"); sel != "tg" {
 		t.Errorf("selector: %v", sel)
 	}
-	if docs, errOut := helmTemplate(t, "serviceMonitor.enabled=true", "config.metrics=null"); docs != nil || !strings.Contains(errOut, "config.metrics.listen") {
-		t.Errorf("a ServiceMonitor without metrics renders, or the error does not say why: %s", errOut)
+	// Without a listener of their own, metrics are on the token port.
+	docs, _ = helmTemplate(t, "serviceMonitor.enabled=true", "config.metrics=null")
+	if port := dig(t, docs["ServiceMonitor/tg-tollgate"], "spec", "endpoints", 0, "port"); port != "http" {
+		t.Errorf("metrics on the token port, yet the ServiceMonitor scrapes %v", port)
+	}
+	if docs, errOut := helmTemplate(t, "serviceMonitor.enabled=true", "config.metrics.enabled=false"); docs != nil || !strings.Contains(errOut, "config.metrics.enabled") {
+		t.Errorf("a ServiceMonitor with metrics off renders, or the error does not say why: %s", errOut)
+	}
+	docs, _ = helmTemplate(t, "config.metrics.enabled=false")
+	if p := namedPort(dig(t, docs["Service/tg-tollgate"], "spec", "ports"), "metrics"); p != nil {
+		t.Errorf("metrics off, yet the Service has %v", p)
 	}
 }

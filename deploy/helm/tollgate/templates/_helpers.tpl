@@ -21,14 +21,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/*
 The metrics port, from config.metrics.listen in any form Go's net.Listen
-takes (":9101", "0.0.0.0:9101", "[::]:9101"); empty when metrics are off.
+takes (":9101", "0.0.0.0:9101", "[::]:9101"); empty when metrics are off
+or served on the token port.
 */}}
 {{- define "tollgate.metricsPort" -}}
-{{- with .Values.config.metrics -}}{{- with .listen -}}
+{{- with .Values.config.metrics -}}{{- if ne .enabled false -}}{{- with .listen -}}
 {{- $port := splitList ":" . | last | atoi -}}
 {{- if not $port -}}{{- fail (printf "config.metrics.listen %q names no port" .) -}}{{- end -}}
 {{- $port -}}
-{{- end -}}{{- end -}}
+{{- end -}}{{- end -}}{{- end -}}
 {{- end -}}
 
 {{/*
