@@ -442,3 +442,36 @@ func TestHelmChartServiceMonitor(t *testing.T) {
 		t.Errorf("metrics off, yet the Service has %v", p)
 	}
 }
+
+// TestHelmChartExtras: extra volumes, mounts and environment reach the pod
+// (an LDAP bind password, CA files, a robot store).
+func TestHelmChartExtras(t *testing.T) {
+	docs, errOut := helmTemplate(t,
+		"extraVolumes[0].name=ldap-ca", "extraVolumes[0].secret.secretName=ldap-ca",
+		"extraVolumeMounts[0].name=ldap-ca", "extraVolumeMounts[0].mountPath=/etc/tollgate/ldap-ca",
+		"extraEnv[0].name=LDAP_BIND_PASSWORD", "extraEnv[0].valueFrom.secretKeyRef.name=ldap", "extraEnv[0].valueFrom.secretKeyRef.key=password",
+		"extraEnvFrom[0].secretRef.name=tollgate-env")
+	if docs == nil {
+		t.Fatalf("helm template: %s", errOut)
+	}
+	pod := dig(t, docs["Deployment/tg-tollgate"], "spec", "template", "spec")
+	container := dig(t, pod, "containers", 0)
+	found := func(list any, key, want string) bool {
+		items, _ := list.([]any)
+		for _, item := range items {
+			if m, _ := item.(map[string]any); m[key] == want {
+				return true
+			}
+		}
+		return false
+	}
+	if !found(dig(t, pod, "volumes"), "name", "ldap-ca") || !found(dig(t, container, "volumeMounts"), "mountPath", "/etc/tollgate/ldap-ca") {
+		t.Error("the extra volume is not mounted")
+	}
+	if !found(dig(t, container, "env"), "name", "LDAP_BIND_PASSWORD") {
+		t.Error("the extra env is missing")
+	}
+	if envFrom, _ := container.(map[string]any)["envFrom"].([]any); len(envFrom) != 1 || dig(t, envFrom[0], "secretRef", "name") != "tollgate-env" {
+		t.Error("the extra envFrom is missing")
+	}
+}
