@@ -475,3 +475,13 @@ func TestHelmChartExtras(t *testing.T) {
 		t.Error("the extra envFrom is missing")
 	}
 }
+
+// TestHelmChartSchema: values.schema.json refuses misspelt and mistyped
+// values instead of rendering a chart that silently ignores them.
+func TestHelmChartSchema(t *testing.T) {
+	for _, set := range []string{"replicaCont=2", "ingress.enable=true", "service.port=http", "state.existingclaim=x", "serviceAccount.create=yes"} {
+		if docs, _ := helmTemplate(t, set); docs != nil {
+			t.Errorf("helm template --set %s renders", set)
+		}
+	}
+}
