@@ -96,8 +96,19 @@ func TestSystemdUnitVerifies(t *testing.T) {
 func TestHelmChart(t *testing.T) {
 	helm := testenv.Tool(t, "helm")
 	chart := filepath.Join(root(t), "deploy", "helm", "tollgate")
-	if out, err := exec.Command(helm, "lint", "--strict", chart).CombinedOutput(); err != nil {
-		t.Fatalf("helm lint: %v\n%s", err, out)
+	for _, sets := range [][]string{
+		nil,
+		{"replicaCount=3", "config.redis.addr=redis:6379", "redisPassword.existingSecret=redis"},
+		{"ingress.enabled=true", "ingress.tls[0].secretName=tls", "serviceMonitor.enabled=true", "config.metrics.listen=0.0.0.0:9101"},
+		{"serviceAccount.create=false", "state.existingClaim=state", "extraEnvFrom[0].secretRef.name=env"},
+	} {
+		args := []string{"lint", "--strict", chart}
+		for _, s := range sets {
+			args = append(args, "--set", s)
+		}
+		if out, err := exec.Command(helm, args...).CombinedOutput(); err != nil {
+			t.Fatalf("helm lint %v: %v\n%s", sets, err, out)
+		}
 	}
 	out, err := exec.Command(helm, "template", "tg", chart,
 		"--set", "bundleToken.existingSecret=bundle-token", "--set", "htpasswd.existingSecret=users",
