@@ -39,7 +39,30 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Access tokens served again, within the service's token_reuse window, instead of signed anew.",
 	})
 	reg.MustRegister(m.requests, m.latency, m.decisions, m.reused)
+	m.preset()
 	return m
+}
+
+// outcomeStatus is each outcome with the status it is answered with, save
+// granted, partial, denied and login (200). Pre-creating these series
+// makes rate() and alerts work before the first such request.
+var outcomeStatus = map[string]int{
+	"granted": 200, "partial": 200, "denied": 200, "login": 200,
+	"unauthorized": 401, "throttled": 429, "unavailable": 503,
+	"cancelled": statusClientClosed, "bad_request": 400, "error": 500,
+}
+
+// preset creates every counter series at 0: each outcome, with the
+// connector "" of a request no connector identified; each cache answer.
+func (m *Metrics) preset() {
+	for outcome, status := range outcomeStatus {
+		m.latency.WithLabelValues(outcome)
+		if status != 200 {
+			m.requests.WithLabelValues(outcome, strconv.Itoa(status), "")
+		}
+	}
+	m.decisions.WithLabelValues("true")
+	m.decisions.WithLabelValues("false")
 }
 
 func (m *Metrics) observe(outcome string, status int, d *decision, elapsed time.Duration) {

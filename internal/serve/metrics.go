@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,7 +21,12 @@ func (r *Runtime) registerMetrics() {
 	r.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tollgate_config_reloads_total", Help: "Configuration reloads (SIGHUP), by result.",
 	}, []string{"result"})
-	r.reg.MustRegister(r.reloads)
+	r.reloads.WithLabelValues("success") // present at 0 before the first reload
+	r.reloads.WithLabelValues("failure")
+	r.reg.MustRegister(r.reloads, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tollgate_build_info", Help: "The running build (value 1).",
+		ConstLabels: prometheus.Labels{"version": r.opts.Version, "goversion": runtime.Version()},
+	}, func() float64 { return 1 }))
 	r.stores.registerMetrics(r.reg)
 	engine, poller, cache := r.engine, r.poller, r.cache
 	r.reg.MustRegister(

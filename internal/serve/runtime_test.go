@@ -1,0 +1,110 @@
+package serve
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/internal/config"
+)
+
+// testConfig writes a configuration with one service, an htpasswd
+// connector, a policy granting pull on everything and a decision log file,
+// and returns its path.
+func testConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	keyPEM, certPEM, err := broker.GenerateKey(broker.KeyEC, "test", time.Now().Add(-time.Minute), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broker.WriteKeyPair(filepath.Join(dir, "keys"), "a", keyPEM, certPEM); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"users":             "",
+		"policy/authz.rego": "package registry.authz\n\nallowed contains {\"type\": s.type, \"name\": s.name, \"action\": \"pull\"} if { s := input.scopes[_] }\n",
+		"config.yaml": `listen: "127.0.0.1:0"
+services:
+  - name: registry.test
+    default: true
+    issuer: tollgate-test
+    realm: http://localhost:5001/token
+    keys: keys
+identity:
+  - name: local
+    type: htpasswd
+    file: users
+policy:
+  source: policy
+  decision_log: {enabled: true, path: decisions.log}
+metrics:
+  enabled: true
+`,
+	}
+	for name, body := range files {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "config.yaml")
+}
+
+func newTestRuntime(t *testing.T, path string) *Runtime {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := New(context.Background(), cfg, Options{Version: "v9.9.9-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	return rt
+}
+
+// TestMetricsPresentFromTheStart: a scrape right after New has the build
+// info and every counter an alert or a rate() needs, at 0.
+func TestMetricsPresentFromTheStart(t *testing.T) {
+	rt := newTestRuntime(t, testConfig(t))
+	series := scrape(t, rt)
+	for _, want := range []string{
+		`tollgate_build_info{goversion="` + runtime.Version() + `",version="v9.9.9-test"} 1`,
+		`tollgate_config_reloads_total{result="failure"} 0`,
+		`tollgate_config_reloads_total{result="success"} 0`,
+		`tollgate_token_requests_total{connector="",outcome="error",status="500"} 0`,
+		`tollgate_token_requests_total{connector="",outcome="unavailable",status="503"} 0`,
+		`tollgate_token_requests_total{connector="",outcome="unauthorized",status="401"} 0`,
+		`tollgate_token_request_duration_seconds_count{outcome="granted"} 0`,
+		`tollgate_policy_decisions_total{cached="true"} 0`,
+		`tollgate_policy_decisions_total{cached="false"} 0`,
+		`tollgate_access_tokens_reused_total 0`,
+	} {
+		if !slices.Contains(series, want) {
+			t.Errorf("missing %s in:\n%s", want, strings.Join(series, "\n"))
+		}
+	}
+}
+
+// scrape returns the tollgate_ series of rt's /metrics, one per line.
+func scrape(t *testing.T, rt *Runtime) []string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	rt.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	var out []string
+	for _, l := range strings.Split(rec.Body.String(), "\n") {
+		if strings.HasPrefix(l, "tollgate_") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
