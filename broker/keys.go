@@ -77,6 +77,9 @@ func (ks *KeySet) Published(now time.Time) []*Key {
 	return out
 }
 
+// Keys returns every loaded key, expired ones too, newest NotBefore first.
+func (ks *KeySet) Keys() []*Key { return slices.Clone(ks.keys) }
+
 // Lookup returns the published key with the given kid.
 func (ks *KeySet) Lookup(kid string, now time.Time) *Key {
 	for _, k := range ks.Published(now) {

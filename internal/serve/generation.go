@@ -15,6 +15,7 @@ import (
 // no request is dropped or served by half a configuration.
 type generation struct {
 	srv        *broker.Server
+	services   []*broker.Service         // with their keys, for the expiry gauge
 	connectors map[string]*liveConnector // by name
 }
 
@@ -97,7 +98,7 @@ func (r *Runtime) build(cfg *config.Config, prev map[string]*liveConnector) (*ge
 		retire(live, prev, 0)
 		return nil, err
 	}
-	return &generation{srv: srv, connectors: live}, nil
+	return &generation{srv: srv, services: services, connectors: live}, nil
 }
 
 func refreshTTL(cfg *config.Config) time.Duration {

@@ -33,6 +33,7 @@ func (r *Runtime) registerMetrics() {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		policyCollector{engine: engine, poller: poller},
+		certCollector{r},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tollgate_credential_cache_hits_total", Help: "Logins answered from the verified-credential cache.",
 		}, func() float64 { h, _ := cache.Stats(); return float64(h) }),
@@ -78,6 +79,35 @@ func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
 	entries, bytes := c.engine.CacheStats()
 	ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(entries))
 	ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(bytes))
+}
+
+// certCollector reports when each signing certificate in force expires.
+// Labels are bounded: the configured services and their key ids.
+type certCollector struct{ r *Runtime }
+
+var certExpiryDesc = prometheus.NewDesc("tollgate_signing_certificate_expiry_timestamp_seconds",
+	"When each signing certificate of each service expires (unix time), expired ones included until removed.", []string{"service", "kid"}, nil)
+
+func (c certCollector) Describe(ch chan<- *prometheus.Desc) { ch <- certExpiryDesc }
+
+func (c certCollector) Collect(ch chan<- prometheus.Metric) {
+	g := c.r.current.Load()
+	if g == nil { // before the first generation is built
+		return
+	}
+	for _, s := range g.services {
+		// One series per kid: the same key under two file names (two
+		// certificates) would otherwise fail the whole scrape.
+		expiry := map[string]time.Time{}
+		for _, k := range s.Keys.Keys() {
+			if k.Cert.NotAfter.After(expiry[k.ID]) {
+				expiry[k.ID] = k.Cert.NotAfter
+			}
+		}
+		for kid, t := range expiry {
+			ch <- prometheus.MustNewConstMetric(certExpiryDesc, prometheus.GaugeValue, float64(t.Unix()), s.Name, kid)
+		}
+	}
 }
 
 func unixOrZero(t time.Time) float64 {

@@ -2,11 +2,13 @@ package serve
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +106,56 @@ func scrape(t *testing.T, rt *Runtime) []string {
 	for _, l := range strings.Split(rec.Body.String(), "\n") {
 		if strings.HasPrefix(l, "tollgate_") {
 			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestSigningCertificateExpiryGauge: one series per service and key id,
+// the certificate's NotAfter; a reload that adds a key adds its series.
+func TestSigningCertificateExpiryGauge(t *testing.T) {
+	path := testConfig(t)
+	keys := filepath.Join(filepath.Dir(path), "keys")
+	addKey := func(name string, validity time.Duration) string {
+		t.Helper()
+		keyPEM, certPEM, err := broker.GenerateKey(broker.KeyEC, "test", time.Now().Add(-time.Minute), validity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := broker.ParseKeyPair(keyPEM, certPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := broker.WriteKeyPair(keys, name, keyPEM, certPEM); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf(`tollgate_signing_certificate_expiry_timestamp_seconds{kid=%q,service="registry.test"} %s`,
+			k.ID, strconv.FormatFloat(float64(k.Cert.NotAfter.Unix()), 'g', -1, 64))
+	}
+	b := addKey("b", 48*time.Hour)
+	rt := newTestRuntime(t, path)
+	got := expirySeries(scrape(t, rt))
+	if len(got) != 2 || !slices.Contains(got, b) {
+		t.Fatalf("want the test key and %s, got %q", b, got)
+	}
+	c := addKey("c", 90*24*time.Hour)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := expirySeries(scrape(t, rt)); len(got) != 3 || !slices.Contains(got, b) || !slices.Contains(got, c) {
+		t.Fatalf("after a reload adding %s: %q", c, got)
+	}
+}
+
+func expirySeries(series []string) []string {
+	var out []string
+	for _, s := range series {
+		if strings.HasPrefix(s, "tollgate_signing_certificate_expiry_timestamp_seconds{") {
+			out = append(out, s)
 		}
 	}
 	return out
