@@ -72,6 +72,9 @@ func (r *Runtime) openDecisionLog() error {
 		return yamlconf.Prefix("policy.decision_log.path", err)
 	}
 	r.closers = append(r.closers, closeLog)
+	if f, ok := w.(*logFile); ok {
+		r.decisionFile = f
+	}
 	r.authorizer = policies.NewDecisionLog(r.engine, w, r.cfg.Policy.Query, map[string]string{"id": instanceID(), "version": r.opts.Version})
 	return nil
 }
@@ -83,7 +86,7 @@ func openDecisionLog(path string, stdout io.Writer, check bool) (io.Writer, func
 		return stdout, func() {}, nil
 	}
 	_, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := openLogFile(path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -94,6 +97,47 @@ func openDecisionLog(path string, stdout io.Writer, check bool) (io.Writer, func
 			os.Remove(path)
 		}
 	}, nil
+}
+
+// logFile is a file appended to that Reopen opens again by name, so that
+// log rotation can rename it away and signal (no copytruncate needed).
+type logFile struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+}
+
+func openLogFile(path string) (*logFile, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	return &logFile{path: path, f: f}, nil
+}
+
+func (l *logFile) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Write(p)
+}
+
+// Reopen opens the path again; on failure the open file stays in use.
+func (l *logFile) Reopen() error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("reopening %s: %w", l.path, err)
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f = f
+	l.mu.Unlock()
+	return old.Close()
+}
+
+func (l *logFile) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
 }
 
 // instanceID names this process in decision logs, as OPA's labels.id does.

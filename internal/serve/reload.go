@@ -10,15 +10,17 @@ import (
 // file): services, keys, connectors, throttle and the TLS certificate take
 // effect at once; on an error the running configuration stays. Settings
 // read only at start (listen, metrics, the policy section, caches) are
-// reported when they changed. The result is logged and counted.
+// reported when they changed. The result is logged and counted. The
+// decision-log file is opened again first, whatever the result.
 func (r *Runtime) Reload(next *config.Config) error {
+	r.reopenLogs()
 	cert, err := loadCert(next)
 	if err != nil {
-		return r.ReloadFailed(next.Invalid(err))
+		return r.failed(next.Invalid(err))
 	}
 	gen, err := r.build(next, r.current.Load().connectors)
 	if err != nil {
-		return r.ReloadFailed(next.Invalid(err))
+		return r.failed(next.Invalid(err))
 	}
 	old := r.current.Swap(gen)
 	// Requests that started on the old generation finish on it: the
@@ -34,9 +36,25 @@ func (r *Runtime) Reload(next *config.Config) error {
 	return nil
 }
 
-// ReloadFailed logs and counts a reload that failed (also one whose file
-// did not load) and returns err.
+// ReloadFailed logs and counts a reload whose file did not load, and
+// returns err; the decision-log file is opened again all the same.
 func (r *Runtime) ReloadFailed(err error) error {
+	r.reopenLogs()
+	return r.failed(err)
+}
+
+// reopenLogs opens the decision-log file again by name: after log
+// rotation renamed it, decisions go to the new file.
+func (r *Runtime) reopenLogs() {
+	if r.decisionFile == nil {
+		return
+	}
+	if err := r.decisionFile.Reopen(); err != nil {
+		r.log.Error("decision log: keeping the open file", "err", err)
+	}
+}
+
+func (r *Runtime) failed(err error) error {
 	r.count("failure")
 	r.log.Error("reload failed; keeping the running configuration", "err", err)
 	return err

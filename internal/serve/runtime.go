@@ -60,6 +60,9 @@ type Runtime struct {
 	reg        *prometheus.Registry
 	metrics    *broker.Metrics
 	reloads    *prometheus.CounterVec
+	// decisionFile is the decision log's file (nil for stdout or off):
+	// a reload opens it again, for log rotation.
+	decisionFile *logFile
 
 	current atomic.Pointer[generation]
 	tlsCert atomic.Pointer[tls.Certificate]

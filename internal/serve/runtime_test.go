@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -13,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/internal/config"
+	"github.com/tollgate/tollgate/scope"
 )
 
 // testConfig writes a configuration with one service, an htpasswd
@@ -159,4 +162,55 @@ func expirySeries(series []string) []string {
 		}
 	}
 	return out
+}
+
+// TestDecisionLogReopenedOnReload: log rotation renames the file and
+// signals; decisions after the reload go to a new file by the old name,
+// those before stay in the renamed one. A reload whose file does not load
+// reopens it too.
+func TestDecisionLogReopenedOnReload(t *testing.T) {
+	path := testConfig(t)
+	logPath := filepath.Join(filepath.Dir(path), "decisions.log")
+	rt := newTestRuntime(t, path)
+	decide := func(repo string) {
+		t.Helper()
+		in := authz.Input{Service: "registry.test", Scopes: []scope.Scope{{Type: "repository", Name: repo, Actions: []string{"pull"}}}}
+		if _, err := rt.authorizer.Authorize(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := func(p string) string {
+		t.Helper()
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	decide("before")
+	rotated := logPath + ".1"
+	if err := os.Rename(logPath, rotated); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	decide("after")
+	if old, cur := lines(rotated), lines(logPath); !strings.Contains(old, `"before"`) || strings.Contains(old, `"after"`) ||
+		!strings.Contains(cur, `"after"`) || strings.Count(cur, "\n") != 1 {
+		t.Fatalf("rotated file:\n%s\nnew file:\n%s", old, cur)
+	}
+
+	if err := os.Rename(logPath, rotated); err != nil {
+		t.Fatal(err)
+	}
+	rt.ReloadFailed(errors.New("config.yaml: broken"))
+	decide("after-failed-reload")
+	if cur := lines(logPath); !strings.Contains(cur, `"after-failed-reload"`) {
+		t.Fatalf("new file after a failed reload:\n%s", cur)
+	}
 }
