@@ -1,11 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -22,6 +24,13 @@ func registryConfigCommand() *cli.Command {
 service, and writes the certificate bundle its rootcertbundle points at (every
 published key; run it again after a key rotation and restart the registry).
 
+--format yaml (default) prints the section for the registry's config.yml;
+--format env prints it as REGISTRY_AUTH_TOKEN_* environment variables;
+--format jwks (distribution 3.x) also writes the published keys as a JSON Web
+Key Set to --jwks and names it in auth.token.jwks. The bundle stays: tokens
+carry their certificate (x5c), which distribution 3 checks against
+rootcertbundle; the JWKS is what it trusts for tokens without x5c.
+
 The realm is the token URL CLIENTS reach. Current clients refuse realms on
 private or loopback addresses unless the realm's host is the registry's own host
 name: serve the realm on a public name, or on the registry's host under a path
@@ -29,18 +38,31 @@ name: serve the realm on a public name, or on the registry's host under a path
 
 Examples:
    tollgate registry-config --config config.yaml --bundle /etc/registry/token-ca.pem
-   tollgate registry-config --config config.yaml --service notary.example.com --bundle notary-ca.pem`,
+   tollgate registry-config --config config.yaml --service notary.example.com --bundle notary-ca.pem
+   tollgate registry-config --config config.yaml --bundle /etc/registry/token-ca.pem --format env
+   tollgate registry-config --config config.yaml --bundle /etc/registry/token-ca.pem --format jwks --jwks /etc/registry/token.jwks`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "broker configuration file (default: the development state in --state-dir)", EnvVars: []string{"TOLLGATE_CONFIG"}},
 			&cli.StringFlag{Name: "state-dir", Value: ".tollgate", Usage: "development mode state directory"},
 			&cli.StringFlag{Name: "service", Usage: "service name (default: the default service)"},
 			&cli.StringFlag{Name: "bundle", Usage: "where to write the certificate bundle, the registry's rootcertbundle (required with --config; development: the state directory's registry-bundle.pem)"},
+			&cli.StringFlag{Name: "format", Value: "yaml", Usage: "yaml (config.yml's auth section), env (REGISTRY_AUTH_TOKEN_* variables) or jwks (yaml with auth.token.jwks, distribution 3.x)"},
+			&cli.StringFlag{Name: "jwks", Usage: "with --format jwks: where to write the JSON Web Key Set the registry's auth.token.jwks points at"},
 		},
 		Action: func(c *cli.Context) error {
 			// Only the operator knows where the registry reads its bundle;
 			// a default would drop it into whatever directory this runs in.
 			if c.String("config") != "" && c.String("bundle") == "" {
 				return errors.New("give --bundle: where the registry reads its rootcertbundle (for example /etc/registry/token-ca.pem)")
+			}
+			format, jwksFile := c.String("format"), c.String("jwks")
+			switch {
+			case format != "yaml" && format != "env" && format != "jwks":
+				return fmt.Errorf("--format %q: want yaml, env or jwks", format)
+			case format == "jwks" && jwksFile == "":
+				return errors.New("give --jwks with --format jwks: where the registry reads its auth.token.jwks (for example /etc/registry/token.jwks)")
+			case format != "jwks" && jwksFile != "":
+				return errors.New("--jwks goes with --format jwks")
 			}
 			cfg, dev, err := loadOrDevConfig(c)
 			if err != nil {
@@ -61,7 +83,17 @@ Examples:
 			if err := atomicfile.Write(bundle, svc.Keys.CertBundle(time.Now()), 0o644); err != nil {
 				return err
 			}
-			fmt.Fprint(c.App.Writer, registryAuthSection(svc, bundle))
+			section := registryAuthSection(svc, bundle)
+			if format == "jwks" {
+				if err := writeJWKS(jwksFile, svc); err != nil {
+					return err
+				}
+				section += fmt.Sprintf("    jwks: %q\n", jwksFile)
+			}
+			if format == "env" {
+				section = registryAuthEnv(svc, bundle)
+			}
+			fmt.Fprint(c.App.Writer, section)
 			if warn := realmWarning(svc.Realm); warn != "" {
 				fmt.Fprintln(c.App.ErrWriter, "warning:", warn)
 			}
@@ -69,6 +101,27 @@ Examples:
 			return nil
 		},
 	}
+}
+
+// registryAuthEnv is registryAuthSection as distribution's environment
+// overrides (REGISTRY_ + the upper-cased path), for containers configured
+// by variables.
+func registryAuthEnv(svc *broker.Service, bundle string) string {
+	var b strings.Builder
+	for _, kv := range [][2]string{{"REALM", svc.Realm}, {"SERVICE", svc.Name}, {"ISSUER", svc.Issuer}, {"ROOTCERTBUNDLE", bundle}} {
+		fmt.Fprintf(&b, "REGISTRY_AUTH_TOKEN_%s=%s\n", kv[0], kv[1])
+	}
+	return b.String()
+}
+
+// writeJWKS writes the published keys of svc in the form distribution 3
+// reads from auth.token.jwks: {"keys": [...]}, keyed by kid.
+func writeJWKS(path string, svc *broker.Service) error {
+	data, err := json.MarshalIndent(map[string]any{"keys": svc.Keys.JWKs(time.Now())}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, append(data, '\n'), 0o644)
 }
 
 func pickService(services []*broker.Service, name string) (*broker.Service, error) {
