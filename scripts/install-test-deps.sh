@@ -38,6 +38,7 @@ want_pkg ldapadd ldap-utils
 want_pkg systemd-analyze systemd
 want_pkg redis-server redis-server
 want_pkg nginx nginx
+want_pkg promtool prometheus
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
@@ -50,6 +51,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 	# The packages' own services are never used: the tests start their own
 	# processes on loopback ports in temporary directories.
 	apt-get install -y -qq "${need_apt[@]}" </dev/null
+	# prometheus is wanted for promtool only: its server (and the node
+	# exporter it recommends) must not stay running on a test machine.
+	if [[ " ${need_apt[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+		systemctl disable --now prometheus.service prometheus-node-exporter.service 2>/dev/null || true
+	fi
 fi
 
 go_install() { # program module@version
