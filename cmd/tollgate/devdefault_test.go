@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/internal/config"
+	"github.com/tollgate/tollgate/test/testenv"
 )
 
 // The banner's anonymous pull is from the public project "library", the one
@@ -63,38 +64,15 @@ func startDevBroker(t *testing.T, state, addr string) (stop func() string) {
 		}
 		return out.String()
 	})
-	if err := waitReady("http://"+addr, 20*time.Second); err != nil {
+	if err := testenv.WaitReady("http://"+addr, 20*time.Second); err != nil {
 		t.Fatalf("serve --listen %s: %v\n%s", addr, err, stop())
 	}
 	return stop
 }
 
-func waitReady(base string, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("/readyz: %s", resp.Status)
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 }
 
 // A later start with another --listen moves the development realm with it:

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/test/testenv"
 )
 
 // Set once by TestMain, read-only afterwards.
@@ -190,32 +192,13 @@ func (ws *workspace) runServe(t *testing.T, dir string, ex Example, line string)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	err := waitReady(fmt.Sprintf("http://127.0.0.1:%d", port), 30*time.Second)
+	err := testenv.WaitReady(fmt.Sprintf("http://127.0.0.1:%d", port), 30*time.Second)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if werr := cmd.Wait(); err == nil && werr != nil {
 		err = fmt.Errorf("after SIGTERM: %w", werr)
 	}
 	if err != nil {
 		t.Errorf("%s: %s\n%v\n%s", ex.Source, ex.Line, err, out.String())
-	}
-}
-
-// waitReady polls base/readyz until it answers 200.
-func waitReady(base string, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("/readyz: %s", resp.Status)
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -85,7 +85,7 @@ func (ws *workspace) sh(t *testing.T, script string) string {
 func (ws *workspace) startDevBroker(t *testing.T) {
 	t.Helper()
 	start(t, ws.dir, "dev-broker.log", "serve", "--state-dir", ".tollgate", "--listen", strings.Replace(ws.devAddr, "localhost", "127.0.0.1", 1))
-	if err := waitReady("http://"+ws.devAddr, 30*time.Second); err != nil {
+	if err := testenv.WaitReady("http://"+ws.devAddr, 30*time.Second); err != nil {
 		t.Fatalf("development broker: %v\n%s", err, readFile(filepath.Join(filepath.Dir(ws.dir), "dev-broker.log")))
 	}
 }
@@ -124,7 +124,7 @@ func (ws *workspace) startProdBroker(t *testing.T) string {
 	t.Helper()
 	start(t, ws.dir, "prod-broker.log", "serve", "--config", "etc/tollgate/config.yaml")
 	base := "http://" + ws.sh(t, `sed -n 's/^listen: "\(.*\)"$/\1/p' etc/tollgate/config.yaml`)
-	if err := waitReady(base, 30*time.Second); err != nil {
+	if err := testenv.WaitReady(base, 30*time.Second); err != nil {
 		t.Fatalf("broker of etc/tollgate/config.yaml: %v\n%s", err, readFile(filepath.Join(filepath.Dir(ws.dir), "prod-broker.log")))
 	}
 	return base
