@@ -102,14 +102,7 @@ func TestHtpasswdCommands(t *testing.T) {
 }
 
 func TestRegistryConfigPrintsAuthSectionAndBundle(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := run(t, "", "keygen", "--out", filepath.Join(dir, "keys"), "--name", "a"); err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Join(dir, "policy"), 0o755)
-	os.WriteFile(filepath.Join(dir, "users"), nil, 0o600)
-	cfg := filepath.Join(dir, "config.yaml")
-	os.WriteFile(cfg, []byte(validConfig), 0o600)
+	dir, cfg := validConfigDir(t)
 	bundle := filepath.Join(dir, "bundle.pem")
 	out, err := run(t, "", "registry-config", "--config", cfg, "--bundle", bundle)
 	if err != nil {
@@ -131,14 +124,7 @@ func TestRegistryConfigPrintsAuthSectionAndBundle(t *testing.T) {
 // configuration file it asks where the registry reads it; in development it
 // refreshes the bundle the development registry.yml names.
 func TestRegistryConfigWritesNoBundleIntoTheCurrentDirectory(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := run(t, "", "keygen", "--out", filepath.Join(dir, "keys"), "--name", "a"); err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Join(dir, "policy"), 0o755)
-	os.WriteFile(filepath.Join(dir, "users"), nil, 0o600)
-	cfg := filepath.Join(dir, "config.yaml")
-	os.WriteFile(cfg, []byte(validConfig), 0o600)
+	_, cfg := validConfigDir(t)
 	cwd := t.TempDir()
 	t.Chdir(cwd)
 	if out, err := run(t, "", "registry-config", "--config", cfg); err == nil || !strings.Contains(err.Error(), "--bundle") {
@@ -179,4 +165,25 @@ func writeConfig(t *testing.T, body string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// validConfigDir writes validConfig with the keys, users and policy it
+// names, and returns the directory and the configuration file.
+func validConfigDir(t *testing.T) (dir, cfg string) {
+	t.Helper()
+	dir = t.TempDir()
+	if _, err := run(t, "", "keygen", "--out", filepath.Join(dir, "keys"), "--name", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "policy"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg = filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte(validConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, cfg
 }
