@@ -8,7 +8,10 @@
 #                    systemd (systemd-analyze, for the unit file's test),
 #                    redis-server (the replicas' shared state; the tests start
 #                    their own, never the system service), nginx (a reverse
-#                    proxy in front of the broker, started by the tests)
+#                    proxy in front of the broker, started by the tests),
+#                    docker.io (dockerd, its containerd with ctr, runc and
+#                    Debian's docker client; the tests start their own dockerd
+#                    in a temporary directory, never the system service)
 #   go install:      crane, oras, opa, helm, distribution 3.x (its binary is `registry`;
 #                    Debian's 2.8 binary is `docker-registry`)
 #   npm ci:          oidc-provider in test/oidcprovider (needs Node.js 20+, npm)
@@ -39,6 +42,7 @@ want_pkg systemd-analyze systemd
 want_pkg redis-server redis-server
 want_pkg nginx nginx
 want_pkg promtool prometheus
+want_pkg dockerd docker.io
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
@@ -47,14 +51,26 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 	fi
 	echo "installing Debian packages: ${need_apt[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq </dev/null
+	apt-get update -qq -o DPkg::Lock::Timeout=600 </dev/null
 	# The packages' own services are never used: the tests start their own
 	# processes on loopback ports in temporary directories.
-	apt-get install -y -qq "${need_apt[@]}" </dev/null
+	# Wait for another apt-get (a second `make test`, unattended upgrades)
+	# instead of failing on its lock.
+	apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${need_apt[@]}" </dev/null
 	# prometheus is wanted for promtool only: its server (and the node
 	# exporter it recommends) must not stay running on a test machine.
 	if [[ " ${need_apt[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
 		systemctl disable --now prometheus.service prometheus-node-exporter.service 2>/dev/null || true
+	fi
+	# docker.io is wanted for the tests' own dockerd: the system daemon (and
+	# its containerd) would listen on /run/docker.sock as root.
+	if [[ " ${need_apt[*]} " == *" docker.io "* ]]; then
+		if [ -d /run/systemd/system ]; then
+			systemctl disable --now docker.socket docker.service containerd.service 2>/dev/null || true
+		elif [ -x /etc/init.d/docker ]; then
+			/etc/init.d/docker stop </dev/null >/dev/null 2>&1 || true
+			update-rc.d docker disable >/dev/null 2>&1 || true
+		fi
 	fi
 fi
 
@@ -97,7 +113,7 @@ if [ ! -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ] ||
 fi
 
 missing=()
-for p in docker-registry registry crane oras opa helm skopeo podman slapd ldapadd systemd-analyze redis-server; do
+for p in docker-registry registry crane oras opa helm skopeo podman slapd ldapadd systemd-analyze redis-server dockerd containerd ctr runc; do
 	command -v "$p" >/dev/null || [ -x "/usr/sbin/$p" ] || missing+=("$p")
 done
 [ -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ] || missing+=("test/oidcprovider/node_modules/oidc-provider")
@@ -113,4 +129,5 @@ echo "  crane $(crane version 2>&1), oras $(oras version 2>&1 | head -1 | awk '{
 echo "  $(skopeo --version 2>&1), $(podman --version 2>&1)"
 echo "  slapd $([ -x /usr/sbin/slapd ] && echo present), $(command -v ldapadd)"
 echo "  helm $(helm version --short 2>&1), $(systemd-analyze --version 2>&1 | head -1), $(redis-server --version 2>&1 | cut -d' ' -f1-3)"
+echo "  $(dockerd --version 2>&1), $(ctr --version 2>&1), $(runc --version 2>&1 | head -1)"
 echo "  node $(node --version), oidc-provider $(cd "$OIDC_DIR" && node -p "require('./node_modules/oidc-provider/package.json').version")"
