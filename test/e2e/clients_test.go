@@ -25,6 +25,9 @@ import (
 type client struct {
 	t    *testing.T
 	home string
+	// extra is added to the environment after the isolated home's
+	// variables: the daemon a docker or ctr client talks to.
+	extra []string
 }
 
 func newClient(t *testing.T) *client {
@@ -84,7 +87,7 @@ func (c *client) runStdin(stdin, name string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), c.env()...)
+	cmd.Env = append(append(os.Environ(), c.env()...), c.extra...)
 	cmd.Dir = c.home
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
@@ -124,7 +127,7 @@ func (c *client) mustFail(code int, reason *regexp.Regexp, name string, args ...
 
 // in returns the client bound to a subtest, so its failures end that
 // subtest and not its parent.
-func (c *client) in(t *testing.T) *client { return &client{t: t, home: c.home} }
+func (c *client) in(t *testing.T) *client { return &client{t: t, home: c.home, extra: c.extra} }
 
 // login stores a user's password in the client's home with name's own
 // login command (crane auth login, oras login, skopeo/podman login).

@@ -1,6 +1,7 @@
 // Package e2e tests tollgate end to end: the real tollgate binary, real
 // registries (Debian's distribution 2.8 and distribution 3.x) started as
-// processes on loopback ports, and real clients (crane, oras, skopeo, podman).
+// processes on loopback ports, and real clients (crane, oras, skopeo, podman,
+// docker with a dockerd of its own, ctr).
 //
 // Every component comes from scripts/install-test-deps.sh. A missing one
 // skips the tests that need it, except under CI=true, where it fails them.
