@@ -64,11 +64,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 	fi
 	# docker.io is wanted for the tests' own dockerd: the system daemon (and
 	# its containerd) would listen on /run/docker.sock as root.
+	# Its postinst enables the units even where systemd is not running
+	# (systemctl disable works offline, and also disables the init script).
 	if [[ " ${need_apt[*]} " == *" docker.io "* ]]; then
 		if [ -d /run/systemd/system ]; then
-			systemctl disable --now docker.socket docker.service containerd.service 2>/dev/null || true
+			systemctl stop docker.socket docker.service containerd.service 2>/dev/null || true
 		elif [ -x /etc/init.d/docker ]; then
 			/etc/init.d/docker stop </dev/null >/dev/null 2>&1 || true
+		fi
+		if command -v systemctl >/dev/null; then
+			systemctl disable docker.socket docker.service containerd.service >/dev/null 2>&1 || true
+		else
 			update-rc.d docker disable >/dev/null 2>&1 || true
 		fi
 	fi
