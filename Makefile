@@ -13,12 +13,31 @@ FUZZ := ./scope:FuzzParse:300000 ./broker:FuzzTokenEndpoint:25000 \
 	./broker:FuzzInspect:30000 ./identity/htpasswd:FuzzParse:250000 \
 	./identity/robot:FuzzStore:5000
 
-.PHONY: all build run test test-deps lint unit fuzz e2e bench soak clean
+.PHONY: all build image run test test-deps lint unit fuzz e2e bench soak clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/tollgate
+
+## image: the container image FROM scratch (Dockerfile), with nothing pulled:
+## a static binary, the host's CA certificates and a non-root user (uid 65532)
+PODMAN   ?= podman
+IMAGE    ?= tollgate:$(VERSION)
+IMAGEDIR ?= bin/image
+CA_CERTS ?= /etc/ssl/certs/ca-certificates.crt
+image:
+	rm -rf $(IMAGEDIR)
+	mkdir -p $(IMAGEDIR)/rootfs/usr/local/bin $(IMAGEDIR)/rootfs/etc/ssl/certs \
+		$(IMAGEDIR)/rootfs/var/lib $(IMAGEDIR)/state/tollgate
+	chmod 0700 $(IMAGEDIR)/state/tollgate
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" \
+		-o $(IMAGEDIR)/rootfs/usr/local/bin/tollgate ./cmd/tollgate
+	cp $(CA_CERTS) $(IMAGEDIR)/rootfs/etc/ssl/certs/ca-certificates.crt
+	printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >$(IMAGEDIR)/rootfs/etc/passwd
+	printf 'root:x:0:\nnonroot:x:65532:\n' >$(IMAGEDIR)/rootfs/etc/group
+	$(PODMAN) build -f Dockerfile --build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null) -t $(IMAGE) $(IMAGEDIR)
 
 ## run: build and start the broker on the embedded development default
 run: build
