@@ -12,6 +12,8 @@
 #                    docker.io (dockerd, its containerd with ctr, runc and
 #                    Debian's docker client; the tests start their own dockerd
 #                    in a temporary directory, never the system service)
+#                    runc (podman runs the image test's container with it:
+#                    crun refuses hybrid cgroups)
 #   go install:      crane, oras, opa, helm, distribution 3.x (its binary is `registry`;
 #                    Debian's 2.8 binary is `docker-registry`)
 #   npm ci:          oidc-provider in test/oidcprovider (needs Node.js 20+, npm)
@@ -43,6 +45,7 @@ want_pkg redis-server redis-server
 want_pkg nginx nginx
 want_pkg promtool prometheus
 want_pkg dockerd docker.io
+want_pkg runc runc
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
