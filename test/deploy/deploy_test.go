@@ -1,6 +1,7 @@
-// Package deploy checks the deployment files: the static build the
-// Dockerfile makes, the systemd unit, and the Helm chart (helm lint, helm
-// template, and the rendered configuration loaded by tollgate itself).
+// Package deploy checks the deployment files: the container image (built
+// FROM scratch and run with podman), the systemd unit, and the Helm chart
+// (helm lint, helm template, and the rendered configuration loaded by
+// tollgate itself).
 package deploy
 
 import (
