@@ -18,14 +18,30 @@ import (
 	"time"
 )
 
-// Write replaces path with data (mode perm) through a temporary file in
-// the same directory and a rename.
+// Write replaces path with data through a temporary file in the same
+// directory and a rename. A new file gets mode perm; a replaced one keeps
+// its mode, owner and group, so that a file an administrator made readable
+// by a service's group (docs/operations.md, systemd) stays so after root
+// edits it.
 func Write(path string, data []byte, perm fs.FileMode) error {
+	var owner *syscall.Stat_t
+	if fi, err := os.Stat(path); err == nil {
+		perm = fi.Mode().Perm()
+		owner, _ = fi.Sys().(*syscall.Stat_t)
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename there is nothing left to remove
+	// Only root may give a file away: anyone else keeps owning what they
+	// write, as before.
+	if owner != nil {
+		if err := tmp.Chown(int(owner.Uid), int(owner.Gid)); err != nil && !errors.Is(err, fs.ErrPermission) {
+			tmp.Close()
+			return err
+		}
+	}
 	if err := tmp.Chmod(perm); err != nil {
 		tmp.Close()
 		return err

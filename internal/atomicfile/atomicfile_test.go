@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/tollgate/tollgate/internal/atomicfile"
@@ -117,5 +118,47 @@ func TestCheckWritableDir(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Fatalf("probe files left behind: %v", entries)
+	}
+}
+
+// A replaced file keeps the mode, owner and group an administrator gave it
+// (the configuration group-readable by a service's user, say): editing a
+// user into htpasswd as root must not lock the service out of the file.
+func TestWriteKeepsTheReplacedFilesModeAndOwner(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(path, []byte("old"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o640); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	// A group other than ours, when we may give one (as root).
+	gid := os.Getgid()
+	if os.Geteuid() == 0 {
+		gid = 4242
+		if err := os.Chown(path, 4343, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := atomicfile.Write(path, []byte("new"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v after replacing, want 0640", fi.Mode().Perm())
+	}
+	if st := fi.Sys().(*syscall.Stat_t); int(st.Gid) != gid || (os.Geteuid() == 0 && st.Uid != 4343) {
+		t.Errorf("owner %d:%d after replacing, want the replaced file's", st.Uid, st.Gid)
+	}
+	// A new file gets the mode asked for.
+	fresh := filepath.Join(filepath.Dir(path), "fresh")
+	if err := atomicfile.Write(fresh, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(fresh); fi.Mode().Perm() != 0o600 {
+		t.Errorf("new file mode %v, want 0600", fi.Mode().Perm())
 	}
 }
