@@ -5,7 +5,7 @@
 #
 #   Debian packages: docker-registry (distribution 2.8), skopeo, podman,
 #                    slapd, ldap-utils
-#                    systemd (systemd-analyze, for the unit file's test),
+#                    systemd (systemd-analyze, systemd-sysusers: the unit's tests), curl,
 #                    redis-server (the replicas' shared state; the tests start
 #                    their own, never the system service), nginx (a reverse
 #                    proxy in front of the broker, started by the tests),
@@ -41,6 +41,8 @@ want_pkg podman podman
 want_pkg slapd slapd
 want_pkg ldapadd ldap-utils
 want_pkg systemd-analyze systemd
+want_pkg systemd-sysusers systemd
+want_pkg curl curl
 want_pkg redis-server redis-server
 want_pkg nginx nginx
 want_pkg promtool prometheus
@@ -122,7 +124,7 @@ if [ ! -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ] ||
 fi
 
 missing=()
-for p in docker-registry registry crane oras opa helm skopeo podman slapd ldapadd systemd-analyze redis-server dockerd containerd ctr runc; do
+for p in docker-registry registry crane oras opa helm skopeo podman slapd ldapadd systemd-analyze systemd-sysusers curl redis-server dockerd containerd ctr runc; do
 	command -v "$p" >/dev/null || [ -x "/usr/sbin/$p" ] || missing+=("$p")
 done
 [ -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ] || missing+=("test/oidcprovider/node_modules/oidc-provider")

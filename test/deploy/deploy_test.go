@@ -1,5 +1,6 @@
 // Package deploy checks the deployment files: the container image (built
-// FROM scratch and run with podman), the systemd unit, and the Helm chart
+// FROM scratch and run with podman), the systemd unit (verified, then
+// installed and started as docs/operations.md says), and the Helm chart
 // (helm lint, helm template, and the rendered configuration loaded by
 // tollgate itself).
 package deploy
@@ -101,7 +102,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
-	for _, want := range []string{"DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict", "ExecReload=/bin/kill -HUP $MAINPID"} {
+	for _, want := range []string{"User=tollgate", "StateDirectory=tollgate", "NoNewPrivileges=yes", "ProtectSystem=strict", "ExecReload=/bin/kill -HUP $MAINPID"} {
 		if !bytes.Contains(unit, []byte(want)) {
 			t.Errorf("unit lacks %q", want)
 		}
