@@ -92,9 +92,18 @@ func (ks *KeySet) Lookup(kid string, now time.Time) *Key {
 
 // LoadKeyDir loads every NAME.key with its NAME.crt from dir.
 func LoadKeyDir(dir string) (*KeySet, error) {
-	matches, err := filepath.Glob(filepath.Join(dir, "*.key"))
-	if err != nil {
-		return nil, err
+	// Not filepath.Glob: it hides why a directory could not be read, and
+	// an unreadable one (a service user without the directory's group)
+	// must not read as "no keys".
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("key directory: %w", err)
+	}
+	var matches []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".key") {
+			matches = append(matches, filepath.Join(dir, e.Name()))
+		}
 	}
 	if len(matches) == 0 {
 		return nil, fmt.Errorf("key directory %s: no *.key files (create one with `tollgate keygen --out %s`)", dir, dir)
