@@ -21,6 +21,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/keys"
 
 	"github.com/tollgate/tollgate/internal/atomicfile"
+	"github.com/tollgate/tollgate/internal/probe"
 )
 
 // Source is where a policy bundle comes from: a directory, an OPA bundle
@@ -37,6 +38,11 @@ type Source struct {
 	BearerToken string
 	// Limits bound a tarball (a file or a URL); zero fields take defaults.
 	Limits Limits
+	// Probe records each download from a URL: its latency, and whether the
+	// server answered with the bundle (200, or 304 not modified). A bundle
+	// too large, unsigned or invalid is the Poller's failure, not the
+	// server's.
+	Probe probe.Recorder
 }
 
 // VerificationConfig builds the verification of signed bundles from a public
@@ -154,6 +160,22 @@ func readVerified(name string, l bundle.DirectoryLoader, vc *bundle.Verification
 }
 
 func (s *Source) fetchURL(ctx context.Context, etag string) (*Bundle, string, error) {
+	done := probe.Start(s.Probe)
+	data, etag, err := s.download(ctx, etag)
+	if err == nil || errors.Is(err, ErrNotModified) || isLimit(err) {
+		done(ctx, nil)
+	} else {
+		done(ctx, err)
+	}
+	if err != nil {
+		return nil, etag, err
+	}
+	b, err := s.readTarball(RedactURL(s.Location), data)
+	return b, etag, err
+}
+
+// download gets the bundle's bytes and ETag (see Fetch).
+func (s *Source) download(ctx context.Context, etag string) ([]byte, string, error) {
 	shown := RedactURL(s.Location)
 	client := &http.Client{Timeout: 30 * time.Second}
 	if s.Client != nil {
@@ -191,8 +213,7 @@ func (s *Source) fetchURL(ctx context.Context, etag string) (*Bundle, string, er
 		}
 		return nil, etag, fmt.Errorf("fetch bundle %s: %w", shown, err)
 	}
-	b, err := s.readTarball(shown, data)
-	return b, etag, err
+	return data, etag, nil
 }
 
 // redactURLError redacts the URL that net/url and net/http errors show

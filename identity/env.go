@@ -3,10 +3,14 @@ package identity
 import (
 	"log/slog"
 	"path/filepath"
+
+	"github.com/tollgate/tollgate/internal/probe"
 )
 
 // Env is what an adapter's Config.Open may use besides its own Config.
 type Env struct {
+	// Name is the connector's configured name.
+	Name string
 	// Log receives the connector's messages; nil discards them.
 	Log *slog.Logger
 	// BaseDir is where relative paths in the Config are taken from: the
@@ -18,6 +22,10 @@ type Env struct {
 	// Check opens the connector only to check its configuration (serve
 	// --check): it starts no background work and contacts no server.
 	Check bool
+	// Probe, when set, gives the Recorder of each backend the connector
+	// calls (its directory, each OIDC issuer), for health and latency
+	// metrics; nil records nothing.
+	Probe probe.Factory
 }
 
 // Path makes p absolute against BaseDir; "" stays "".

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/internal/probe"
 )
 
 // Store implements broker.CounterStore and broker.Revocations on Redis.
@@ -27,6 +29,7 @@ type Store struct {
 	prefix  string
 	timeout time.Duration
 	log     *slog.Logger
+	probe   probe.Recorder
 	// downUntil (unix nanoseconds): after a failure, calls fail at once for
 	// a moment instead of each waiting for a timeout, so a Redis outage
 	// does not slow every token request.
@@ -53,6 +56,9 @@ type Options struct {
 	// Logger receives one line when Redis stops answering and one when it
 	// answers again; nil discards them.
 	Logger *slog.Logger
+	// Probe records each call: its latency and whether Redis answered.
+	// Calls refused at once while Redis is considered down are not calls.
+	Probe probe.Recorder
 }
 
 // New connects lazily: a Redis that is down makes each call fail fast
@@ -76,6 +82,7 @@ func New(o Options) *Store {
 		prefix:  o.Prefix,
 		timeout: o.Timeout,
 		log:     o.Logger,
+		probe:   o.Probe,
 	}
 	s.revs.init()
 	return s
@@ -100,12 +107,15 @@ func (s *Store) guard(ctx context.Context, call func(context.Context) error) err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*s.timeout)
 	defer cancel()
+	done := probe.Start(s.probe)
 	err := call(ctx)
 	if err != nil && !errors.Is(err, redis.Nil) {
+		done(ctx, err)
 		s.downUntil.Store(time.Now().Add(backoff).UnixNano())
 		s.health.failed(s.log, err)
 		return err
 	}
+	done(ctx, nil)
 	s.health.answered(s.log)
 	return err
 }

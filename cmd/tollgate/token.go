@@ -261,7 +261,7 @@ func tokenRevoke(c *cli.Context) error {
 	}
 	var store broker.Revocations
 	if cfg.Redis != nil {
-		rs, err := serve.OpenRedis(cfg, nil)
+		rs, err := serve.OpenRedis(cfg, nil, nil)
 		if err != nil {
 			return err
 		}

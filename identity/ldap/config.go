@@ -84,6 +84,7 @@ func (c *Config) Open(ctx context.Context, env identity.Env) (*Connector, error)
 	}
 	cfg.BindPassword, cfg.BindPasswordEnv, cfg.BindPasswordFile = pw, "", ""
 	cfg.CAFile, cfg.ClientCertFile, cfg.ClientKeyFile = env.Path(c.CAFile), env.Path(c.ClientCertFile), env.Path(c.ClientKeyFile)
+	cfg.Probe = env.Probe.For(env.Name)
 	conn, err := New(cfg, env.Logger())
 	if err != nil {
 		return nil, err

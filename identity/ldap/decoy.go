@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/probe"
 )
 
 // A name the directory does not hold must cost what a user's wrong password
@@ -36,17 +38,27 @@ func decoyDN(base string) string {
 // entry costs more. start is when the login began. It returns only the errors
 // that make a user bind unavailable.
 func (c *Connector) decoyBind(ctx context.Context, start time.Time, password string) error {
+	done := probe.Start(c.cfg.Probe)
+	err := c.decoyBindOnce(ctx, password)
+	done(ctx, failure(err))
+	if err != nil {
+		return err
+	}
+	c.refusals.add(false, time.Since(start))
+	wait(ctx, min(c.refusals.extra(), c.cfg.Timeout))
+	return nil
+}
+
+func (c *Connector) decoyBindOnce(ctx context.Context, password string) error {
 	conn, err := c.dial(ctx)
 	if err != nil {
-		return unavailable("connect", err)
+		return &unavailableError{"connect", err}
 	}
 	err = conn.Bind(c.decoyDN, strings.Repeat("x", len(password)))
 	conn.Close()
 	if err != nil && !isLDAPResult(err) {
-		return unavailable("bind", err)
+		return &unavailableError{"bind", err}
 	}
-	c.refusals.add(false, time.Since(start))
-	wait(ctx, min(c.refusals.extra(), c.cfg.Timeout))
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/internal/probe"
 	"github.com/tollgate/tollgate/internal/secret"
 	"github.com/tollgate/tollgate/internal/yamlconf"
 )
@@ -64,6 +65,10 @@ type Config struct {
 	// DialTimeout and Timeout bound connecting and each request (default 5s).
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	Timeout     time.Duration `yaml:"timeout"`
+
+	// Probe records each search and bind: its latency, and whether the
+	// directory answered. Open sets it from identity.Env.Probe.
+	Probe probe.Recorder `yaml:"-"`
 }
 
 // GroupConfig configures group lookup.
@@ -156,9 +161,33 @@ func New(cfg Config, log *slog.Logger) (*Connector, error) {
 		decoyDN: decoyDN(cfg.UserBase)}, nil
 }
 
-// unavailable wraps a directory failure so the broker answers 503.
-func unavailable(what string, err error) error {
-	return fmt.Errorf("ldap %s: %w: %v", what, identity.ErrUnavailable, err)
+// unavailableError is a directory that did not answer: the broker answers
+// 503, and the probe counts a failure.
+type unavailableError struct {
+	what string
+	err  error
+}
+
+func (e *unavailableError) Error() string {
+	return fmt.Sprintf("ldap %s: %v: %v", e.what, identity.ErrUnavailable, e.err)
+}
+
+// Is makes it identity.ErrUnavailable; the transport error itself is not
+// unwrapped, so no caller mistakes it for an answer of the directory.
+func (e *unavailableError) Is(target error) bool { return target == identity.ErrUnavailable }
+
+// failure is the directory's failure in err, for the probe: nil when the
+// directory answered (refusals included); a timeout of go-ldap (a plain
+// error) made a context.DeadlineExceeded.
+func failure(err error) error {
+	var ue *unavailableError
+	if !errors.As(err, &ue) {
+		return nil
+	}
+	if strings.Contains(ue.err.Error(), "ldap: connection timed out") {
+		return fmt.Errorf("%w: %v", context.DeadlineExceeded, ue.err)
+	}
+	return ue.err
 }
 
 // dial opens a connection, upgraded to TLS when configured.
@@ -244,11 +273,18 @@ func isLDAPResult(err error) bool {
 // retried once on a fresh connection, because a pooled one may have gone
 // stale; a second failure means the directory is unavailable.
 func (c *Connector) search(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error) {
+	done := probe.Start(c.cfg.Probe)
+	res, err := c.searchOnce(ctx, req)
+	done(ctx, failure(err))
+	return res, err
+}
+
+func (c *Connector) searchOnce(ctx context.Context, req *ldap.SearchRequest) (*ldap.SearchResult, error) {
 	var lastErr error
 	for range 2 {
 		conn, err := c.service(ctx)
 		if err != nil {
-			return nil, unavailable("connect", err)
+			return nil, &unavailableError{"connect", err}
 		}
 		res, err := conn.Search(req)
 		c.release(conn, err)
@@ -262,7 +298,7 @@ func (c *Connector) search(ctx context.Context, req *ldap.SearchRequest) (*ldap.
 		}
 		lastErr = err
 	}
-	return nil, unavailable("search", lastErr)
+	return nil, &unavailableError{"search", lastErr}
 }
 
 // findUser searches the one entry matching filter. found=false means no entry.
@@ -332,9 +368,16 @@ func (c *Connector) userFilter(user string) string {
 // pooled connections stay bound as the service account. ok=false with a nil
 // error is a refusal.
 func (c *Connector) bind(ctx context.Context, dn, password string) (bool, error) {
+	done := probe.Start(c.cfg.Probe)
+	ok, err := c.bindOnce(ctx, dn, password)
+	done(ctx, failure(err))
+	return ok, err
+}
+
+func (c *Connector) bindOnce(ctx context.Context, dn, password string) (bool, error) {
 	conn, err := c.dial(ctx)
 	if err != nil {
-		return false, unavailable("connect", err)
+		return false, &unavailableError{"connect", err}
 	}
 	err = conn.Bind(dn, password)
 	conn.Close()
@@ -346,7 +389,7 @@ func (c *Connector) bind(ctx context.Context, dn, password string) (bool, error)
 		c.log.Info("LDAP bind refused", "dn", dn, "err", err)
 		return false, nil
 	case err != nil:
-		return false, unavailable("bind", err)
+		return false, &unavailableError{"bind", err}
 	}
 	return true, nil
 }

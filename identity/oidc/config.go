@@ -106,6 +106,9 @@ func (c *Config) Open(ctx context.Context, env identity.Env) (*Verifier, error) 
 	cfg.Issuers = slices.Clone(c.Issuers)
 	for i := range cfg.Issuers {
 		ic := &cfg.Issuers[i]
+		if ic.Probe == nil {
+			ic.Probe = env.Probe.For(ic.Issuer)
+		}
 		if ic.CAFile == "" || ic.HTTPClient != nil {
 			continue
 		}

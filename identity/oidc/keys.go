@@ -26,6 +26,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/internal/probe"
 )
 
 // maxDocumentBytes bounds a discovery document or JWKS.
@@ -196,7 +197,9 @@ func (is *issuer) refresh(ctx context.Context, seen *keySet) (*keySet, error) {
 	// The fetch outlives a caller that gives up: others wait for it.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), is.cfg.Timeout)
 	defer cancel()
+	done := probe.Start(is.cfg.Probe)
 	ks, err := is.fetch(fctx)
+	done(fctx, err)
 	if err != nil {
 		is.lastErr = fmt.Errorf("%w: OIDC issuer %s: %v", identity.ErrUnavailable, is.cfg.Issuer, err)
 		is.log.Warn("fetching OIDC keys failed", "err", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/internal/probe"
 )
 
 // Defaults for an IssuerConfig's zero values.
@@ -77,6 +78,10 @@ type IssuerConfig struct {
 	// HTTPClient fetches discovery and keys (for a private CA); a client
 	// with Timeout otherwise.
 	HTTPClient *http.Client `yaml:"-"`
+	// Probe records each fetch of the keys (discovery and JWKS): its
+	// latency, and whether the issuer answered with usable keys.
+	// Config.Open sets it from identity.Env.Probe, named by the issuer.
+	Probe probe.Recorder `yaml:"-"`
 	// Timeout bounds one fetch (DefaultTimeout when 0).
 	Timeout time.Duration `yaml:"timeout"`
 	// RefetchInterval is the least time between two fetches of the keys, so

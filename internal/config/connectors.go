@@ -16,6 +16,7 @@ import (
 	"github.com/tollgate/tollgate/identity/ldap"
 	"github.com/tollgate/tollgate/identity/oidc"
 	"github.com/tollgate/tollgate/identity/robot"
+	"github.com/tollgate/tollgate/internal/probe"
 	"github.com/tollgate/tollgate/internal/yamlconf"
 )
 
@@ -111,6 +112,9 @@ type ConnectorEnv struct {
 	Cache *identity.CredentialCache
 	// Check: the connectors are opened only to be checked (see identity.Env).
 	Check bool
+	// Probes, when set, gives the probe.Factory of a kind of backend (the
+	// connector's type) for identity.Env.Probe.
+	Probes func(backend string) probe.Factory
 }
 
 // OpenConnector builds the adapter of c.Identity[i] and finds its
@@ -118,7 +122,10 @@ type ConnectorEnv struct {
 // the connector's path and line.
 func (c *Config) OpenConnector(env ConnectorEnv, i int) (identity.Connector, error) {
 	cc := &c.Identity[i]
-	ie := identity.Env{BaseDir: c.baseDir, Check: env.Check}
+	ie := identity.Env{Name: cc.Name, BaseDir: c.baseDir, Check: env.Check}
+	if env.Probes != nil {
+		ie.Probe = env.Probes(cc.Type)
+	}
 	if env.Log != nil {
 		ie.Log = env.Log.With("connector", cc.Name)
 	}

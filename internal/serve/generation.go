@@ -49,7 +49,7 @@ func (r *Runtime) connectors(cfg *config.Config, prev map[string]*liveConnector)
 		lc := prev[c.Name]
 		if lc == nil || lc.key != key {
 			cctx, cancel := context.WithCancel(r.bg)
-			conn, err := cfg.OpenConnector(config.ConnectorEnv{Ctx: cctx, Log: r.log, Cache: r.cache, Check: r.opts.Check}, i)
+			conn, err := cfg.OpenConnector(config.ConnectorEnv{Ctx: cctx, Log: r.log, Cache: r.cache, Check: r.opts.Check, Probes: r.backends.factory}, i)
 			if err != nil {
 				cancel()
 				retire(next, prev, 0) // stop what this attempt built

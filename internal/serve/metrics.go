@@ -14,8 +14,8 @@ import (
 
 // registerMetrics makes the broker's request metrics and adds what only
 // the runtime knows: the policy in force and its reloads, configuration
-// reloads, the decision and credential caches, the shared state, and the
-// Go runtime and process.
+// reloads, the decision and credential caches, the shared state, the
+// backends called, and the Go runtime and process.
 func (r *Runtime) registerMetrics() {
 	r.metrics = broker.NewMetrics(r.reg)
 	r.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -28,6 +28,7 @@ func (r *Runtime) registerMetrics() {
 		ConstLabels: prometheus.Labels{"version": r.opts.Version, "goversion": runtime.Version()},
 	}, func() float64 { return 1 }))
 	r.stores.registerMetrics(r.reg)
+	r.reg.MustRegister(r.backends.collectors()...)
 	engine, poller, cache := r.engine, r.poller, r.cache
 	r.reg.MustRegister(
 		collectors.NewGoCollector(),

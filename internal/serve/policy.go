@@ -13,6 +13,7 @@ import (
 
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/internal/config"
+	"github.com/tollgate/tollgate/internal/probe"
 	"github.com/tollgate/tollgate/internal/yamlconf"
 	"github.com/tollgate/tollgate/policies"
 )
@@ -24,7 +25,7 @@ func (r *Runtime) openPolicy(ctx context.Context) error {
 	cfg := r.cfg
 	dc := cfg.Policy.DecisionCache
 	r.engine = policies.NewEngine(*dc.Size, dc.TTL, policies.CacheMaxBytes(int64(dc.MaxBytes)))
-	poller, err := newPolicyPoller(cfg, r.engine, r.log)
+	poller, err := newPolicyPoller(cfg, r.engine, r.log, r.backends.factory("bundle"))
 	if err != nil {
 		return cfg.Invalid(err)
 	}
@@ -149,13 +150,16 @@ var instanceID = sync.OnceValue(func() string {
 // newPolicyPoller builds the loader of cfg.Policy.Source: every new revision
 // is compiled and prepared off the request path, then swapped in atomically;
 // one that fails to fetch, verify or compile never replaces the last good one.
-func newPolicyPoller(cfg *config.Config, engine *policies.Engine, log *slog.Logger) (*bundles.Poller, error) {
+func newPolicyPoller(cfg *config.Config, engine *policies.Engine, log *slog.Logger, probes probe.Factory) (*bundles.Poller, error) {
 	pc := cfg.Policy
 	src, err := cfg.PolicySource()
 	if err != nil {
 		return nil, err
 	}
 	shown := bundles.RedactURL(pc.Source)
+	if src.IsURL() { // a file or directory is no backend
+		src.Probe = probes.For(shown)
+	}
 	return &bundles.Poller{
 		Source:   src,
 		MinDelay: pc.Polling.MinDelay,

@@ -28,7 +28,7 @@ func TestPolicyPollerSwapsGoodRevisionsAndKeepsTheLastGood(t *testing.T) {
 	e := policies.NewEngine(10, time.Minute)
 	cfg := &config.Config{Policy: config.PolicyConfig{Source: dir, Query: policies.DefaultQuery,
 		Polling: config.PollingConfig{MinDelay: 20 * time.Millisecond, MaxDelay: 20 * time.Millisecond, Timeout: time.Second}}}
-	p, err := newPolicyPoller(cfg, e, slog.New(slog.DiscardHandler))
+	p, err := newPolicyPoller(cfg, e, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestBundleBearerTokenOnlyGoesToTheConfiguredOrigin(t *testing.T) {
 			mu.Unlock()
 			cfg := &config.Config{Policy: config.PolicyConfig{Source: origin.URL + c.path, Query: policies.DefaultQuery, BearerToken: "t0ken",
 				Polling: config.PollingConfig{MinDelay: time.Second, MaxDelay: time.Second, Timeout: 5 * time.Second}}}
-			p, err := newPolicyPoller(cfg, policies.NewEngine(10, time.Minute), slog.New(slog.DiscardHandler))
+			p, err := newPolicyPoller(cfg, policies.NewEngine(10, time.Minute), slog.New(slog.DiscardHandler), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

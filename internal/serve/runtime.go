@@ -59,6 +59,7 @@ type Runtime struct {
 	stores     *sharedStores
 	reg        *prometheus.Registry
 	metrics    *broker.Metrics
+	backends   *backendMetrics // nil when metrics are off
 	reloads    *prometheus.CounterVec
 	// decisionFile is the decision log's file (nil for stdout or off):
 	// a reload opens it again, for log rotation.
@@ -80,6 +81,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Runtime, error
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	r := &Runtime{cfg: cfg, opts: opts, log: opts.Log, bg: bg, stop: stop, reg: prometheus.NewRegistry(),
 		cache: identity.NewCredentialCache(*cfg.CredentialCache.Size, cfg.CredentialCache.TTL)}
+	if *cfg.Metrics.Enabled {
+		r.backends = newBackendMetrics() // before the parts that call backends open
+	}
 	if err := r.open(ctx); err != nil {
 		r.Close()
 		return nil, err
@@ -96,7 +100,7 @@ func (r *Runtime) open(ctx context.Context) error {
 	if err := r.openDecisionLog(); err != nil {
 		return cfg.Invalid(err)
 	}
-	stores, err := openSharedStores(ctx, r.bg, cfg, r.log, r.opts.Check)
+	stores, err := openSharedStores(ctx, r.bg, cfg, r.log, r.opts.Check, r.backends.factory("redis"))
 	if err != nil {
 		return cfg.Invalid(err)
 	}

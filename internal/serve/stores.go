@@ -13,6 +13,7 @@ import (
 	"github.com/tollgate/tollgate/broker/redisstore"
 	"github.com/tollgate/tollgate/internal/atomicfile"
 	"github.com/tollgate/tollgate/internal/config"
+	"github.com/tollgate/tollgate/internal/probe"
 	"github.com/tollgate/tollgate/internal/secret"
 	"github.com/tollgate/tollgate/internal/yamlconf"
 )
@@ -35,10 +36,10 @@ const revocationSync = time.Second
 // openSharedStores opens the stores of cfg; their background work (Redis
 // sync, watching the revocations file) lives as long as bg, and none starts
 // for a check.
-func openSharedStores(ctx, bg context.Context, cfg *config.Config, log *slog.Logger, check bool) (*sharedStores, error) {
+func openSharedStores(ctx, bg context.Context, cfg *config.Config, log *slog.Logger, check bool, probes probe.Factory) (*sharedStores, error) {
 	local := broker.NewMemoryCounters(100_000, max(cfg.Throttle.Window, cfg.Throttle.KnownAddressTTL))
 	if cfg.Redis != nil {
-		return openRedisStores(ctx, bg, cfg, log, local, check)
+		return openRedisStores(ctx, bg, cfg, log, local, check, probes.For(cfg.Redis.Addr))
 	}
 	// `tollgate token revoke` writes revocations.json there, atomically.
 	if err := atomicfile.CheckWritableDir(cfg.StateDir); err != nil {
@@ -55,8 +56,8 @@ func openSharedStores(ctx, bg context.Context, cfg *config.Config, log *slog.Log
 	return &sharedStores{counters: local, revocations: fr, close: cancel}, nil
 }
 
-func openRedisStores(ctx, bg context.Context, cfg *config.Config, log *slog.Logger, local broker.CounterStore, check bool) (*sharedStores, error) {
-	rs, err := OpenRedis(cfg, log)
+func openRedisStores(ctx, bg context.Context, cfg *config.Config, log *slog.Logger, local broker.CounterStore, check bool, rec probe.Recorder) (*sharedStores, error) {
+	rs, err := OpenRedis(cfg, log, rec)
 	if err != nil {
 		return nil, err
 	}
@@ -121,14 +122,15 @@ func (st *sharedStores) registerMetrics(reg prometheus.Registerer) {
 	)
 }
 
-// OpenRedis connects to the Redis of cfg (lazily: nothing is sent yet).
-func OpenRedis(cfg *config.Config, log *slog.Logger) (*redisstore.Store, error) {
+// OpenRedis connects to the Redis of cfg (lazily: nothing is sent yet);
+// rec, when not nil, records its calls.
+func OpenRedis(cfg *config.Config, log *slog.Logger, rec probe.Recorder) (*redisstore.Store, error) {
 	rc := cfg.Redis
 	pw, err := secret.Resolve(rc.Password, rc.PasswordEnv, rc.PasswordFile, cfg.BaseDir())
 	if err != nil {
 		return nil, yamlconf.Prefix("redis.password", err)
 	}
-	return redisstore.New(redisstore.Options{Addr: rc.Addr, Password: string(pw), DB: rc.DB, Prefix: rc.Prefix, Timeout: rc.Timeout, Logger: log}), nil
+	return redisstore.New(redisstore.Options{Addr: rc.Addr, Password: string(pw), DB: rc.DB, Prefix: rc.Prefix, Timeout: rc.Timeout, Logger: log, Probe: rec}), nil
 }
 
 // redisLogger sends the Redis client's own messages (reconnects) to the

@@ -37,6 +37,7 @@ var rules = []rule{
 	{"internal/atomicfile", with(above, leafNever...), "internal helpers are leaves"},
 	{"internal/secret", with(above, leafNever...), "internal helpers are leaves"},
 	{"internal/yamlconf", with(above, leafNever...), "internal helpers are leaves"},
+	{"internal/probe", with(above, leafNever...), "internal helpers are leaves"},
 }
 
 // leafNever is what a leaf helper may not use besides the assembling packages.

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -337,4 +338,18 @@ func writeTLS(t testing.TB, dir string) string {
 	write("client.pem", "CERTIFICATE", clientDER)
 	write("client.key", "PRIVATE KEY", ckeyDER)
 	return filepath.Join(dir, "ca.pem")
+}
+
+// Pause freezes slapd (SIGSTOP): connections stay open and requests go
+// unanswered, as with a hung directory, until Resume.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume lets a paused slapd answer again.
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig os.Signal) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("signal slapd: %v", err)
+	}
 }
