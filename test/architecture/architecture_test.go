@@ -38,7 +38,13 @@ var rules = []rule{
 	{"internal/secret", with(above, leafNever...), "internal helpers are leaves"},
 	{"internal/yamlconf", with(above, leafNever...), "internal helpers are leaves"},
 	{"internal/probe", with(above, leafNever...), "internal helpers are leaves"},
+	{"internal/credhelper", with(above, clientNever...), "the client side speaks the wire contract, not the broker's code"},
+	{"internal/devicelogin", with(above, clientNever...), "the client side speaks the wire contract, not the broker's code"},
 }
+
+// clientNever is what the client side (login, logout, the credential
+// helper) may not use: it talks to a broker over HTTP only.
+var clientNever = append([]string{"github.com/open-policy-agent/opa"}, leafNever...)
 
 // leafNever is what a leaf helper may not use besides the assembling packages.
 var leafNever = []string{"broker", "policies", "bundles", "identity", "authz"}
