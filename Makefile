@@ -17,8 +17,11 @@ FUZZ := ./scope:FuzzParse:300000 ./broker:FuzzTokenEndpoint:25000 \
 
 all: build
 
+# bin/docker-credential-tollgate: the same binary under the name registry
+# clients run as the credential helper (tollgate login).
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/tollgate
+	ln -sf tollgate bin/docker-credential-tollgate
 
 ## image: the container image FROM scratch (Dockerfile), with nothing pulled:
 ## a static binary, the host's CA certificates and a non-root user (uid 65532)

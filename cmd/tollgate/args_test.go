@@ -100,6 +100,9 @@ func TestFlagsAfterArgumentsWorkForEveryCommand(t *testing.T) {
 		{"token inspect", []string{"--broker", "http://b", "-"}, []string{"-", "--broker", "http://b"}},
 		{"token revoke", []string{"--config", "c.yaml", "--subject", "bob"}, []string{"--subject", "bob", "--config", "c.yaml"}},
 		{"doctor", []string{"--registry-config", "r.yml", "--registry-url", "http://r"}, []string{"--registry-url", "http://r", "--registry-config", "r.yml"}},
+		{"login", []string{"--connector", "corp", "--insecure", "r.example"}, []string{"r.example", "--connector", "corp", "--insecure"}},
+		{"logout", []string{"--insecure", "r.example"}, []string{"r.example", "--insecure"}},
+		{"install-credential-helper", []string{"dir"}, []string{"dir"}},
 		{"version", nil, nil},
 	}
 	covered := map[string]bool{}

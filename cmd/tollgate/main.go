@@ -17,12 +17,16 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/identity/htpasswd"
+	"github.com/tollgate/tollgate/internal/credhelper"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
+	if filepath.Base(os.Args[0]) == credhelper.HelperName {
+		os.Exit(runCredentialHelper(os.Args[1:], os.Stdin, os.Stdout))
+	}
 	if err := runApp(newApp(), os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "tollgate:", err)
 		var ec cli.ExitCoder
@@ -58,6 +62,9 @@ Start with no configuration to get a development broker:
 			robotCommand(),
 			tokenCommand(),
 			doctorCommand(),
+			loginCommand(),
+			logoutCommand(),
+			installCredentialHelperCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version and build information",

@@ -143,3 +143,15 @@ func TestRegisterRefusesAConfigThatIsNotJSON(t *testing.T) {
 		t.Errorf("the config changed: %s", data)
 	}
 }
+
+func TestDockerConfigPathHonoursDOCKER_CONFIG(t *testing.T) {
+	t.Setenv("DOCKER_CONFIG", "/somewhere/docker")
+	if p, err := DockerConfigPath(); err != nil || p != "/somewhere/docker/config.json" {
+		t.Errorf("with DOCKER_CONFIG: %s, %v", p, err)
+	}
+	t.Setenv("DOCKER_CONFIG", "")
+	t.Setenv("HOME", "/home/alice")
+	if p, err := DockerConfigPath(); err != nil || p != "/home/alice/.docker/config.json" {
+		t.Errorf("without DOCKER_CONFIG: %s, %v", p, err)
+	}
+}

@@ -53,7 +53,7 @@ func handle(s *Store, action string, stdin io.Reader, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return json.NewEncoder(stdout).Encode(wireCredential{ServerURL: strings.TrimSpace(string(in)), Username: c.Username, Secret: c.Secret})
+		return encode(stdout, wireCredential{ServerURL: strings.TrimSpace(string(in)), Username: c.Username, Secret: c.Secret})
 	case "store":
 		return store(s, in)
 	case "erase":
@@ -67,7 +67,7 @@ func handle(s *Store, action string, stdin io.Reader, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return json.NewEncoder(stdout).Encode(m)
+		return encode(stdout, m)
 	case "version":
 		_, err := fmt.Fprintln(stdout, HelperName)
 		return err
@@ -99,4 +99,11 @@ func store(s *Store, in []byte) error {
 	}
 	// The realm still names the broker; the session is the new token's.
 	return s.Put(host, Credential{Username: w.Username, Secret: w.Secret, Realm: old.Realm, Service: old.Service})
+}
+
+// encode writes v as one line of JSON, "<token>" as it is (no HTML escapes).
+func encode(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }

@@ -53,6 +53,9 @@ var cannotRun = map[string]string{
 	// the example is the host, which no test reaches.
 	"https://auth.example.com":                    "asks a production broker at auth.example.com",
 	"--registry-url https://registry.example.com": "checks clients reach a realm from registry.example.com",
+	// A person approves the code at the identity provider: test/e2e runs
+	// the device login with the real provider's pages.
+	"tollgate login registry.example.com": "a person approves the device code at the identity provider",
 }
 
 // allExamples is every example of the documentation and of every --help.
