@@ -25,8 +25,9 @@ import (
 type client struct {
 	t    *testing.T
 	home string
-	// extra is added to the environment after the isolated home's
-	// variables: the daemon a docker or ctr client talks to.
+	// extra is added to the environment after (so over) the isolated
+	// home's variables: the daemon a docker or ctr client talks to, or a
+	// variable a test empties.
 	extra []string
 }
 
@@ -42,7 +43,7 @@ func newClient(t *testing.T) *client {
 }
 
 func (c *client) env() []string {
-	return []string{
+	return append([]string{
 		"HOME=" + c.home,
 		"DOCKER_CONFIG=" + filepath.Join(c.home, ".docker"),
 		"REGISTRY_AUTH_FILE=" + filepath.Join(c.home, "auth.json"),
@@ -52,7 +53,9 @@ func (c *client) env() []string {
 		"XDG_DATA_HOME=" + filepath.Join(c.home, ".local", "share"),
 		"XDG_CACHE_HOME=" + filepath.Join(c.home, ".cache"),
 		"NO_COLOR=1",
-	}
+		// Programs a test installs for the client (a credential helper).
+		"PATH=" + filepath.Join(c.home, "bin") + ":" + os.Getenv("PATH"),
+	}, c.extra...)
 }
 
 // result is one client run: what it printed and how it exited.
@@ -87,7 +90,7 @@ func (c *client) runStdin(stdin, name string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(append(os.Environ(), c.env()...), c.extra...)
+	cmd.Env = append(os.Environ(), c.env()...)
 	cmd.Dir = c.home
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
