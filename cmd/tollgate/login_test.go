@@ -2,11 +2,19 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/tollgate/tollgate/internal/credhelper"
 )
@@ -107,5 +115,78 @@ func TestLogoutWhenNotLoggedIn(t *testing.T) {
 	out, err := run(t, "", "logout", "registry.example.com")
 	if err != nil || !strings.Contains(out, "Not logged in to registry.example.com") {
 		t.Fatalf("logout: %v\n%s", err, out)
+	}
+}
+
+// deviceBroker is a stand-in for the broker's device login (the wire
+// contract of issue 17) until the broker side lands: it approves at the
+// first poll when approve is set, and otherwise keeps answering pending.
+// It also plays the registry's /v2/ challenge pointing at itself.
+func deviceBroker(t *testing.T, approve bool, started chan<- struct{}) string {
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v2/":
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+srv.URL+`/token",service="registry.test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+		case "/login/device":
+			fmt.Fprint(w, `{"device_code":"h","user_code":"ABCD-EFGH","verification_uri":"https://idp.test/device","expires_in":60,"interval":1}`)
+			if started != nil {
+				close(started)
+			}
+		case "/login/device/token":
+			if !approve {
+				w.WriteHeader(http.StatusBadRequest)
+				fmt.Fprint(w, `{"error":"authorization_pending"}`)
+				return
+			}
+			fmt.Fprint(w, `{"refresh_token":"rt-1","session_id":"s1","subject":"alice","expires_in":3600}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func TestLoginPrintsTheCodeAndSucceeds(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	docker := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", docker)
+	host := deviceBroker(t, true, nil)
+	out, err := run(t, "", "login", host)
+	if err != nil {
+		t.Fatalf("login: %v\n%s", err, out)
+	}
+	for _, want := range []string{"ABCD-EFGH", "https://idp.test/device", "Login Succeeded"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("login's output lacks %q:\n%s", want, out)
+		}
+	}
+	if cfg, err := os.ReadFile(filepath.Join(docker, "config.json")); err != nil || !strings.Contains(string(cfg), `"`+host+`": "tollgate"`) {
+		t.Errorf("$DOCKER_CONFIG/config.json: %s %v", cfg, err)
+	}
+}
+
+// TestLoginCancelsOnInterrupt: Ctrl-C while waiting for the approval ends
+// the command with "login cancelled" and stores nothing.
+func TestLoginCancelsOnInterrupt(t *testing.T) {
+	cfgHome := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", cfgHome)
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	started := make(chan struct{})
+	host := deviceBroker(t, false, started)
+	go func() {
+		<-started // the command's signal handler is in place by then
+		time.Sleep(200 * time.Millisecond)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGINT)
+	}()
+	out, err := run(t, "", "login", host)
+	var ec cli.ExitCoder
+	if !errors.As(err, &ec) || ec.ExitCode() != 130 || !strings.Contains(err.Error(), "login cancelled") {
+		t.Fatalf("login interrupted: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(cfgHome, "tollgate", "credentials.json")); err == nil {
+		t.Error("a cancelled login stored a credential")
 	}
 }
