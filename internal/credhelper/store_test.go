@@ -110,3 +110,40 @@ func TestStoreNeverPrintsASecretInAnError(t *testing.T) {
 		t.Fatalf("Get on a broken store: %v", err)
 	}
 }
+
+// TestStoreRefusesAPlaceOfAnotherUser: a directory link, or a directory,
+// that another user owns is not where this user's secrets go. Changing an
+// owner needs root; the test machines run as root.
+func TestStoreRefusesAPlaceOfAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a file to another user")
+	}
+	const other = 4242
+	base, elsewhere := t.TempDir(), t.TempDir()
+	link := filepath.Join(base, "tollgate")
+	if err := os.Symlink(elsewhere, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(link, other, other); err != nil {
+		t.Fatal(err)
+	}
+	s := &Store{Path: filepath.Join(link, "credentials.json")}
+	if err := s.Put("r", Credential{Username: IdentityTokenUser, Secret: "x"}); err == nil || !strings.Contains(err.Error(), "another user") {
+		t.Errorf("Put through another user's link: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(elsewhere, "credentials.json")); err == nil {
+		t.Error("the secret was written through another user's link")
+	}
+
+	theirs := filepath.Join(base, "theirs")
+	if err := os.Mkdir(theirs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(theirs, other, other); err != nil {
+		t.Fatal(err)
+	}
+	s = &Store{Path: filepath.Join(theirs, "credentials.json")}
+	if _, err := s.Get("r"); err == nil || !strings.Contains(err.Error(), "another user") {
+		t.Errorf("Get in another user's directory: %v", err)
+	}
+}
