@@ -11,7 +11,7 @@ export PATH := $(GOBIN):$(PATH)
 FUZZSCALE ?= 1
 FUZZ := ./scope:FuzzParse:300000 ./broker:FuzzTokenEndpoint:25000 \
 	./broker:FuzzInspect:30000 ./identity/htpasswd:FuzzParse:250000 \
-	./identity/robot:FuzzStore:5000 ./internal/devicelogin:FuzzParseChallenges:200000
+	./identity/robot:FuzzStore:5000 ./internal/devicelogin:FuzzParseChallenges:100000
 
 .PHONY: all build image run test test-deps lint unit fuzz e2e bench soak clean
 

@@ -60,6 +60,10 @@ func (c *Client) Start(ctx context.Context, b Broker, connector string) (Authori
 	}
 	var a Authorization
 	if err := post(ctx, c.HTTP, b.endpoint("login/device"), form, &a); err != nil {
+		var be *brokerError
+		if errors.As(err, &be) && be.Status == http.StatusNotFound {
+			err = fmt.Errorf("%w: the broker offers no device login (a tollgate without it, or another token service)", err)
+		}
 		return a, fmt.Errorf("start a device login at %s: %w", Redact(b.endpoint("login/device")), err)
 	}
 	if a.DeviceCode == "" || a.UserCode == "" || a.VerificationURI == "" {

@@ -194,6 +194,19 @@ func TestBrokerRedirectToAnotherOriginIsNotFollowed(t *testing.T) {
 	}
 }
 
+func TestStartNamesABrokerWithoutDeviceLogin(t *testing.T) {
+	old := httptest.NewServer(http.NotFoundHandler())
+	defer old.Close()
+	b, err := BrokerFromRealm(old.URL+"/token", "r", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = (&Client{HTTP: NewHTTPClient()}).Start(context.Background(), b, "")
+	if err == nil || !strings.Contains(err.Error(), "offers no device login") {
+		t.Fatalf("Start against a broker without /login/device: %v", err)
+	}
+}
+
 func TestBrokerFromRealm(t *testing.T) {
 	b, err := BrokerFromRealm("https://auth.example.com/tollgate/token", "reg", false)
 	if err != nil || b.endpoint("login/device") != "https://auth.example.com/tollgate/login/device" {
