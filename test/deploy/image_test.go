@@ -172,8 +172,12 @@ policy:
 	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("chown", "-R", nonroot+":"+nonroot, dir).CombinedOutput(); err != nil {
-		t.Fatalf("chown: %v\n%s", err, out)
+	// As docs/operations.md says: root keeps the files, the image's group
+	// reads them.
+	for _, args := range [][]string{{"chgrp", "-R", nonroot, dir}, {"chmod", "-R", "g+rX,g-w,o-rwx", dir}} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", args[0], err, out)
+		}
 	}
 	return dir, m[1]
 }
