@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -25,30 +26,43 @@ func TestDevServeMakesItsStateAndUsesTheDefaultPolicy(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	app := newApp()
-	app.Writer, app.ErrWriter = io.Discard, io.Discard
+	var out syncWriter
+	app.Writer, app.ErrWriter = io.Discard, &out
 	started := time.Now()
 	go func() {
 		done <- app.RunContext(ctx, []string{"tollgate", "serve", "--state-dir", state, "--listen", addr})
 	}()
+	exited := false
 	defer func() {
 		cancel()
+		if exited {
+			return
+		}
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	}()
 
+	// The first start makes a key and bcrypt hashes: slow under -race on a
+	// loaded machine. The limit only stops a hung test; a serve that exits
+	// fails at once with what it printed.
 	var ready time.Duration
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(90 * time.Second); ready == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		select {
+		case err := <-done:
+			exited = true
+			t.Fatalf("serve exited before it was ready: %v\n%s", err, out.String())
+		default:
+		}
 		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				ready = time.Since(started)
-				break
 			}
 		}
 	}
 	if ready == 0 {
-		t.Fatal("dev broker never became ready")
+		t.Fatalf("dev broker never became ready; it printed:\n%s", out.String())
 	}
 	t.Logf("dev broker ready after %v (first start: key, bcrypt users, policy copy)", ready)
 
@@ -92,3 +106,21 @@ func TestDevServeMakesItsStateAndUsesTheDefaultPolicy(t *testing.T) {
 }
 
 func decodeSegment(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+// syncWriter collects what a command running in another goroutine prints.
+type syncWriter struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
