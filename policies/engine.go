@@ -24,6 +24,12 @@ import (
 // DefaultQuery is the package the policy's rules live in.
 const DefaultQuery = "data.registry.authz"
 
+// decisionQuery asks for the allowed set and the optional token_ttl in one
+// evaluation.
+func decisionQuery(query string) string {
+	return fmt.Sprintf("allowed := %s.allowed; ttl := [t | t := %s.token_ttl]", query, query)
+}
+
 // Policy is one compiled revision of the policy.
 type Policy struct {
 	revision string
@@ -58,7 +64,7 @@ func Compile(ctx context.Context, b *bundles.Bundle, query string) (*Policy, err
 	}
 	store := inmem.NewFromObjectWithOpts(b.Data, inmem.OptReturnASTValuesOnRead(true))
 	opts := []func(*rego.Rego){
-		rego.Query(fmt.Sprintf("allowed := %s.allowed; ttl := [t | t := %s.token_ttl]", query, query)),
+		rego.Query(decisionQuery(query)),
 		rego.Store(store),
 	}
 	for name, m := range b.Modules {
@@ -83,15 +89,17 @@ var clientRef = ast.MustParseRef("input.client")
 // key: a reference to input.client (or to the whole input, which may be
 // passed on to anything) and non-deterministic built-ins (time, random,
 // http.send). It errs on the side of not caching; "" means cacheable.
-func Uncacheable(b *bundles.Bundle) string {
-	names := make([]string, 0, len(b.Modules))
-	for name := range b.Modules {
+func Uncacheable(b *bundles.Bundle) string { return uncacheable(b.Modules) }
+
+func uncacheable(modules map[string]*ast.Module) string {
+	names := make([]string, 0, len(modules))
+	for name := range modules {
 		names = append(names, name)
 	}
 	slices.Sort(names)
 	for _, name := range names {
 		reason := ""
-		ast.WalkRefs(b.Modules[name], func(r ast.Ref) bool {
+		ast.WalkRefs(modules[name], func(r ast.Ref) bool {
 			switch {
 			case reason != "":
 			case r.HasPrefix(clientRef):
@@ -109,13 +117,13 @@ func Uncacheable(b *bundles.Bundle) string {
 				reason = fmt.Sprintf("%s calls %s, which is not deterministic", name, bi.Name)
 			}
 		}
-		ast.WalkExprs(b.Modules[name], func(e *ast.Expr) bool { // f(x) as a statement
+		ast.WalkExprs(modules[name], func(e *ast.Expr) bool { // f(x) as a statement
 			if e.IsCall() {
 				nondeterministic(e.Operator().String())
 			}
 			return reason != ""
 		})
-		ast.WalkTerms(b.Modules[name], func(t *ast.Term) bool { // f(x) inside a term
+		ast.WalkTerms(modules[name], func(t *ast.Term) bool { // f(x) inside a term
 			if c, ok := t.Value.(ast.Call); ok && len(c) > 0 {
 				nondeterministic(c[0].Value.String())
 			}
@@ -237,9 +245,15 @@ func (p *Policy) eval(ctx context.Context, in *authz.Input) (authz.Decision, err
 	if err != nil {
 		return authz.Decision{}, fmt.Errorf("policy revision %s: %w", p.revision, err)
 	}
-	d := authz.Decision{Revision: p.revision, Allowed: make([]map[string]bool, len(in.Scopes))}
+	return decide(rs, in, p.revision), nil
+}
+
+// decide turns the bindings of the prepared query (allowed, ttl) into the
+// decision for in.
+func decide(rs rego.ResultSet, in *authz.Input, revision string) authz.Decision {
+	d := authz.Decision{Revision: revision, Allowed: make([]map[string]bool, len(in.Scopes))}
 	if len(rs) == 0 {
-		return d, nil // undefined: deny
+		return d // undefined: deny
 	}
 	set, _ := rs[0].Bindings["allowed"].([]any)
 	for _, item := range set {
@@ -266,7 +280,7 @@ func (p *Policy) eval(ctx context.Context, in *authz.Input) (authz.Decision, err
 			}
 		}
 	}
-	return d, nil
+	return d
 }
 
 // Explain evaluates the policy's optional `reasons` for in, for diagnostics.

@@ -35,15 +35,19 @@ type Config struct {
 	Anonymous     *bool           `yaml:"anonymous"`
 	// TrustedProxies are the reverse proxies (CIDR ranges or addresses)
 	// whose ClientIPHeader names the client (broker.ClientAddress).
-	TrustedProxies  []string          `yaml:"trusted_proxies"`
-	ClientIPHeader  string            `yaml:"client_ip_header"`
-	Identity        []ConnectorConfig `yaml:"identity"`
-	Policy          PolicyConfig      `yaml:"policy"`
-	Throttle        ThrottleConfig    `yaml:"throttle"`
-	Metrics         MetricsConfig     `yaml:"metrics"`
-	Redis           *RedisConfig      `yaml:"redis"`
-	CredentialCache CacheConfig       `yaml:"credential_cache"`
-	Log             LogConfig         `yaml:"log"`
+	TrustedProxies []string          `yaml:"trusted_proxies"`
+	ClientIPHeader string            `yaml:"client_ip_header"`
+	Identity       []ConnectorConfig `yaml:"identity"`
+	Policy         PolicyConfig      `yaml:"policy"`
+	// OPA is an OPA configuration document (services, bundles, keys,
+	// persistence_directory, ...), kept as written: OPA's own parser
+	// validates it (decision 0014). It replaces policy.source.
+	OPA             *yaml.Node     `yaml:"opa"`
+	Throttle        ThrottleConfig `yaml:"throttle"`
+	Metrics         MetricsConfig  `yaml:"metrics"`
+	Redis           *RedisConfig   `yaml:"redis"`
+	CredentialCache CacheConfig    `yaml:"credential_cache"`
+	Log             LogConfig      `yaml:"log"`
 
 	baseDir string    // directory of the config file, for relative paths
 	path    string    // the config file, read again on SIGHUP
@@ -130,6 +134,19 @@ func (c *Config) PolicySource() (*bundles.Source, error) {
 	}
 	src.BearerToken = string(token) // sent to the origin of the source only
 	return src, nil
+}
+
+// OPADocument is the opa section as a document for OPA's parser; nil
+// without one.
+func (c *Config) OPADocument() ([]byte, error) {
+	if c.OPA == nil {
+		return nil, nil
+	}
+	doc, err := yaml.Marshal(c.OPA)
+	if err != nil {
+		return nil, yamlconf.Prefix("opa", err)
+	}
+	return doc, nil
 }
 
 // TLSConfig serves the broker over HTTPS (TLS 1.2 or later).
@@ -446,9 +463,15 @@ func (c *Config) Validate() error {
 			bad(p+".name", "the robot connector, and only it, is named %q (policies recognise robots by it)", RobotConnectorName)
 		}
 	}
-	if c.Policy.Source == "" {
+	switch {
+	case c.OPA != nil && c.Policy.Source != "":
+		bad("policy.source", "not with opa: the policy comes from opa.bundles")
+	case c.OPA != nil && c.OPA.Kind != yaml.MappingNode:
+		bad("opa", "want OPA's configuration document (services, bundles, keys, ...)")
+	case c.OPA != nil:
+	case c.Policy.Source == "":
 		bad("policy.source", "required: a directory with .rego files and data.json, a bundle .tar.gz, or a bundle URL")
-	} else if strings.Contains(c.Policy.Source, "://") && !bundles.IsURL(c.Policy.Source) {
+	case strings.Contains(c.Policy.Source, "://") && !bundles.IsURL(c.Policy.Source):
 		bad("policy.source", "%s: only http:// and https:// URLs are fetched", bundles.RedactURL(c.Policy.Source))
 	}
 	if _, err := broker.NewClientAddress(nil, c.ClientIPHeader); err != nil {

@@ -30,10 +30,12 @@ func (r *Runtime) registerMetrics() {
 	r.stores.registerMetrics(r.reg)
 	r.reg.MustRegister(r.backends.collectors()...)
 	engine, poller, cache := r.engine, r.poller, r.cache
+	if engine != nil { // the opa path's metrics are OPA's bundle status (not yet exported)
+		r.reg.MustRegister(policyCollector{engine: engine, poller: poller})
+	}
 	r.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		policyCollector{engine: engine, poller: poller},
 		certCollector{r},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tollgate_credential_cache_hits_total", Help: "Logins answered from the verified-credential cache.",

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/internal/config"
 	"github.com/tollgate/tollgate/internal/probe"
@@ -23,6 +24,9 @@ import (
 // swapped in atomically.
 func (r *Runtime) openPolicy(ctx context.Context) error {
 	cfg := r.cfg
+	if cfg.OPA != nil {
+		return r.openOPA()
+	}
 	dc := cfg.Policy.DecisionCache
 	r.engine = policies.NewEngine(*dc.Size, dc.TTL, policies.CacheMaxBytes(int64(dc.MaxBytes)))
 	poller, err := newPolicyPoller(cfg, r.engine, r.log, r.backends.factory("bundle"))
@@ -63,7 +67,11 @@ func (r *Runtime) loadPolicy(ctx context.Context) error {
 // openDecisionLog puts the decision log, when enabled, in front of the
 // engine.
 func (r *Runtime) openDecisionLog() error {
-	r.authorizer = r.engine
+	var policy authz.Authorizer = r.engine
+	if r.opa != nil {
+		policy = r.opa
+	}
+	r.authorizer = policy
 	dl := r.cfg.Policy.DecisionLog
 	if !dl.Enabled {
 		return nil
@@ -76,7 +84,7 @@ func (r *Runtime) openDecisionLog() error {
 	if f, ok := w.(*logFile); ok {
 		r.decisionFile = f
 	}
-	r.authorizer = policies.NewDecisionLog(r.engine, w, r.cfg.Policy.Query, map[string]string{"id": instanceID(), "version": r.opts.Version})
+	r.authorizer = policies.NewDecisionLog(policy, w, r.cfg.Policy.Query, map[string]string{"id": instanceID(), "version": r.opts.Version})
 	return nil
 }
 

@@ -52,7 +52,8 @@ type Runtime struct {
 	stop    context.CancelFunc // ends bg
 	closers []func()           // in reverse order of opening
 
-	engine     *policies.Engine
+	engine     *policies.Engine // nil with opa
+	opa        *policies.OPA    // nil with policy.source
 	poller     *bundles.Poller
 	authorizer authz.Authorizer
 	cache      *identity.CredentialCache
@@ -157,6 +158,9 @@ func (r *Runtime) TLSConfig() *tls.Config {
 
 // PolicyRevision is the revision of the policy in force ("" without one).
 func (r *Runtime) PolicyRevision() string {
+	if r.opa != nil {
+		return r.opa.Revision()
+	}
 	if p := r.engine.Current(); p != nil {
 		return p.Revision()
 	}
@@ -198,6 +202,12 @@ func loadCert(cfg *config.Config) (*tls.Certificate, error) {
 
 // ready is /readyz's test: a policy is loaded.
 func (r *Runtime) ready() error {
+	if r.opa != nil {
+		if !r.opa.Ready() {
+			return authz.ErrNoPolicy
+		}
+		return nil
+	}
 	if r.engine.Current() == nil {
 		return authz.ErrNoPolicy
 	}
@@ -206,6 +216,9 @@ func (r *Runtime) ready() error {
 
 // readyDetail is /readyz's body: the policy and the shared state.
 func (r *Runtime) readyDetail() []string {
+	if r.opa != nil {
+		return append(opaStatus(r.bg, r.opa), r.stores.status()...)
+	}
 	return append(policyStatus(r.poller, r.engine), r.stores.status()...)
 }
 

@@ -1,0 +1,225 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/authz"
+	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/policies"
+	"github.com/tollgate/tollgate/scope"
+	"github.com/tollgate/tollgate/test/testenv"
+)
+
+const opaTestPolicy = `package registry.authz
+
+allowed contains {"type": s.type, "name": s.name, "action": a} if {
+	some s in input.scopes
+	startswith(s.name, "team/")
+	some g in input.identity.groups
+	some a in data.grants[g]
+	a in s.actions
+}
+`
+
+// signedBundleServer serves a bundle built and signed by tollgate (as
+// `opa build --signing-key` would) at /b/authz.tar.gz; down makes it answer
+// 503, as a bundle server in trouble does.
+func signedBundleServer(t *testing.T, private string) (srv *httptest.Server, down *atomic.Bool) {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(opaTestPolicy), 0o644)
+	os.WriteFile(filepath.Join(dir, "data.json"), []byte(`{"grants": {"dev": ["pull"], "ops": ["pull", "push"]}}`), 0o644)
+	var buf bytes.Buffer
+	if err := bundles.Build(context.Background(), dir, "rev-1", &bundles.Signing{Key: private, Algorithm: "ES256", KeyID: "tg"}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	down = &atomic.Bool{}
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() || r.URL.Path != "/b/authz.tar.gz" {
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write(buf.Bytes())
+	}))
+	t.Cleanup(srv.Close)
+	return srv, down
+}
+
+// opaConfig is an OPA configuration document: a service, a signed bundle
+// persisted under persist, the key that verifies it.
+func opaConfig(t *testing.T, url, public, persist string) string {
+	t.Helper()
+	pub, err := os.ReadFile(public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	indented := strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n      ")
+	return fmt.Sprintf(`services:
+  bundles:
+    url: %s
+bundles:
+  authz:
+    service: bundles
+    resource: /b/authz.tar.gz
+    persist: true
+    polling: {min_delay_seconds: 1, max_delay_seconds: 2}
+    signing: {keyid: tg}
+keys:
+  tg:
+    algorithm: ES256
+    key: |
+      %s
+persistence_directory: %s
+`, url, indented, persist)
+}
+
+func openTestOPA(t *testing.T, doc string) *policies.OPA {
+	t.Helper()
+	e, err := policies.OpenOPA([]byte(doc), policies.OPAOptions{ID: "test", CacheSize: 100, CacheTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Stop(context.Background()); cancel() })
+	return e
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+var opaTestInput = authz.Input{
+	Service:  "registry.example.com",
+	Identity: identity.Identity{Subject: "alice", Groups: []string{"dev"}, Connector: "ldap", Claims: map[string]any{}},
+	Scopes:   []scope.Scope{{Type: "repository", Name: "team/app", Actions: []string{"pull", "push"}}},
+	Client:   authz.Client{IP: "10.0.0.7", UserAgent: "docker/27.0"},
+}
+
+// TestOPAConfigDecidesAsOPARunDoes: the same OPA configuration file,
+// given to `opa run --server` and to tollgate's opa section, loads the same
+// signed bundle from a bundle server, and both allow the same actions.
+func TestOPAConfigDecidesAsOPARunDoes(t *testing.T) {
+	private, public := testenv.WriteES256KeyPair(t, t.TempDir())
+	srv, _ := signedBundleServer(t, private)
+	cfgFile := filepath.Join(t.TempDir(), "opa.yaml")
+	os.WriteFile(cfgFile, []byte(opaConfig(t, srv.URL, public, t.TempDir())), 0o644)
+	doc, _ := os.ReadFile(cfgFile)
+
+	e := openTestOPA(t, string(doc))
+	waitFor(t, "tollgate to activate the bundle", e.Ready)
+	d, err := e.Authorize(context.Background(), opaTestInput)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Revision != "rev-1" || !d.Allowed[0]["pull"] || d.Allowed[0]["push"] {
+		t.Fatalf("tollgate decided %+v, want pull only under rev-1", d)
+	}
+	if d, _ := e.Authorize(context.Background(), opaTestInput); !d.Cached {
+		t.Fatal("the second identical decision did not come from the cache")
+	}
+
+	port := testenv.FreePort(t)
+	cmd := exec.Command(testenv.Tool(t, "opa"), "run", "--server", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "-c", cfgFile)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitFor(t, "opa to activate the bundle", func() bool {
+		resp, err := http.Get(base + "/health?bundles")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	body, _ := json.Marshal(map[string]any{"input": opaTestInput})
+	resp, err := http.Post(base+"/v1/data/registry/authz/allowed", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Result []struct{ Type, Name, Action string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatalf("opa answered %s: %v\n%s", resp.Status, err, out.String())
+	}
+	opaAllowed := map[string]bool{}
+	for _, r := range got.Result {
+		if r.Type == "repository" && r.Name == "team/app" {
+			opaAllowed[r.Action] = true
+		}
+	}
+	if fmt.Sprint(opaAllowed) != fmt.Sprint(d.Allowed[0]) {
+		t.Fatalf("opa allowed %v, tollgate %v", opaAllowed, d.Allowed[0])
+	}
+}
+
+// TestOPAColdStartServesThePersistedBundle: with the bundle server down, a
+// broker that persisted the bundle before serves its revision and /readyz
+// says where it came from; one without a persisted copy refuses (503).
+func TestOPAColdStartServesThePersistedBundle(t *testing.T) {
+	private, public := testenv.WriteES256KeyPair(t, t.TempDir())
+	srv, down := signedBundleServer(t, private)
+	persist := t.TempDir()
+
+	first := openTestOPA(t, opaConfig(t, srv.URL, public, persist))
+	waitFor(t, "the first broker to activate the bundle", first.Ready)
+	if lines := strings.Join(opaStatus(context.Background(), first), "\n"); !strings.Contains(lines, "bundle authz: revision rev-1 (downloaded") {
+		t.Fatalf("readyz after a download:\n%s", lines)
+	}
+	first.Stop(context.Background())
+	down.Store(true)
+
+	cold := openTestOPA(t, opaConfig(t, srv.URL, public, persist))
+	if !cold.Ready() {
+		t.Fatal("a cold start with a persisted bundle is not ready")
+	}
+	d, err := cold.Authorize(context.Background(), opaTestInput)
+	if err != nil || d.Revision != "rev-1" || !d.Allowed[0]["pull"] {
+		t.Fatalf("cold start decided %+v, %v", d, err)
+	}
+	waitFor(t, "a failed download to be reported", func() bool {
+		return strings.Contains(strings.Join(opaStatus(context.Background(), cold), "\n"), "last error")
+	})
+	lines := strings.Join(opaStatus(context.Background(), cold), "\n")
+	if !strings.Contains(lines, "bundle authz: revision rev-1 (from the persisted copy") {
+		t.Fatalf("readyz on a cold start:\n%s", lines)
+	}
+
+	none := openTestOPA(t, opaConfig(t, srv.URL, public, t.TempDir()))
+	if none.Ready() {
+		t.Fatal("ready without any bundle")
+	}
+	if _, err := none.Authorize(context.Background(), opaTestInput); !errors.Is(err, authz.ErrNoPolicy) {
+		t.Fatalf("without a bundle: %v, want ErrNoPolicy (503)", err)
+	}
+	if lines := strings.Join(opaStatus(context.Background(), none), "\n"); !strings.Contains(lines, "bundle authz: not active") {
+		t.Fatalf("readyz without a bundle:\n%s", lines)
+	}
+}

@@ -1,0 +1,367 @@
+package policies
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/logging"
+	"github.com/open-policy-agent/opa/v1/plugins"
+	opabundle "github.com/open-policy-agent/opa/v1/plugins/bundle"
+	"github.com/open-policy-agent/opa/v1/plugins/discovery"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/util"
+
+	"github.com/tollgate/tollgate/authz"
+)
+
+// OPAOptions is what OpenOPA needs besides OPA's configuration document.
+type OPAOptions struct {
+	ID    string // OPA's instance id (labels.id in decision logs, status)
+	Query string // the package of the rules, DefaultQuery when empty
+	// CacheSize, CacheTTL and CacheMaxBytes size the decision cache as
+	// NewEngine's arguments do.
+	CacheSize     int
+	CacheTTL      time.Duration
+	CacheMaxBytes int64
+	// MaxFileBytes becomes each bundle's size_limit_bytes where the
+	// document does not set one (OPA's default is 1 GiB).
+	MaxFileBytes int64
+	Log          *slog.Logger
+}
+
+// OPA is the policy engine run by OPA's own plugin manager: its bundles,
+// services, keys, persistence, decision logs and status are configured by
+// an OPA configuration document, as `opa run` reads it (decision 0014).
+type OPA struct {
+	manager *plugins.Manager
+	query   string
+	cache   *decisionCache
+	// gen counts activations: the manager's compiler trigger bumps it, and
+	// a policy prepared for an older generation is prepared again.
+	gen     atomic.Uint64
+	mu      sync.Mutex // prepares one policy at a time
+	current atomic.Pointer[opaPolicy]
+
+	statusMu sync.Mutex
+	status   map[string]*opabundle.Status // as the bundle plugin last reported
+}
+
+// opaPolicy is the query prepared against one activation.
+type opaPolicy struct {
+	gen         uint64
+	revision    string // the active bundles' revisions
+	key         string // what decisions are cached under
+	prepared    rego.PreparedEvalQuery
+	uncacheable string
+}
+
+// OpenOPA builds the plugin manager and OPA's plugins from doc (YAML or
+// JSON), as the OPA SDK and `opa run` do, without starting them. OPA
+// validates the document; its warnings (unknown keys) are logged.
+func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
+	doc, err := withSizeLimit(doc, o.MaxFileBytes)
+	if err != nil {
+		return nil, err
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	l := &opaLogger{log: o.Log}
+	m, err := plugins.New(doc, o.ID, inmem.NewWithOpts(inmem.OptReturnASTValuesOnRead(true)),
+		plugins.Logger(l), plugins.ConsoleLogger(l),
+		plugins.WithParserOptions(ast.ParserOptions{ProcessAnnotation: true, RegoVersion: ast.RegoV1}))
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range m.Config.Warnings {
+		o.Log.Warn("opa configuration", "warning", w)
+	}
+	if len(m.Config.Bundles) == 0 && len(m.Config.Bundle) == 0 && len(m.Config.Discovery) == 0 {
+		return nil, errors.New("bundles: at least one bundle is required: the policy comes from it")
+	}
+	var boot map[string]any
+	if err := json.Unmarshal(doc, &boot); err != nil {
+		return nil, err
+	}
+	d, err := discovery.New(m, discovery.BootConfig(boot))
+	if err != nil {
+		return nil, err
+	}
+	m.Register(discovery.Name, d)
+	e := &OPA{manager: m, query: o.Query, status: map[string]*opabundle.Status{}}
+	if bp := opabundle.Lookup(m); bp != nil {
+		bp.RegisterBulkListener("tollgate", e.bundleStatus)
+	}
+	if e.query == "" {
+		e.query = DefaultQuery
+	}
+	if o.CacheSize > 0 && o.CacheTTL > 0 {
+		e.cache = newDecisionCache(o.CacheSize, o.CacheTTL, cmpOr(o.CacheMaxBytes, DefaultCacheMaxBytes))
+	}
+	m.RegisterCompilerTrigger(func(storage.Transaction) {
+		e.gen.Add(1)
+		if e.cache != nil {
+			e.cache.purge()
+		}
+	})
+	return e, nil
+}
+
+func cmpOr(a, b int64) int64 {
+	if a > 0 {
+		return a
+	}
+	return b
+}
+
+// withSizeLimit converts doc to JSON and sets size_limit_bytes on every
+// bundle that has none: OPA's default (1 GiB a file) is no bound at all.
+func withSizeLimit(doc []byte, limit int64) ([]byte, error) {
+	var v map[string]any
+	if err := util.Unmarshal(doc, &v); err != nil {
+		return nil, fmt.Errorf("opa configuration: %w", err)
+	}
+	if bs, ok := v["bundles"].(map[string]any); ok && limit > 0 {
+		for _, b := range bs {
+			if b, ok := b.(map[string]any); ok && b["size_limit_bytes"] == nil {
+				b["size_limit_bytes"] = limit
+			}
+		}
+	}
+	return json.Marshal(v)
+}
+
+// Manager is OPA's plugin manager, for what else an embedder asks of it.
+func (e *OPA) Manager() *plugins.Manager { return e.manager }
+
+// Start starts OPA's plugins: the bundle plugin activates what it
+// persisted, then downloads in the background.
+func (e *OPA) Start(ctx context.Context) error { return e.manager.Start(ctx) }
+
+// Stop stops the plugins (flushing decision logs as OPA does).
+func (e *OPA) Stop(ctx context.Context) { e.manager.Stop(ctx) }
+
+// Ready reports whether every configured bundle has been activated at least
+// once, as OPA's /health?bundles does. Before, Authorize refuses: a policy
+// built from part of its bundles might miss a deny.
+func (e *OPA) Ready() bool {
+	s := e.manager.PluginStatus()[opabundle.Name]
+	return s != nil && s.State == plugins.StateOK
+}
+
+// Authorize evaluates the policy for in against what the bundle plugin
+// activated. An error means deny.
+func (e *OPA) Authorize(ctx context.Context, in authz.Input) (authz.Decision, error) {
+	if !e.Ready() {
+		return authz.Decision{}, authz.ErrNoPolicy
+	}
+	// The read transaction first: an activation commits, compiler trigger
+	// included, under the store's write lock, so from here on the compiler,
+	// the generation and the data agree.
+	txn, err := e.manager.Store.NewTransaction(ctx)
+	if err != nil {
+		return authz.Decision{}, fmt.Errorf("policy store: %w", err)
+	}
+	defer e.manager.Store.Abort(ctx, txn)
+	p, err := e.policy(ctx, txn)
+	if err != nil {
+		return authz.Decision{}, err
+	}
+	cacheable := e.cache != nil && p.uncacheable == ""
+	var key [sha256.Size]byte
+	if cacheable {
+		key = cacheKey(p.key, &in)
+		if d, ok := e.cache.get(key); ok {
+			return authz.Decision{Allowed: d.allowed, TokenTTL: d.ttl, Revision: p.revision, Cached: true}, nil
+		}
+	}
+	rs, err := p.prepared.Eval(ctx, rego.EvalParsedInput(inputValue(&in)), rego.EvalTransaction(txn))
+	if err != nil {
+		return authz.Decision{}, fmt.Errorf("policy revision %s: %w", p.revision, err)
+	}
+	d := decide(rs, &in, p.revision)
+	if cacheable {
+		e.cache.add(key, d.Allowed, d.TokenTTL)
+	}
+	return d, nil
+}
+
+// Revision is the active bundles' revisions ("" before the first
+// activation): one bundle's revision, or name=revision pairs.
+func (e *OPA) Revision() string {
+	if p := e.current.Load(); p != nil && p.gen == e.gen.Load() {
+		return p.revision
+	}
+	ctx := context.Background()
+	txn, err := e.manager.Store.NewTransaction(ctx)
+	if err != nil {
+		return ""
+	}
+	defer e.manager.Store.Abort(ctx, txn)
+	rev, _ := e.revisions(ctx, txn)
+	return rev
+}
+
+// policy returns the query prepared for the activation txn sees.
+func (e *OPA) policy(ctx context.Context, txn storage.Transaction) (*opaPolicy, error) {
+	gen := e.gen.Load()
+	if p := e.current.Load(); p != nil && p.gen == gen {
+		return p, nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p := e.current.Load(); p != nil && p.gen == gen {
+		return p, nil
+	}
+	compiler := e.manager.GetCompiler()
+	rev, err := e.revisions(ctx, txn)
+	if err != nil {
+		return nil, err
+	}
+	pq, err := rego.New(rego.Query(decisionQuery(e.query)), rego.Compiler(compiler),
+		rego.Store(e.manager.Store), rego.Transaction(txn)).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("policy revision %s: %w", rev, err)
+	}
+	p := &opaPolicy{gen: gen, revision: rev, key: fmt.Sprintf("%d\x00%s", gen, rev), prepared: pq,
+		uncacheable: uncacheable(compiler.Modules)}
+	e.current.Store(p)
+	return p, nil
+}
+
+// revisions names the active bundles' revisions: the revision alone for one
+// bundle, sorted name=revision pairs for several.
+func (e *OPA) revisions(ctx context.Context, txn storage.Transaction) (string, error) {
+	names, err := bundle.ReadBundleNamesFromStore(ctx, e.manager.Store, txn)
+	if err != nil && !storage.IsNotFound(err) {
+		return "", fmt.Errorf("reading the active bundles: %w", err)
+	}
+	slices.Sort(names)
+	pairs := make([]string, 0, len(names))
+	for _, n := range names {
+		rev, err := bundle.ReadBundleRevisionFromStore(ctx, e.manager.Store, txn, n)
+		if err != nil && !storage.IsNotFound(err) {
+			return "", fmt.Errorf("reading the revision of bundle %s: %w", n, err)
+		}
+		if len(names) == 1 {
+			return rev, nil
+		}
+		pairs = append(pairs, n+"="+rev)
+	}
+	return strings.Join(pairs, ","), nil
+}
+
+// UncacheableReason says why decisions of the active policy are not cached.
+func (e *OPA) UncacheableReason() string {
+	if p := e.current.Load(); p != nil {
+		return p.uncacheable
+	}
+	return ""
+}
+
+// CacheStats returns the number of cached decisions and their bytes.
+func (e *OPA) CacheStats() (entries int, bytes int64) {
+	if e.cache == nil {
+		return 0, 0
+	}
+	return e.cache.stats()
+}
+
+// opaLogger writes OPA's logs to slog.
+type opaLogger struct{ log *slog.Logger }
+
+func (l *opaLogger) logf(level slog.Level, f string, a []any) {
+	l.log.Log(context.Background(), level, fmt.Sprintf(f, a...), "component", "opa")
+}
+
+func (l *opaLogger) Debug(f string, a ...any) { l.logf(slog.LevelDebug, f, a) }
+func (l *opaLogger) Info(f string, a ...any)  { l.logf(slog.LevelInfo, f, a) }
+func (l *opaLogger) Warn(f string, a ...any)  { l.logf(slog.LevelWarn, f, a) }
+func (l *opaLogger) Error(f string, a ...any) { l.logf(slog.LevelError, f, a) }
+
+func (l *opaLogger) WithFields(fields map[string]any) logging.Logger {
+	args := make([]any, 0, 2*len(fields))
+	for k, v := range fields {
+		args = append(args, k, v)
+	}
+	return &opaLogger{log: l.log.With(args...)}
+}
+
+func (l *opaLogger) GetLevel() logging.Level {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		return logging.Debug
+	}
+	return logging.Info
+}
+
+func (l *opaLogger) SetLevel(logging.Level) {}
+
+func (e *OPA) bundleStatus(st map[string]*opabundle.Status) {
+	e.statusMu.Lock()
+	defer e.statusMu.Unlock()
+	for name, s := range st {
+		c := *s
+		e.status[name] = &c
+	}
+}
+
+// BundleState is one configured bundle, for /readyz.
+type BundleState struct {
+	Name string
+	// Revision is the active revision; Active is false before the bundle
+	// was first activated.
+	Revision string
+	Active   bool
+	// Persisted is true when the active revision was read from the
+	// persistence directory and no download has succeeded since.
+	Persisted    bool
+	LastDownload time.Time
+	// LastError is the bundle plugin's last error, "" after a success.
+	LastError string
+}
+
+// Bundles returns the state of every configured bundle, sorted by name.
+func (e *OPA) Bundles(ctx context.Context) []BundleState {
+	bp := opabundle.Lookup(e.manager)
+	if bp == nil {
+		return nil
+	}
+	txn, err := e.manager.Store.NewTransaction(ctx)
+	if err != nil {
+		return nil
+	}
+	defer e.manager.Store.Abort(ctx, txn)
+	active, _ := bundle.ReadBundleNamesFromStore(ctx, e.manager.Store, txn)
+	e.statusMu.Lock()
+	defer e.statusMu.Unlock()
+	var out []BundleState
+	for _, name := range slices.Sorted(maps.Keys(bp.Config().Bundles)) {
+		st := BundleState{Name: name, Active: slices.Contains(active, name)}
+		if st.Active {
+			st.Revision, _ = bundle.ReadBundleRevisionFromStore(ctx, e.manager.Store, txn, name)
+		}
+		if s := e.status[name]; s != nil {
+			st.LastDownload = s.LastSuccessfulDownload
+			if s.Code != "" || s.Message != "" || len(s.Errors) > 0 {
+				st.LastError = strings.TrimSpace(s.Code + ": " + s.Message + " " + fmt.Sprint(s.Errors))
+			}
+		}
+		st.Persisted = st.Active && st.LastDownload.IsZero()
+		out = append(out, st)
+	}
+	return out
+}
