@@ -4,6 +4,7 @@
 package ldaptest
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -341,8 +342,41 @@ func writeTLS(t testing.TB, dir string) string {
 }
 
 // Pause freezes slapd (SIGSTOP): connections stay open and requests go
-// unanswered, as with a hung directory, until Resume.
-func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+// unanswered, as with a hung directory, until Resume. It returns once every
+// thread of slapd has stopped: kill only queues the signal, and a busy
+// thread could still answer a request sent right after it.
+func (s *Server) Pause() {
+	s.t.Helper()
+	s.signal(syscall.SIGSTOP)
+	tasks := fmt.Sprintf("/proc/%d/task", s.cmd.Process.Pid)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if allStopped(tasks) {
+			return
+		}
+	}
+	s.t.Fatal("slapd did not stop within 10 s of SIGSTOP")
+}
+
+// allStopped reports whether every thread under a /proc/PID/task directory
+// is in state T (stopped by a signal).
+func allStopped(tasks string) bool {
+	ids, err := os.ReadDir(tasks)
+	if err != nil || len(ids) == 0 {
+		return false
+	}
+	for _, id := range ids {
+		stat, err := os.ReadFile(filepath.Join(tasks, id.Name(), "stat"))
+		if err != nil {
+			return false
+		}
+		// pid (comm) state ...: comm may hold spaces, so read after the last ')'.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) || stat[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume lets a paused slapd answer again.
 func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
