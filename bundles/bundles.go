@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -47,8 +48,21 @@ func LoadDir(dir string) (*Bundle, error) {
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("policy source %s: not a directory", dir)
 	}
-	l := bundle.NewDirectoryLoader(dir).WithFilter(skipTests).WithSizeLimitBytes(maxBundleBytes)
+	l := bundle.NewDirectoryLoader(currentVersion(dir)).WithFilter(skipTests).WithSizeLimitBytes(maxBundleBytes)
 	return read(dir, l)
+}
+
+// currentVersion is the directory to read the files of dir from. A
+// Kubernetes ConfigMap or Secret volume holds its files as symlinks into
+// ..data, a symlink to a hidden directory that each update swaps: the
+// loader skips symlinks and would read that hidden directory as a subtree
+// (its data.json under data["..2026_11_29..."]). Reading the directory
+// ..data names sees each file once, all of one version.
+func currentVersion(dir string) string {
+	if d, err := filepath.EvalSymlinks(filepath.Join(dir, "..data")); err == nil {
+		return d
+	}
+	return dir
 }
 
 // LoadFS loads a bundle from a file system, for the embedded default policy.

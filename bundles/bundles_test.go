@@ -88,3 +88,31 @@ func TestEmbeddedDefaultPolicyLoads(t *testing.T) {
 		t.Fatalf("embedded default: %d modules, data %v", len(b.Modules), b.Data)
 	}
 }
+
+// TestLoadDirReadsAConfigMapMount: Kubernetes mounts a ConfigMap as
+// symlinks (name -> ..data/name, ..data -> ..<timestamp>) to a hidden
+// directory it swaps on update. The files are read through the symlinks,
+// and the hidden directories are not read a second time.
+func TestLoadDirReadsAConfigMapMount(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "..2026_11_29_10_00_00.1/authz.rego", "package registry.authz\ndefault allow := false\n")
+	write(t, dir, "..2026_11_29_10_00_00.1/data.json", `{"registry": {"projects": {"a": {}}}}`)
+	if err := os.Symlink("..2026_11_29_10_00_00.1", filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"authz.rego", "data.json"} {
+		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := bundles.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Modules) != 1 {
+		t.Errorf("modules %v, want authz.rego once", b.Modules)
+	}
+	if _, ok := b.Data["registry"]; !ok || len(b.Data) != 1 {
+		t.Errorf("data %v, want only registry at the root", b.Data)
+	}
+}

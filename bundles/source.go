@@ -132,7 +132,7 @@ func (s *Source) loadDir() (*Bundle, error) {
 	}
 	// No test filter: a signature covers every file, tests included, and a
 	// file missing from the read would fail verification. fromOPA drops tests.
-	l := bundle.NewDirectoryLoader(s.Location).WithSizeLimitBytes(maxBundleBytes)
+	l := bundle.NewDirectoryLoader(currentVersion(s.Location)).WithSizeLimitBytes(maxBundleBytes)
 	return readVerified(s.Location, l, s.Verify)
 }
 
