@@ -177,7 +177,18 @@ func TestHelmChart(t *testing.T) {
 // and its state_dir are made in a temporary directory that stands for /.
 func checkMounted(t *testing.T, cfg string) {
 	t.Helper()
+	checkMountedWithPolicy(t, cfg, nil)
+}
+
+// checkMountedWithPolicy is checkMounted with a policy ConfigMap's files
+// mounted at /etc/tollgate/policy as the kubelet mounts a ConfigMap: each
+// file a symlink into ..data, itself a symlink to a hidden directory.
+func checkMountedWithPolicy(t *testing.T, cfg string, policy map[string]string) {
+	t.Helper()
 	root := t.TempDir()
+	if policy != nil {
+		mountConfigMap(t, filepath.Join(root, "etc/tollgate/policy"), policy)
+	}
 	cfg = strings.ReplaceAll(cfg, "/etc/tollgate/", root+"/etc/tollgate/")
 	cfg = strings.ReplaceAll(cfg, "state_dir: /", "state_dir: "+root+"/")
 	for _, secret := range []string{"bundle-token/token", "redis/password"} {
@@ -202,22 +213,35 @@ func checkMounted(t *testing.T, cfg string) {
 	}
 }
 
+// mountConfigMap lays files out in dir as the kubelet's ConfigMap volume does.
+func mountConfigMap(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	version := "..2026_11_29_10_00_00.123456789"
+	if err := os.MkdirAll(filepath.Join(dir, version), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(version, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, version, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // helmTemplate renders the chart with the given --set values and returns
 // the documents by kind and name ("Service/tg-tollgate"), or helm's error
-// output when it refuses to render.
+// output when it refuses to render. A value beginning with "--" is passed
+// as it is (--set-file=...).
 func helmTemplate(t *testing.T, sets ...string) (map[string]map[string]any, string) {
 	t.Helper()
-	helm := testenv.Tool(t, "helm")
-	args := []string{"template", "tg", filepath.Join(root(t), "deploy", "helm", "tollgate")}
-	for _, s := range sets {
-		args = append(args, "--set", s)
-	}
-	var stderr bytes.Buffer
-	cmd := exec.Command(helm, args...)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, stderr.String()
+	out, errOut := helmTemplateText(t, sets...)
+	if out == nil {
+		return nil, errOut
 	}
 	docs := map[string]map[string]any{}
 	dec := yaml.NewDecoder(bytes.NewReader(out))
@@ -232,6 +256,28 @@ func helmTemplate(t *testing.T, sets ...string) (map[string]map[string]any, stri
 		}
 	}
 	return docs, ""
+}
+
+// helmTemplateText is helmTemplate's rendered text, nil when helm refuses.
+func helmTemplateText(t *testing.T, sets ...string) ([]byte, string) {
+	t.Helper()
+	helm := testenv.Tool(t, "helm")
+	args := []string{"template", "tg", filepath.Join(root(t), "deploy", "helm", "tollgate")}
+	for _, s := range sets {
+		if strings.HasPrefix(s, "--") {
+			args = append(args, s)
+		} else {
+			args = append(args, "--set", s)
+		}
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(helm, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, stderr.String()
+	}
+	return out, ""
 }
 
 // dig follows a path of map keys and list indexes through a document.
@@ -327,6 +373,10 @@ func TestHelmChartRefuses(t *testing.T) {
 		{"redis password without redis", []string{"replicaCount=1", "redisPassword.existingSecret=redis"}, "config.redis"},
 		{"replicas without redis", []string{"replicaCount=2"}, "lockouts"},
 		{"replicas without redis", []string{"replicaCount=3"}, "token revoke"},
+		{"two policy ConfigMaps", []string{"policy.existingConfigMap=p", "policy.files.a\\.rego=x", "config.policy.source=/etc/tollgate/policy"}, "only one of them"},
+		{"policy ConfigMap and a bundle URL", []string{"policy.existingConfigMap=p"}, "set config.policy.source=/etc/tollgate/policy"},
+		{"policy ConfigMap and a bundle token", []string{"policy.existingConfigMap=p", "config.policy.source=/etc/tollgate/policy", "bundleToken.existingSecret=t"}, "the token is for a bundle URL"},
+		{"policy directory without a ConfigMap", []string{"config.policy.source=/etc/tollgate/policy"}, "no policy is mounted there"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			docs, errOut := helmTemplate(t, tc.sets...)
@@ -508,9 +558,73 @@ func TestHelmChartExtras(t *testing.T) {
 // TestHelmChartSchema: values.schema.json refuses misspelt and mistyped
 // values instead of rendering a chart that silently ignores them.
 func TestHelmChartSchema(t *testing.T) {
-	for _, set := range []string{"replicaCont=2", "ingress.enable=true", "service.port=http", "state.existingclaim=x", "serviceAccount.create=yes"} {
+	for _, set := range []string{"replicaCont=2", "ingress.enable=true", "service.port=http", "state.existingclaim=x", "serviceAccount.create=yes", "policy.existingConfigmap=p", "policy.files.a/b=x"} {
 		if docs, _ := helmTemplate(t, set); docs != nil {
 			t.Errorf("helm template --set %s renders", set)
 		}
 	}
+}
+
+// policyValues are the values of a policy from the chart's own ConfigMap:
+// the default policy's files.
+func policyValues(t *testing.T) []string {
+	dir := filepath.Join(root(t), "policies", "default")
+	return []string{"config.policy.source=/etc/tollgate/policy",
+		"--set-file=policy.files.authz\\.rego=" + filepath.Join(dir, "authz.rego"),
+		"--set-file=policy.files.data\\.json=" + filepath.Join(dir, "data.json")}
+}
+
+// TestHelmChartPolicyConfigMap: a policy from policy.files (a ConfigMap the
+// chart makes) or policy.existingConfigMap is mounted read-only where
+// config.policy.source points, and tollgate loads it from there as the
+// kubelet lays a ConfigMap out.
+func TestHelmChartPolicyConfigMap(t *testing.T) {
+	docs, errOut := helmTemplate(t, policyValues(t)...)
+	if docs == nil {
+		t.Fatalf("helm template: %s", errOut)
+	}
+	files := map[string]string{}
+	for name, content := range dig(t, docs["ConfigMap/tg-tollgate-policy"], "data").(map[string]any) {
+		files[name] = content.(string)
+	}
+	want, err := os.ReadFile(filepath.Join(root(t), "policies", "default", "authz.rego"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files["authz.rego"] != string(want) || files["data.json"] == "" {
+		t.Fatalf("the policy ConfigMap holds %v", files)
+	}
+	assertPolicyMount(t, docs, "tg-tollgate-policy")
+	checkMountedWithPolicy(t, dig(t, docs["ConfigMap/tg-tollgate"], "data", "config.yaml").(string), files)
+
+	docs, errOut = helmTemplate(t, "policy.existingConfigMap=tollgate-policy", "config.policy.source=/etc/tollgate/policy/")
+	if docs == nil {
+		t.Fatalf("helm template: %s", errOut)
+	}
+	if docs["ConfigMap/tg-tollgate-policy"] != nil {
+		t.Error("policy.existingConfigMap, yet the chart makes a policy ConfigMap")
+	}
+	assertPolicyMount(t, docs, "tollgate-policy")
+}
+
+// assertPolicyMount checks the pod mounts ConfigMap name read-only at
+// /etc/tollgate/policy.
+func assertPolicyMount(t *testing.T, docs map[string]map[string]any, name string) {
+	t.Helper()
+	pod := dig(t, docs["Deployment/tg-tollgate"], "spec", "template", "spec")
+	var volume string
+	for _, m := range dig(t, pod, "containers", 0, "volumeMounts").([]any) {
+		if m := m.(map[string]any); m["mountPath"] == "/etc/tollgate/policy" && m["readOnly"] == true {
+			volume, _ = m["name"].(string)
+		}
+	}
+	for _, v := range dig(t, pod, "volumes").([]any) {
+		if v := v.(map[string]any); v["name"] == volume && volume != "" {
+			if got := dig(t, v, "configMap", "name"); got != name {
+				t.Errorf("the policy volume is ConfigMap %v, want %s", got, name)
+			}
+			return
+		}
+	}
+	t.Errorf("no read-only volume at /etc/tollgate/policy (mount %q)", volume)
 }

@@ -42,6 +42,39 @@ Values that would deploy something that cannot work as configured.
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.config.redis) -}}
 {{- fail (printf "replicaCount is %d but config.redis is not set: without shared state each replica keeps its own lockouts and `token revoke` has no shared place to write; set config.redis.addr or replicaCount=1" (int .Values.replicaCount)) -}}
 {{- end -}}
+{{- include "tollgate.validatePolicy" . -}}
+{{- end -}}
+
+{{/*
+The ConfigMap holding the policy (policy.files or policy.existingConfigMap),
+empty when the policy comes from config.policy.source alone.
+*/}}
+{{- define "tollgate.policyConfigMap" -}}
+{{- if .Values.policy.files -}}{{- printf "%s-policy" (include "tollgate.fullname" .) -}}{{- else -}}{{- .Values.policy.existingConfigMap -}}{{- end -}}
+{{- end -}}
+
+{{- define "tollgate.policyDir" -}}/etc/tollgate/policy{{- end -}}
+
+{{/*
+A policy ConfigMap is mounted at tollgate.policyDir: config.policy.source
+must name that directory, and nothing of a bundle URL may go with it.
+*/}}
+{{- define "tollgate.validatePolicy" -}}
+{{- $dir := include "tollgate.policyDir" . -}}
+{{- $source := .Values.config.policy.source | default "" -}}
+{{- if and .Values.policy.files .Values.policy.existingConfigMap -}}
+{{- fail "policy.files and policy.existingConfigMap are both set: the policy comes from one ConfigMap, set only one of them" -}}
+{{- end -}}
+{{- if include "tollgate.policyConfigMap" . -}}
+{{- if ne (trimSuffix "/" $source) $dir -}}
+{{- fail (printf "the policy ConfigMap is mounted at %s but config.policy.source is %q: set config.policy.source=%s, or drop policy.files/policy.existingConfigMap to use that source" $dir $source $dir) -}}
+{{- end -}}
+{{- if .Values.bundleToken.existingSecret -}}
+{{- fail "bundleToken.existingSecret is set with a policy ConfigMap: the token is for a bundle URL; drop one of them" -}}
+{{- end -}}
+{{- else if eq (trimSuffix "/" $source) $dir -}}
+{{- fail (printf "config.policy.source is %s but no policy is mounted there: set policy.files or policy.existingConfigMap" $source) -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "tollgate.serviceAccountName" -}}
