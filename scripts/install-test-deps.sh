@@ -14,8 +14,13 @@
 #                    in a temporary directory, never the system service)
 #                    runc (podman runs the image test's container with it:
 #                    crun refuses hybrid cgroups)
+#                    etcd-server (for kube-apiserver; its service is never started)
 #   go install:      crane, oras, opa, helm, distribution 3.x (its binary is `registry`;
 #                    Debian's 2.8 binary is `docker-registry`)
+#   go build:        kube-apiserver, from k8s.io/kubernetes through a wrapper module
+#                    (scripts/build-kube-apiserver.sh: about 3 minutes, once per machine)
+#   preinstalled:    kubectl 1.25 or newer (strict server-side field validation);
+#                    not Debian's kubernetes-client, whose kubectl conflicts with it
 #   npm ci:          oidc-provider in test/oidcprovider (needs Node.js 20+, npm)
 set -euo pipefail
 
@@ -48,6 +53,7 @@ want_pkg nginx nginx
 want_pkg promtool prometheus
 want_pkg dockerd docker.io
 want_pkg runc runc
+want_pkg etcd etcd-server
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
@@ -83,6 +89,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 			update-rc.d docker disable >/dev/null 2>&1 || true
 		fi
 	fi
+	if [[ " ${need_apt[*]} " == *" etcd-server "* ]] && [ -d /run/systemd/system ]; then
+		systemctl disable --now etcd.service 2>/dev/null || true
+	fi
 fi
 
 go_install() { # program module@version
@@ -97,6 +106,7 @@ go_install oras "oras.land/oras/cmd/oras@$ORAS_VERSION"
 go_install registry "github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_VERSION"
 go_install opa "github.com/open-policy-agent/opa@$OPA_VERSION"
 go_install helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+"$(dirname "$0")/build-kube-apiserver.sh" </dev/null
 
 # Another program named `registry` earlier on PATH would shadow distribution 3.
 if ! registry --version 2>/dev/null | grep -q 'distribution/distribution/v3'; then
@@ -124,7 +134,7 @@ if [ ! -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ] ||
 fi
 
 missing=()
-for p in docker-registry registry crane oras opa helm skopeo podman slapd ldapadd systemd-analyze systemd-sysusers curl redis-server dockerd containerd ctr runc; do
+for p in docker-registry registry crane oras opa helm skopeo podman slapd ldapadd systemd-analyze systemd-sysusers curl redis-server dockerd containerd ctr runc etcd kube-apiserver kubectl; do
 	command -v "$p" >/dev/null || [ -x "/usr/sbin/$p" ] || missing+=("$p")
 done
 [ -f "$OIDC_DIR/node_modules/oidc-provider/package.json" ] || missing+=("test/oidcprovider/node_modules/oidc-provider")
@@ -141,4 +151,5 @@ echo "  $(skopeo --version 2>&1), $(podman --version 2>&1)"
 echo "  slapd $([ -x /usr/sbin/slapd ] && echo present), $(command -v ldapadd)"
 echo "  helm $(helm version --short 2>&1), $(systemd-analyze --version 2>&1 | head -1), $(redis-server --version 2>&1 | cut -d' ' -f1-3)"
 echo "  $(dockerd --version 2>&1), $(ctr --version 2>&1), $(runc --version 2>&1 | head -1)"
+echo "  $(etcd --version 2>&1 | head -1), kube-apiserver $(kube-apiserver --version 2>&1), kubectl $(kubectl version --client 2>&1 | head -1)"
 echo "  node $(node --version), oidc-provider $(cd "$OIDC_DIR" && node -p "require('./node_modules/oidc-provider/package.json').version")"
