@@ -20,6 +20,7 @@ import (
 
 	"github.com/tollgate/tollgate/broker"
 	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/internal/probe"
 	"github.com/tollgate/tollgate/internal/secret"
 	"github.com/tollgate/tollgate/internal/yamlconf"
 	"github.com/tollgate/tollgate/policies"
@@ -173,6 +174,20 @@ type MetricsConfig struct {
 	// Listen, when set, serves /metrics on its own address only (for
 	// example 127.0.0.1:9101) instead of on the token listener.
 	Listen string `yaml:"listen"`
+	// BackendCheckInterval is how often the broker checks an LDAP
+	// directory or OIDC issuer on its own while its last call failed, so
+	// tollgate_backend_up reads 1 again once it is back, with no login;
+	// one that answers is checked after 4 intervals without a call, so an
+	// outage with no traffic is seen too (15s by default, at least 1s).
+	BackendCheckInterval time.Duration `yaml:"backend_check_interval"`
+}
+
+// MinBackendCheckInterval bounds how often a backend is checked on its own.
+const MinBackendCheckInterval = time.Second
+
+// BackendChecks is the schedule metrics.backend_check_interval sets.
+func (m MetricsConfig) BackendChecks() probe.Schedule {
+	return probe.Schedule{Interval: m.BackendCheckInterval, Idle: 4 * m.BackendCheckInterval}
 }
 
 // ThrottleConfig limits failed logins per user name and per client address.
@@ -344,6 +359,7 @@ func (c *Config) setDefaults() {
 	if c.Metrics.Enabled == nil {
 		c.Metrics.Enabled = ptr(true)
 	}
+	c.Metrics.BackendCheckInterval = cmp.Or(c.Metrics.BackendCheckInterval, 15*time.Second)
 	th := &c.Throttle
 	if th.Enabled == nil {
 		th.Enabled = ptr(true)
@@ -481,6 +497,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ClientIPHeader != "" && len(c.TrustedProxies) == 0 {
 		bad("client_ip_header", "is read only from trusted_proxies: list them")
+	}
+	if c.Metrics.BackendCheckInterval < MinBackendCheckInterval {
+		bad("metrics.backend_check_interval", "at least %s", MinBackendCheckInterval)
 	}
 	if c.Redis != nil && c.Redis.Addr == "" {
 		bad("redis.addr", "required: host:port of the Redis all replicas share")

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/internal/probe"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -43,7 +45,8 @@ func TestConfigDefaultsAndRelativePaths(t *testing.T) {
 	if s.TokenTTL != 5*time.Minute || s.MaxTokenTTL != time.Hour || *s.TokenReuse != time.Second || c.Listen != ":5001" ||
 		!*c.Anonymous || !*c.RefreshTokens.Enabled || c.Policy.Query != "data.registry.authz" ||
 		*c.Policy.DecisionCache.Size != 100000 || c.Policy.DecisionCache.MaxBytes != 64<<20 || *c.CredentialCache.Size != 10000 ||
-		c.Policy.MaxBundleBytes != 64<<20 || c.Policy.MaxBundleFiles != 10000 {
+		c.Policy.MaxBundleBytes != 64<<20 || c.Policy.MaxBundleFiles != 10000 ||
+		c.Metrics.BackendChecks() != (probe.Schedule{Interval: 15 * time.Second, Idle: time.Minute}) {
 		t.Fatalf("defaults: %+v %+v", c, s)
 	}
 }
@@ -91,6 +94,7 @@ func TestConfigErrorsNameTheirPath(t *testing.T) {
 		{"unsupported scheme", strings.Replace(validConfig, "  source: policy", "  source: ftp://user:s3cret@host/b.tar.gz", 1),
 			[]string{"policy.source: ftp://xxxxx@host/b.tar.gz: only http:// and https:// URLs are fetched"}},
 		{"log level", validConfig + "log: {level: loud}\n", []string{"log.level: want debug, info, warn or error"}},
+		{"backend checks too often", validConfig + "metrics: {backend_check_interval: 100ms}\n", []string{"metrics.backend_check_interval: at least 1s"}},
 		{"unknown key", validConfig + "listne: ':1'\n", []string{"listne: unknown key (did you mean listen?) at line 11"}},
 		{"reuse too long", strings.Replace(validConfig, "keys: keys", "keys: keys\n    token_reuse: 30s", 1),
 			[]string{"services[0].token_reuse: between 0s (sign every token) and 10s"}},

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -17,14 +18,16 @@ import (
 type backendMetrics struct {
 	latency *prometheus.HistogramVec
 	up      *prometheus.GaugeVec
+	checks  probe.Schedule // of the backends whose adapter can check them (probe.Watch)
 
 	mu    sync.Mutex
-	known map[string]bool // backend and name of each Recorder made
+	known map[string]*probe.Health // by backend and name, for every Recorder made
 }
 
-func newBackendMetrics() *backendMetrics {
+func newBackendMetrics(checks probe.Schedule) *backendMetrics {
 	return &backendMetrics{
-		known: map[string]bool{},
+		checks: checks,
+		known:  map[string]*probe.Health{},
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tollgate_backend_request_duration_seconds",
 			Help:    "Calls to a backend (ldap: a search or bind; oidc: a discovery and JWKS fetch; redis: a command; bundle: a download), by outcome: ok (it answered, refusals included), error, timeout. Calls whose client hung up are not counted.",
@@ -32,7 +35,7 @@ func newBackendMetrics() *backendMetrics {
 		}, []string{"backend", "name", "outcome"}),
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tollgate_backend_up",
-			Help: "0 while the last call to a backend failed (error or timeout), 1 after it answered; 1 before the first call. Calls whose client hung up do not change it.",
+			Help: "0 while the last call to a backend failed (error or timeout), 1 after it answered; 1 before the first call. Calls whose client hung up do not change it. LDAP directories and OIDC issuers are also checked by the broker itself (a service bind; discovery and JWKS): every metrics.backend_check_interval while down, and after 4 intervals without a call while up.",
 		}, []string{"backend", "name"}),
 	}
 }
@@ -49,40 +52,52 @@ func (m *backendMetrics) factory(backend string) probe.Factory {
 		return nil
 	}
 	return func(name string) probe.Recorder {
-		r := backendRecorder{up: m.up.WithLabelValues(backend, name), latency: map[probe.Outcome]prometheus.Observer{}}
+		r := backendRecorder{up: m.up.WithLabelValues(backend, name), latency: map[probe.Outcome]prometheus.Observer{}, checks: m.checks}
 		for _, o := range probe.Outcomes {
 			r.latency[o] = m.latency.WithLabelValues(backend, name, string(o))
 		}
-		if !m.seen(backend, name) {
+		var seen bool
+		if r.health, seen = m.health(backend, name); !seen {
 			r.up.Set(1)
 		}
 		return r
 	}
 }
 
-// seen reports whether this backend had a Recorder already (a connector
-// opened again by a reload), and notes it: its up state is kept.
-func (m *backendMetrics) seen(backend, name string) bool {
+// health is the Health of this backend, and whether it had a Recorder
+// already (a connector opened again by a reload): its state is kept.
+func (m *backendMetrics) health(backend, name string) (*probe.Health, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	key := backend + "\x00" + name
-	if m.known[key] {
-		return true
+	if h := m.known[key]; h != nil {
+		return h, true
 	}
-	m.known[key] = true
-	return false
+	h := probe.NewHealth()
+	m.known[key] = h
+	return h, false
 }
 
+// backendRecorder exports one backend's calls, and is a probe.Watcher:
+// an adapter that can check its backend on its own has it checked on
+// m.checks's schedule.
 type backendRecorder struct {
 	up      prometheus.Gauge
 	latency map[probe.Outcome]prometheus.Observer
+	health  *probe.Health
+	checks  probe.Schedule
 }
 
 func (r backendRecorder) Record(o probe.Outcome, elapsed time.Duration) {
 	r.latency[o].Observe(elapsed.Seconds())
+	r.health.Record(o, elapsed)
 	if o == probe.OK {
 		r.up.Set(1)
 	} else {
 		r.up.Set(0)
 	}
+}
+
+func (r backendRecorder) Watch(ctx context.Context, check func(context.Context)) {
+	go r.checks.Run(ctx, r.health, check)
 }

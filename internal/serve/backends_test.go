@@ -16,7 +16,7 @@ import (
 // answer sets it back; a Recorder made again for the same backend (a
 // reload) keeps its state.
 func TestBackendSeriesExistBeforeTheFirstCall(t *testing.T) {
-	m := newBackendMetrics()
+	m := newBackendMetrics(probe.Schedule{Interval: time.Second, Idle: time.Minute})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m.collectors()...)
 	ldap := m.factory("ldap").For("corp")

@@ -83,7 +83,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Runtime, error
 	r := &Runtime{cfg: cfg, opts: opts, log: opts.Log, bg: bg, stop: stop, reg: prometheus.NewRegistry(),
 		cache: identity.NewCredentialCache(*cfg.CredentialCache.Size, cfg.CredentialCache.TTL)}
 	if *cfg.Metrics.Enabled {
-		r.backends = newBackendMetrics() // before the parts that call backends open
+		r.backends = newBackendMetrics(cfg.Metrics.BackendChecks()) // before the parts that call backends open
 	}
 	if err := r.open(ctx); err != nil {
 		r.Close()
