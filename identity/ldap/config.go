@@ -9,6 +9,7 @@ import (
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/internal/probe"
 	"github.com/tollgate/tollgate/internal/secret"
 	"github.com/tollgate/tollgate/internal/yamlconf"
 )
@@ -69,7 +70,9 @@ func (c *Config) Validate() error {
 }
 
 // Open resolves the bind password and the files of c against env and builds
-// the connector; its pooled connections are closed when ctx ends.
+// the connector; its pooled connections are closed when ctx ends. Until
+// then, when env.Probe watches (the broker exports metrics), the directory
+// is also checked on its own (see Connector.check).
 func (c *Config) Open(ctx context.Context, env identity.Env) (*Connector, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -93,5 +96,8 @@ func (c *Config) Open(ctx context.Context, env identity.Env) (*Connector, error)
 		<-ctx.Done()
 		conn.Close()
 	}()
+	if !env.Check {
+		probe.Watch(ctx, cfg.Probe, conn.check)
+	}
 	return conn, nil
 }

@@ -236,6 +236,11 @@ func (c *Connector) service(ctx context.Context) (*ldap.Conn, error) {
 		}
 		break
 	}
+	return c.dialService(ctx)
+}
+
+// dialService opens a new connection bound as the service account.
+func (c *Connector) dialService(ctx context.Context) (*ldap.Conn, error) {
 	conn, err := c.dial(ctx)
 	if err != nil {
 		return nil, err
@@ -247,6 +252,22 @@ func (c *Connector) service(ctx context.Context) (*ldap.Conn, error) {
 		}
 	}
 	return conn, nil
+}
+
+// check is the directory's health check (see probe.Watch): a new
+// connection bound as the service account, the first step of every
+// login (an anonymous one only connects). Not from the pool, whose idle
+// connections say nothing of the directory now; closed after, so no
+// connection outlives the connector.
+func (c *Connector) check(ctx context.Context) {
+	done := probe.Start(c.cfg.Probe)
+	conn, err := c.dialService(ctx)
+	if err != nil {
+		err = &unavailableError{"connect", err}
+	} else {
+		conn.Close()
+	}
+	done(ctx, failure(err))
 }
 
 // release returns a healthy connection to the pool and closes a broken one.

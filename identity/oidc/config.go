@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/internal/probe"
 	"github.com/tollgate/tollgate/internal/yamlconf"
 )
 
@@ -124,6 +125,9 @@ func (c *Config) Open(ctx context.Context, env identity.Env) (*Verifier, error) 
 	}
 	if !env.Check {
 		go v.Warm(ctx) // fetch the keys before the first token arrives
+		for _, is := range v.issuers {
+			probe.Watch(ctx, is.cfg.Probe, is.check)
+		}
 	}
 	return v, nil
 }

@@ -195,20 +195,52 @@ func (is *issuer) refresh(ctx context.Context, seen *keySet) (*keySet, error) {
 	}
 	is.lastFetch = now
 	// The fetch outlives a caller that gives up: others wait for it.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), is.cfg.Timeout)
-	defer cancel()
-	done := probe.Start(is.cfg.Probe)
-	ks, err := is.fetch(fctx)
-	done(fctx, err)
+	ks, err := is.fetchRecorded(context.WithoutCancel(ctx))
 	if err != nil {
 		is.lastErr = fmt.Errorf("%w: OIDC issuer %s: %v", identity.ErrUnavailable, is.cfg.Issuer, err)
 		is.log.Warn("fetching OIDC keys failed", "err", err)
 		return nil, is.lastErr
 	}
-	ks.fetched = now
+	is.log.Info("fetched OIDC keys", "keys", len(ks.all))
+	return ks, nil
+}
+
+// check is the issuer's health check (see probe.Watch): discovery and
+// JWKS fetched as for a token. Keys that come back are used, as any
+// fetch's; a failure is only recorded, and the rate limit of fetches for
+// tokens is left alone (the check's schedule bounds its own).
+func (is *issuer) check(ctx context.Context) {
+	select {
+	case is.sem <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-is.sem }()
+	failing := is.lastErr != nil
+	ks, err := is.fetchRecorded(ctx)
+	switch {
+	case err != nil:
+		is.log.Debug("OIDC issuer check failed", "err", err)
+	case failing:
+		is.log.Info("OIDC issuer answers again", "keys", len(ks.all))
+	}
+}
+
+// fetchRecorded fetches the keys within the issuer's timeout, records the
+// call with the probe, and on success makes them the keys in use. The
+// caller holds sem.
+func (is *issuer) fetchRecorded(ctx context.Context) (*keySet, error) {
+	fctx, cancel := context.WithTimeout(ctx, is.cfg.Timeout)
+	defer cancel()
+	done := probe.Start(is.cfg.Probe)
+	ks, err := is.fetch(fctx)
+	done(fctx, err)
+	if err != nil {
+		return nil, err
+	}
+	ks.fetched = is.now()
 	is.lastErr = nil
 	is.keys.Store(ks)
-	is.log.Info("fetched OIDC keys", "keys", len(ks.all))
 	return ks, nil
 }
 

@@ -211,3 +211,68 @@ func TestBundleBackendMetrics(t *testing.T) {
 	bs.publish(revisionBundle(t, 2), "r2")
 	waitBackend(t, b, "bundle", bs.url, "up again", func(s backendState) bool { return s.up == 1 })
 }
+
+// checkEvery makes the broker check its directories and issuers on its own
+// every second while they are down, and after 4 s without a call while up.
+const checkEvery = "metrics: {backend_check_interval: 1s}\n"
+
+// TestLDAPBackendUpAgainWithoutLogin: a directory that failed a login is
+// checked on its own, so its up returns to 1 once it is back, with no
+// login at all; and a directory that goes down with nobody logging in is
+// seen down by the idle check.
+func TestLDAPBackendUpAgainWithoutLogin(t *testing.T) {
+	dir := ldaptest.Start(t, "", ldapDirectory)
+	b := startBrokerWith(t, brokerOptions{
+		identity:   ldapIdentity(dir.URL(), "2s"),
+		policyData: ldapPolicyData,
+		env:        []string{"TOLLGATE_E2E_LDAP_BIND=" + ldaptest.ReaderPass},
+		extra:      checkEvery,
+	})
+	b.passwords["gina"] = "gina-ldap-pw"
+
+	dir.Stop()
+	if status := tokenStatus(t, b, "gina"); status != http.StatusServiceUnavailable {
+		t.Fatalf("slapd down: token status %d, want 503", status)
+	}
+	down := backendOf(t, scrape(t, b), "ldap", "corp")
+	if down.up != 0 {
+		t.Fatalf("slapd down after a login: %+v, want up 0", down)
+	}
+	dir.Restart()
+	back := waitBackend(t, b, "ldap", "corp", "up again without a login", func(s backendState) bool { return s.up == 1 })
+	if back.ok <= down.ok {
+		t.Fatalf("up again with no call counted: %+v after %+v", back, down)
+	}
+
+	dir.Stop()
+	idle := waitBackend(t, b, "ldap", "corp", "seen down without a login", func(s backendState) bool { return s.up == 0 })
+	if idle.errors+idle.timeouts <= back.errors+back.timeouts {
+		t.Fatalf("down with no failure counted: %+v after %+v", idle, back)
+	}
+}
+
+// TestOIDCBackendUpAgainWithoutToken: an issuer that failed a key fetch
+// for a token is checked on its own (discovery and JWKS), so its up
+// returns to 1 once it answers again, with no token at all.
+func TestOIDCBackendUpAgainWithoutToken(t *testing.T) {
+	corp := oidctest.Start(t, oidctest.Options{Alg: "RS256", Clients: corpClients})
+	b := startBrokerWith(t, brokerOptions{identity: oidcIdentity(corp.Issuer, ""), policyData: oidcPolicyData, extra: checkEvery})
+	waitBackend(t, b, "oidc", corp.Issuer, "fetched the keys at start", func(s backendState) bool { return s.ok >= 1 })
+
+	corp.Rotate()
+	tok := corp.Token(devCI, oidcAudience) // signed with a key the broker has not fetched
+	corp.Stop()
+	time.Sleep(oidcRefetch)
+	if a := oidcToken(t, b, "Bearer "+tok, "repository:team/app:pull"); a.status != http.StatusServiceUnavailable {
+		t.Fatalf("provider down: %d %s, want 503", a.status, a.raw)
+	}
+	down := backendOf(t, scrape(t, b), "oidc", corp.Issuer)
+	if down.up != 0 {
+		t.Fatalf("provider down after a token: %+v, want up 0", down)
+	}
+	corp.Start()
+	back := waitBackend(t, b, "oidc", corp.Issuer, "up again without a token", func(s backendState) bool { return s.up == 1 })
+	if back.ok <= down.ok {
+		t.Fatalf("up again with no fetch counted: %+v after %+v", back, down)
+	}
+}
