@@ -5,15 +5,33 @@
 // CONFIG: {"port": 0, "issuer": "http://127.0.0.1:PORT", "dir": "/tmp/x",
 //          "alg": "RS256" | "ES256",
 //          "clients": [{"id": "...", "secret": "...", "ttl": 300,
-//                       "claims": {"groups": ["dev"], "sub": "..."}}]}
+//                       "claims": {"groups": ["dev"], "sub": "..."},
+//                       "device": true}],
+//          "accounts": {"alice": {"groups": ["dev"], "name": "Alice"}},
+//          "device_ttl": 600}
 //
 // It listens on 127.0.0.1:port only and issues JWT access tokens through the
 // client_credentials grant with a resource indicator (RFC 8707): the token's
 // `aud` is the requested `resource`. A client's `claims` are merged into its
 // tokens (groups, Kubernetes service-account claims, even `sub`).
 //
+// A client with "device": true is a confidential OIDC client of the device
+// authorization grant (RFC 8628) instead: grant types device_code and
+// refresh_token, refresh tokens for scope offline_access, rotated at every
+// use (reusing an old one revokes the whole grant, as strict IdPs do). Its ID
+// tokens carry the account's claims (groups, name, email) under scope openid.
+//
 // Test hooks beside the provider's own routes:
-//   GET  /admin/stats   -> {"jwks_fetches": N, "kid": "current kid"}
+//   GET  /admin/stats   -> {"jwks_fetches": N, "kid": "current kid",
+//                           "refreshes": {account: N}, "refresh_errors": N}
+//   POST /admin/device  {"user_code", "account", "claims"?, "deny"?}
+//                       -> finishes the device interaction as a browser would
+//                          after login and consent: approved as account (its
+//                          claims replaced when given), or denied
+//   POST /admin/account {"id", "claims"?, "disabled"?} -> creates or changes
+//                          an account; a disabled one fails its refreshes
+//                          with invalid_grant
+//   POST /admin/revoke  {"account"} -> revokes every grant of the account
 //   POST /admin/rotate  -> a new signing key replaces the old one, which
 //                          leaves the JWKS at once ("rotated out")
 // The signing key is kept in DIR/keys.json, so a restart on the same
@@ -45,22 +63,55 @@ function loadKeys() {
 }
 
 const clients = new Map(cfg.clients.map((c) => [c.id, c]));
+// Accounts survive a key rotation (a new Provider); so do the tokens and
+// grants, which live in the module-wide memory adapter.
+const accounts = new Map(Object.entries(cfg.accounts || {}).map(([id, claims]) => [id, { claims, disabled: false }]));
+const grantsOf = new Map(); // account -> grant ids approved through /admin/device
+const stats = { refreshes: {}, refresh_errors: 0 };
+
+async function findAccount(_ctx, id) {
+  const a = accounts.get(id);
+  if (!a || a.disabled) return undefined;
+  return { accountId: id, claims: async () => ({ ...a.claims, sub: id }) };
+}
+
+function clientMetadata(c) {
+  const base = {
+    client_id: c.id,
+    client_secret: c.secret,
+    redirect_uris: [],
+    response_types: [],
+    token_endpoint_auth_method: 'client_secret_post',
+    id_token_signed_response_alg: alg,
+  };
+  if (c.device) {
+    return { ...base, grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'] };
+  }
+  return { ...base, grant_types: ['client_credentials'] };
+}
 
 function makeProvider(jwks) {
   const provider = new Provider(cfg.issuer, {
     jwks,
-    clients: cfg.clients.map((c) => ({
-      client_id: c.id,
-      client_secret: c.secret,
-      grant_types: ['client_credentials'],
-      redirect_uris: [],
-      response_types: [],
-      token_endpoint_auth_method: 'client_secret_post',
-      id_token_signed_response_alg: alg,
-    })),
+    clients: cfg.clients.map(clientMetadata),
+    findAccount,
+    claims: { openid: ['sub', 'groups', 'name', 'email'] },
+    // Claims in the ID token itself, not only at userinfo: the broker maps
+    // the ID token, as most IdPs (Keycloak, Entra, Okta) allow.
+    conformIdTokenClaims: false,
+    rotateRefreshToken: true,
+    ttl: {
+      DeviceCode: cfg.device_ttl || 600,
+      Grant: 14 * 24 * 3600,
+      IdToken: 600,
+      Interaction: 600,
+      RefreshToken: 14 * 24 * 3600,
+      Session: 14 * 24 * 3600,
+    },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      deviceFlow: { enabled: true },
       resourceIndicators: {
         enabled: true,
         getResourceServerInfo: (_ctx, resource, client) => ({
@@ -81,6 +132,15 @@ function makeProvider(jwks) {
     },
   });
   provider.on('server_error', (_ctx, err) => console.error('server_error', err));
+  provider.on('grant.success', (ctx) => {
+    if (ctx.oidc.params.grant_type !== 'refresh_token') return;
+    const id = ctx.oidc.account?.accountId || '?';
+    stats.refreshes[id] = (stats.refreshes[id] || 0) + 1;
+  });
+  provider.on('grant.error', (ctx, err) => {
+    if (ctx.oidc.params?.grant_type === 'refresh_token') stats.refresh_errors += 1;
+    console.error('grant.error', ctx.oidc.params?.grant_type, err.message, err.error_description || '');
+  });
   return provider;
 }
 
@@ -94,10 +154,75 @@ function json(res, status, body) {
   res.end(JSON.stringify(body));
 }
 
+async function readJSON(req) {
+  let body = '';
+  for await (const chunk of req) body += chunk;
+  return body ? JSON.parse(body) : {};
+}
+
+// finishDevice does what the provider's own device pages do once the user
+// entered the code, logged in and consented (lib/actions/authorization/
+// device.js, deviceVerificationResponse): a grant for the client, and the
+// device code marked with the account, so the next poll gets tokens.
+async function finishDevice({ user_code: userCode, account, claims, deny }) {
+  const code = await provider.DeviceCode.findByUserCode(String(userCode || '').toUpperCase().replace(/\W/g, ''));
+  if (!code || !code.isValid || code.accountId || code.error) return [404, { error: 'no pending device code for this user code' }];
+  if (deny) {
+    code.error = 'access_denied';
+    code.errorDescription = 'the user denied the request';
+    await code.save();
+    return [200, { denied: true }];
+  }
+  if (!account) return [400, { error: 'account required' }];
+  if (claims) accounts.set(account, { claims, disabled: false });
+  if (!accounts.has(account)) return [404, { error: `no account ${account}` }];
+  const scope = code.params.scope || 'openid';
+  const grant = new provider.Grant({ accountId: account, clientId: code.clientId });
+  grant.addOIDCScope(scope);
+  const grantId = await grant.save();
+  grantsOf.set(account, [...(grantsOf.get(account) || []), grantId]);
+  Object.assign(code, { accountId: account, grantId, scope, authTime: Math.floor(Date.now() / 1000) });
+  await code.save();
+  return [200, { approved: account, grant_id: grantId }];
+}
+
+async function revokeGrants({ account }) {
+  const ids = grantsOf.get(account) || [];
+  await Promise.all(ids.flatMap((id) => [
+    provider.Grant.adapter.destroy(id),
+    provider.RefreshToken.revokeByGrantId(id),
+    provider.AccessToken.revokeByGrantId(id),
+  ]));
+  grantsOf.delete(account);
+  return [200, { revoked: ids.length }];
+}
+
+function changeAccount({ id, claims, disabled }) {
+  if (!id) return [400, { error: 'id required' }];
+  const a = accounts.get(id) || { claims: {}, disabled: false };
+  if (claims) a.claims = claims;
+  if (disabled !== undefined) a.disabled = Boolean(disabled);
+  accounts.set(id, a);
+  return [200, { id, ...a }];
+}
+
+const adminPosts = {
+  '/admin/device': finishDevice,
+  '/admin/account': changeAccount,
+  '/admin/revoke': revokeGrants,
+};
+
 const server = createServer((req, res) => {
   const path = new URL(req.url, 'http://x').pathname;
   if (path === '/admin/stats' && req.method === 'GET') {
-    json(res, 200, { jwks_fetches: jwksFetches, kid: jwks.keys[0].kid });
+    json(res, 200, { jwks_fetches: jwksFetches, kid: jwks.keys[0].kid, ...stats });
+    return;
+  }
+  if (adminPosts[path] && req.method === 'POST') {
+    readJSON(req)
+      .then((body) => adminPosts[path](body))
+      .then(([status, out]) => json(res, status, out))
+      .catch((err) => json(res, 500, { error: String(err) }));
     return;
   }
   if (path === '/admin/rotate' && req.method === 'POST') {

@@ -3,6 +3,7 @@
 package oidctest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,12 +23,15 @@ import (
 )
 
 // Client is an OAuth2 client of the provider. Its tokens come from the
-// client_credentials grant and carry Claims (which may replace `sub`).
+// client_credentials grant and carry Claims (which may replace `sub`). A
+// Device client instead uses the device authorization grant and refresh
+// tokens (rotated at every use) for the Accounts that approve it.
 type Client struct {
 	ID     string         `json:"id"`
 	Secret string         `json:"secret"`
 	TTL    int            `json:"ttl,omitempty"` // token lifetime in seconds; 300 when 0
 	Claims map[string]any `json:"claims,omitempty"`
+	Device bool           `json:"device,omitempty"`
 }
 
 // Options configure a provider.
@@ -35,6 +39,11 @@ type Options struct {
 	// Alg is the signing algorithm: RS256 (default) or ES256.
 	Alg     string
 	Clients []Client
+	// Accounts are the users who can approve device codes, by account id
+	// (their `sub`), with the claims of their ID tokens (groups, name).
+	Accounts map[string]map[string]any
+	// DeviceTTL is the lifetime of a device code in seconds; 600 when 0.
+	DeviceTTL int
 }
 
 // Provider is one oidc-provider process.
@@ -76,7 +85,8 @@ func New(t testing.TB, o Options) *Provider {
 	}
 	p := &Provider{t: t, dir: t.TempDir(), port: testenv.FreePort(t), node: node, script: script}
 	p.Issuer = fmt.Sprintf("http://127.0.0.1:%d", p.port)
-	cfg, err := json.Marshal(map[string]any{"port": p.port, "issuer": p.Issuer, "dir": p.dir, "alg": o.Alg, "clients": o.Clients})
+	cfg, err := json.Marshal(map[string]any{"port": p.port, "issuer": p.Issuer, "dir": p.dir, "alg": o.Alg,
+		"clients": o.Clients, "accounts": o.Accounts, "device_ttl": o.DeviceTTL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +196,7 @@ func (p *Provider) Rotate() string {
 	var out struct {
 		Kid string `json:"kid"`
 	}
-	p.admin(http.MethodPost, "/admin/rotate", &out)
+	p.admin(http.MethodPost, "/admin/rotate", nil, &out)
 	return out.Kid
 }
 
@@ -196,7 +206,7 @@ func (p *Provider) JWKSFetches() int {
 	var out struct {
 		Fetches int `json:"jwks_fetches"`
 	}
-	p.admin(http.MethodGet, "/admin/stats", &out)
+	p.admin(http.MethodGet, "/admin/stats", nil, &out)
 	return out.Fetches
 }
 
@@ -207,22 +217,82 @@ func (p *Provider) JWKS() []map[string]any {
 	var out struct {
 		Keys []map[string]any `json:"keys"`
 	}
-	p.admin(http.MethodGet, "/jwks", &out)
+	p.admin(http.MethodGet, "/jwks", nil, &out)
 	return out.Keys
 }
 
-func (p *Provider) admin(method, path string, out any) {
+// ApproveDevice finishes the device interaction of userCode as account,
+// as the provider's pages do after login and consent; claims, when not nil,
+// replace the account's claims first.
+func (p *Provider) ApproveDevice(userCode, account string, claims map[string]any) {
 	p.t.Helper()
-	req, _ := http.NewRequest(method, p.Issuer+path, nil)
+	p.admin(http.MethodPost, "/admin/device", map[string]any{"user_code": userCode, "account": account, "claims": claims}, nil)
+}
+
+// DenyDevice finishes the device interaction of userCode with the user
+// refusing: the next poll gets access_denied.
+func (p *Provider) DenyDevice(userCode string) {
+	p.t.Helper()
+	p.admin(http.MethodPost, "/admin/device", map[string]any{"user_code": userCode, "deny": true}, nil)
+}
+
+// SetClaims replaces an account's claims (its groups): the next ID token,
+// from the next refresh, carries them.
+func (p *Provider) SetClaims(account string, claims map[string]any) {
+	p.t.Helper()
+	p.admin(http.MethodPost, "/admin/account", map[string]any{"id": account, "claims": claims}, nil)
+}
+
+// DisableAccount makes every refresh of the account's tokens fail with invalid_grant.
+func (p *Provider) DisableAccount(account string) {
+	p.t.Helper()
+	p.admin(http.MethodPost, "/admin/account", map[string]any{"id": account, "disabled": true}, nil)
+}
+
+// RevokeGrants revokes every grant the account approved, with its tokens.
+func (p *Provider) RevokeGrants(account string) {
+	p.t.Helper()
+	p.admin(http.MethodPost, "/admin/revoke", map[string]any{"account": account}, nil)
+}
+
+// Refreshes is how many refresh grants of account succeeded, and how many
+// refresh grants failed in all.
+func (p *Provider) Refreshes(account string) (ok, failed int) {
+	p.t.Helper()
+	var out struct {
+		Refreshes map[string]int `json:"refreshes"`
+		Errors    int            `json:"refresh_errors"`
+	}
+	p.admin(http.MethodGet, "/admin/stats", nil, &out)
+	return out.Refreshes[account], out.Errors
+}
+
+// admin calls a test hook with body as JSON (none when nil) and decodes its
+// answer into out (ignored when nil).
+func (p *Provider) admin(method, path string, body, out any) {
+	p.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, p.Issuer+path, rd)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		p.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		p.t.Fatalf("%s %s: %s", method, path, resp.Status)
+		p.t.Fatalf("%s %s: %s %s\n%s", method, path, resp.Status, raw, p.Log())
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	if out == nil {
+		return
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
 		p.t.Fatalf("%s %s: %v", method, path, err)
 	}
 }
