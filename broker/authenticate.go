@@ -86,6 +86,10 @@ func (s *Server) refreshLogin(ctx context.Context, req *tokenRequest) (identity.
 	if err := s.checkRevoked(ctx, claims); err != nil {
 		return identity.Identity{}, err
 	}
+	if claims.SessionID != "" {
+		req.sessionID = claims.SessionID
+		return s.sessionLogin(ctx, req.svc, claims)
+	}
 	prev := identity.Identity{Subject: claims.Subject, Connector: claims.Connector, Claims: claims.Claims, Credential: claims.Credential}
 	if claims.ExpiresAt != nil {
 		prev.Expiry = claims.ExpiresAt.Time

@@ -28,6 +28,12 @@ var (
 	kindUnavailable      = &errorKind{http.StatusServiceUnavailable, "UNAVAILABLE", "temporarily_unavailable"}
 	kindThrottled        = &errorKind{http.StatusTooManyRequests, "TOOMANYREQUESTS", "temporarily_unavailable"}
 	kindInternal         = &errorKind{http.StatusInternalServerError, "INTERNAL", "server_error"}
+	// The answers to a device-login poll (RFC 8628 §3.5).
+	kindPending      = &errorKind{http.StatusBadRequest, "UNAUTHORIZED", "authorization_pending"}
+	kindSlowDown     = &errorKind{http.StatusBadRequest, "TOOMANYREQUESTS", "slow_down"}
+	kindExpiredToken = &errorKind{http.StatusBadRequest, "UNAUTHORIZED", "expired_token"}
+	kindAccessDenied = &errorKind{http.StatusBadRequest, "DENIED", "access_denied"}
+	kindBadGrant     = &errorKind{http.StatusBadRequest, "UNAUTHORIZED", "invalid_grant"}
 	// kindCancelled is a request whose client went away before it was
 	// answered: logged and counted as such, never written (nobody reads it).
 	kindCancelled = &errorKind{statusClientClosed, "CANCELLED", ""}

@@ -49,6 +49,8 @@ type tokenRequest struct {
 	account  string
 	clientID string
 	addr     string // the client's address, for throttling and the policy
+	// sessionID is the login session of a session-bound refresh token.
+	sessionID string
 }
 
 type tokenResponse struct {
@@ -163,7 +165,7 @@ func (s *Server) refreshToken(req *tokenRequest, key *Key, id identity.Identity,
 	if !req.offline || req.grant == "refresh_token" || ttl <= 0 || id.Anonymous {
 		return "", nil
 	}
-	tok, err := req.svc.signRefresh(key, id, now, ttl)
+	tok, err := req.svc.signRefresh(key, id, "", now, ttl)
 	if errors.Is(err, errRefreshTooLarge) {
 		// Better none than one this broker would refuse.
 		s.log.Warn("refresh token not issued", "subject", id.Subject, "connector", id.Connector, "err", err)
@@ -452,6 +454,9 @@ func (d *decision) log(l *slog.Logger, r *http.Request, status int, outcome stri
 	}
 	if d.id != nil {
 		attrs = append(attrs, slog.String("subject", d.id.Subject), slog.String("connector", d.id.Connector))
+	}
+	if d.req != nil && d.req.sessionID != "" {
+		attrs = append(attrs, slog.String("session_id", d.req.sessionID))
 	}
 	if status == http.StatusOK {
 		granted := make([]string, len(d.grant.access))

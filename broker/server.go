@@ -72,6 +72,9 @@ type Options struct {
 	ReadyDetail func() []string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Sessions, when set, serve device login (/login/device) and the
+	// login sessions behind its refresh tokens.
+	Sessions *SessionOptions
 }
 
 // Server serves the token endpoint, the published keys and health checks.
@@ -85,6 +88,9 @@ type Server struct {
 	draining atomic.Bool
 	reuse    *tokenReuse
 	signing  singleflight.Group // reuse keys being signed
+	// revalidating runs one re-validation per session at a time.
+	revalidating singleflight.Group
+	polls        *devicePolls
 }
 
 // minTokenTTL is the shortest lifetime the broker signs: clients assume 60
@@ -124,6 +130,15 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("GET /certs.pem", s.handleCerts)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
 	mux.HandleFunc("GET /readyz", s.handleReady)
+	if so := opts.Sessions; so != nil && len(so.Devices) > 0 {
+		if so.Store == nil || so.Sealer == nil || so.MaxLifetime <= 0 || so.Idle <= 0 {
+			return nil, fmt.Errorf("device login needs a session store, a sealer, a maximum lifetime and an idle time")
+		}
+		s.polls = newDevicePolls()
+		mux.HandleFunc("POST /login/device", s.handleDeviceStart)
+		mux.HandleFunc("POST /login/device/token", s.handleDevicePoll)
+		mux.HandleFunc("POST /logout", s.handleLogout)
+	}
 	s.mux = mux
 	return s, nil
 }

@@ -146,6 +146,7 @@ type refreshClaims struct {
 	Connector  string         `json:"connector"`
 	Credential string         `json:"cred"`
 	Claims     map[string]any `json:"claims,omitempty"`
+	SessionID  string         `json:"sid"`
 }
 
 type refreshClaimsOut struct {
@@ -163,6 +164,9 @@ type refreshClaimsOut struct {
 	// Claims are those of an identity that cannot be looked up again (one
 	// with an Expiry, from an OIDC token), for its connector's Refresh.
 	Claims map[string]any `json:"claims,omitempty"`
+	// SessionID binds the token to a login session (device login): it is
+	// good while the session lives. Never the provider's token itself.
+	SessionID string `json:"sid,omitempty"`
 }
 
 // errRefreshTooLarge is a refresh token that would be longer than the
@@ -173,7 +177,7 @@ var errRefreshTooLarge = errors.New("refresh token longer than the broker accept
 // claims are encoded without HTML escaping, which would make each <, > or
 // & of a carried claim six bytes: the payload is base64 in a JWT, never
 // read as HTML.
-func (svc *Service) signRefresh(k *Key, id identity.Identity, now time.Time, ttl time.Duration) (string, error) {
+func (svc *Service) signRefresh(k *Key, id identity.Identity, sid string, now time.Time, ttl time.Duration) (string, error) {
 	var claims map[string]any
 	if !id.Expiry.IsZero() {
 		claims = id.Claims
@@ -192,6 +196,7 @@ func (svc *Service) signRefresh(k *Key, id identity.Identity, now time.Time, ttl
 		Connector:  id.Connector,
 		Credential: id.Credential,
 		Claims:     claims,
+		SessionID:  sid,
 	})
 	if err != nil {
 		return "", err
@@ -227,7 +232,7 @@ func (svc *Service) verifyRefresh(raw string, now time.Time) (*refreshClaims, er
 		jwt.WithTimeFunc(func() time.Time { return now }),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errBadRefresh, err)
+		return nil, fmt.Errorf("%w: %w", errBadRefresh, err)
 	}
 	if c.TokenUse != refreshUse || c.Subject == "" {
 		return nil, fmt.Errorf("%w: not a refresh token", errBadRefresh)

@@ -17,6 +17,9 @@ type Connector struct {
 	Decoy    Decoy
 	Names    Unguessable // the names whose secrets cannot be guessed
 	Uncached bool        // its logins are never served from the credential cache
+	// Device signs users in with the device authorization grant; nil for
+	// a connector without device login.
+	Device DeviceConnector
 }
 
 // NewConnector finds adapter's capabilities once. An adapter that checks no
@@ -31,6 +34,9 @@ func NewConnector(name string, adapter any) (Connector, error) {
 	c.Decoy, _ = adapter.(Decoy)
 	c.Names, _ = adapter.(Unguessable)
 	_, c.Uncached = adapter.(Uncached)
+	if d, ok := adapter.(interface{ DeviceLogin() DeviceConnector }); ok {
+		c.Device = d.DeviceLogin()
+	}
 	if c.Password == nil && c.Token == nil {
 		return Connector{}, fmt.Errorf("connector %s: %T checks no password and verifies no token", name, adapter)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/internal/probe"
+	"github.com/tollgate/tollgate/internal/secret"
 	"github.com/tollgate/tollgate/internal/yamlconf"
 )
 
@@ -53,6 +54,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, yamlconf.Errorf(p+".issuer", "%q is configured twice", ic.Issuer))
 		}
 		seen[ic.Issuer] = true
+	}
+	if c.DeviceLogin != nil {
+		errs = append(errs, yamlconf.Prefix("device_login", c.DeviceLogin.validate(c.Issuers)))
 	}
 	return errors.Join(errs...)
 }
@@ -122,6 +126,14 @@ func (c *Config) Open(ctx context.Context, env identity.Env) (*Verifier, error) 
 	v, err := New(cfg, env.Logger())
 	if err != nil {
 		return nil, err
+	}
+	if d := c.DeviceLogin; d != nil {
+		clientSecret, err := secret.Resolve(d.ClientSecret, d.ClientSecretEnv, d.ClientSecretFile, env.BaseDir)
+		if err != nil {
+			return nil, yamlconf.Prefix("device_login.client_secret", err)
+		}
+		i, _ := d.issuerIndex(c.Issuers) // validated
+		v.device = newDeviceClient(d, v.issuers[c.Issuers[i].Issuer], clientSecret)
 	}
 	if !env.Check {
 		go v.Warm(ctx) // fetch the keys before the first token arrives

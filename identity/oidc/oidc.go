@@ -96,6 +96,9 @@ type IssuerConfig struct {
 // Config configures a Verifier.
 type Config struct {
 	Issuers []IssuerConfig `yaml:"issuers"`
+	// DeviceLogin, when set, offers single sign-on through the broker
+	// with one of the issuers (POST /login/device).
+	DeviceLogin *DeviceLoginConfig `yaml:"device_login"`
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time `yaml:"-"`
 }
@@ -110,6 +113,7 @@ var (
 // identity.TokenConnector and identity.RefreshConnector.
 type Verifier struct {
 	issuers map[string]*issuer
+	device  *deviceClient // nil without device_login
 	now     func() time.Time
 	log     *slog.Logger
 }
@@ -132,6 +136,15 @@ func New(cfg Config, log *slog.Logger) (*Verifier, error) {
 		v.issuers[ic.Issuer] = newIssuer(ic, v.now, log.With("issuer", ic.Issuer))
 	}
 	return v, nil
+}
+
+// DeviceLogin is the device-login client of the connector; nil when it
+// has no device_login.
+func (v *Verifier) DeviceLogin() identity.DeviceConnector {
+	if v.device == nil {
+		return nil
+	}
+	return v.device
 }
 
 // Warm fetches every issuer's keys once, so the first token does not wait.

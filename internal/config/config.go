@@ -49,6 +49,7 @@ type Config struct {
 	Redis           *RedisConfig   `yaml:"redis"`
 	CredentialCache CacheConfig    `yaml:"credential_cache"`
 	Log             LogConfig      `yaml:"log"`
+	Sessions        SessionsConfig `yaml:"sessions"`
 
 	baseDir string    // directory of the config file, for relative paths
 	path    string    // the config file, read again on SIGHUP
@@ -149,6 +150,27 @@ func (c *Config) OPADocument() ([]byte, error) {
 	}
 	return doc, nil
 }
+
+// SessionsConfig is how long device-login sessions live and the key that
+// seals what the broker keeps of the identity provider.
+type SessionsConfig struct {
+	// MaxLifetime ends a session this long after its login (default 720h).
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
+	// Idle ends a session not refreshed for this long (default 168h).
+	Idle time.Duration `yaml:"idle"`
+	// Key is 32 bytes in base64, from the value, an environment variable
+	// or a file; every replica needs the same. Without one, a key is
+	// generated into state_dir/session.key.
+	Key     secret.Secret `yaml:"key"`
+	KeyEnv  string        `yaml:"key_env"`
+	KeyFile string        `yaml:"key_file"`
+}
+
+// SessionsFile is where login sessions live without Redis.
+func (c *Config) SessionsFile() string { return filepath.Join(c.StateDir, "sessions.json") }
+
+// SessionKeyFile is where a generated session key is kept.
+func (c *Config) SessionKeyFile() string { return filepath.Join(c.StateDir, "session.key") }
 
 // TLSConfig serves the broker over HTTPS (TLS 1.2 or later).
 type TLSConfig struct {
@@ -356,6 +378,8 @@ func (c *Config) setDefaults() {
 	if c.StateDir == "" {
 		c.StateDir = c.baseDir
 	}
+	c.Sessions.MaxLifetime = cmp.Or(c.Sessions.MaxLifetime, 30*24*time.Hour)
+	c.Sessions.Idle = cmp.Or(c.Sessions.Idle, 7*24*time.Hour)
 	if c.Metrics.Enabled == nil {
 		c.Metrics.Enabled = ptr(true)
 	}
@@ -520,6 +544,14 @@ func (c *Config) Validate() error {
 		if err := secret.Check(c.Redis.Password, c.Redis.PasswordEnv, c.Redis.PasswordFile); err != nil {
 			bad("redis.password", "%v", err)
 		}
+	}
+	if sc := c.Sessions; sc.MaxLifetime < 0 || sc.Idle < 0 {
+		bad("sessions", "max_lifetime and idle must not be negative")
+	}
+	if err := secret.Check(c.Sessions.Key, c.Sessions.KeyEnv, c.Sessions.KeyFile); err != nil {
+		bad("sessions.key", "%v", err)
+	} else if c.Redis != nil && c.DeviceLogin() && !secret.Given(c.Sessions.Key, c.Sessions.KeyEnv, c.Sessions.KeyFile) {
+		bad("sessions.key", "required with redis and device_login: every replica must open the sessions the others sealed")
 	}
 	if c.Policy.MaxBundleFiles < 0 {
 		bad("policy.max_bundle_files", "must not be negative (0: the default, %d)", bundles.DefaultMaxFiles)

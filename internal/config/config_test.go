@@ -99,6 +99,11 @@ func TestConfigErrorsNameTheirPath(t *testing.T) {
 		{"reuse too long", strings.Replace(validConfig, "keys: keys", "keys: keys\n    token_reuse: 30s", 1),
 			[]string{"services[0].token_reuse: between 0s (sign every token) and 10s"}},
 		{"bad duration", strings.Replace(validConfig, "keys: keys", "keys: keys\n    token_ttl: soon", 1), []string{"soon"}},
+		{"negative session idle", validConfig + "sessions: {idle: -1h}\n", []string{"sessions: max_lifetime and idle must not be negative at line 11"}},
+		{"two session keys", validConfig + "sessions: {key: a, key_file: b}\n", []string{"sessions.key: give only one of the value, _env and _file"}},
+		{"shared sessions need a key", strings.Replace(validConfig, "  - {name: local, type: htpasswd, file: users}\n",
+			"  - {name: sso, type: oidc, issuers: [{issuer: https://idp.example.com, audience: r}], device_login: {client_id: c, client_secret: s}}\n", 1) +
+			"redis: {addr: 127.0.0.1:6379}\n", []string{"sessions.key: required with redis and device_login"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

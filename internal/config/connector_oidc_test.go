@@ -112,6 +112,18 @@ func TestOIDCConnectorConfigErrors(t *testing.T) {
 		"bad ca_file":  {"issuers: [{issuer: https://idp.example.com, audience: r, ca_file: /nonexistent}]", "identity[0].issuers[0].ca_file: open /nonexistent"},
 		"long leeway":  {"issuers: [{issuer: https://idp.example.com, audience: r, leeway: 1h}]", "identity[0].issuers[0].leeway: at most"},
 		"audience map": {"issuers: [{issuer: https://idp.example.com, audience: {a: b}}]", "identity[0].issuers[0].audience: want a string or a list of strings at line 8"},
+		"device login without client": {"issuers: [{issuer: https://idp.example.com, audience: r}], device_login: {client_secret: s}",
+			"identity[0].device_login.client_id: required: the broker's client id at the provider at line 8"},
+		"device login without secret": {"issuers: [{issuer: https://idp.example.com, audience: r}], device_login: {client_id: c}",
+			"identity[0].device_login.client_secret: required"},
+		"device login, two secrets": {"issuers: [{issuer: https://idp.example.com, audience: r}], device_login: {client_id: c, client_secret: s, client_secret_env: E}",
+			"identity[0].device_login.client_secret: give only one"},
+		"device login, other issuer": {"issuers: [{issuer: https://idp.example.com, audience: r}], device_login: {issuer: https://x.example.com, client_id: c, client_secret: s}",
+			`identity[0].device_login.issuer: "https://x.example.com" is not one of the connector's issuers`},
+		"device login, secret env unset": {"issuers: [{issuer: https://idp.example.com, audience: r}], device_login: {client_id: c, client_secret_env: TOLLGATE_TEST_UNSET}",
+			"identity[0].device_login.client_secret: environment variable TOLLGATE_TEST_UNSET is not set"},
+		"device login, typo": {"issuers: [{issuer: https://idp.example.com, audience: r}], device_login: {client_id: c, client_secret: s, revalidate: 1m}",
+			"identity[0].device_login.revalidate: unknown key"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := strings.Replace(validConfig, "  - {name: local, type: htpasswd, file: users}\n",

@@ -162,3 +162,13 @@ func (c *Config) BuildChain(env ConnectorEnv) (*identity.Chain, error) {
 	}
 	return identity.NewChain(conns, env.Cache), nil
 }
+
+// DeviceLogin reports whether a connector offers device login.
+func (c *Config) DeviceLogin() bool {
+	for _, ic := range c.Identity {
+		if oc, ok := ic.Config.(*oidc.Config); ok && oc.DeviceLogin != nil {
+			return true
+		}
+	}
+	return false
+}

@@ -80,6 +80,11 @@ func (r *Runtime) build(cfg *config.Config, prev map[string]*liveConnector) (*ge
 	if err != nil {
 		return nil, err
 	}
+	sessions, err := r.sessionOptions(cfg, live)
+	if err != nil {
+		retire(live, prev, 0)
+		return nil, err
+	}
 	srv, err := broker.New(broker.Options{
 		ClientAddress: clientAddr,
 		Services:      services,
@@ -93,6 +98,7 @@ func (r *Runtime) build(cfg *config.Config, prev map[string]*liveConnector) (*ge
 		Logger:        r.log,
 		Ready:         r.ready,
 		ReadyDetail:   r.readyDetail,
+		Sessions:      sessions,
 	})
 	if err != nil {
 		retire(live, prev, 0)

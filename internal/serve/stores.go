@@ -25,6 +25,7 @@ import (
 type sharedStores struct {
 	counters    broker.CounterStore
 	revocations broker.Revocations
+	sessions    broker.SessionStore
 	redis       *redisstore.Store // nil without Redis
 	close       func()
 }
@@ -53,7 +54,7 @@ func openSharedStores(ctx, bg context.Context, cfg *config.Config, log *slog.Log
 	if !check {
 		go fr.Watch(wctx, time.Second, log)
 	}
-	return &sharedStores{counters: local, revocations: fr, close: cancel}, nil
+	return &sharedStores{counters: local, revocations: fr, sessions: broker.NewFileSessions(cfg.SessionsFile()), close: cancel}, nil
 }
 
 func openRedisStores(ctx, bg context.Context, cfg *config.Config, log *slog.Logger, local broker.CounterStore, check bool, rec probe.Recorder) (*sharedStores, error) {
@@ -64,7 +65,8 @@ func openRedisStores(ctx, bg context.Context, cfg *config.Config, log *slog.Logg
 	sctx, cancel := context.WithCancel(bg)
 	st := &sharedStores{
 		counters: &broker.FallbackCounters{Shared: rs, Local: local}, revocations: rs, redis: rs,
-		close: func() { cancel(); rs.Close() },
+		sessions: broker.NewFileSessions(cfg.SessionsFile()), // TODO(issue 17): Redis sessions
+		close:    func() { cancel(); rs.Close() },
 	}
 	if check {
 		return st, nil

@@ -49,7 +49,8 @@ func TestReadmeConfigReferenceIsValid(t *testing.T) {
 		cp etc/tollgate/tls.crt var/run/secrets/kubernetes.io/serviceaccount/ca.crt
 		touch etc/tollgate/htpasswd
 		"$TG" robot create ci --scope repository:x:pull --expires 1d --file etc/tollgate/robots.json >/dev/null 2>&1
-		echo secret > run/secrets/ldap-bind && echo secret > run/secrets/redis`)
+		echo secret > run/secrets/ldap-bind && echo secret > run/secrets/redis && echo secret > run/secrets/sso-client
+		head -c 32 /dev/urandom | base64 > run/secrets/session-key`)
 	// policy.signing asks for a signed bundle: the policy directory is one.
 	key, pub := testenv.WriteES256KeyPair(t, dir)
 	sh(`cp ` + pub + ` etc/tollgate/bundle-pub.pem

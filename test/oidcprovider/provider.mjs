@@ -23,7 +23,8 @@
 //
 // Test hooks beside the provider's own routes:
 //   GET  /admin/stats   -> {"jwks_fetches": N, "kid": "current kid",
-//                           "refreshes": {account: N}, "refresh_errors": N}
+//                           "refreshes": {account: N}, "refresh_errors": N,
+//                           "refresh_tokens": [every refresh token issued]}
 //   POST /admin/device  {"user_code", "account", "claims"?, "deny"?}
 //                       -> finishes the device interaction as a browser would
 //                          after login and consent: approved as account (its
@@ -67,7 +68,7 @@ const clients = new Map(cfg.clients.map((c) => [c.id, c]));
 // grants, which live in the module-wide memory adapter.
 const accounts = new Map(Object.entries(cfg.accounts || {}).map(([id, claims]) => [id, { claims, disabled: false }]));
 const grantsOf = new Map(); // account -> grant ids approved through /admin/device
-const stats = { refreshes: {}, refresh_errors: 0 };
+const stats = { refreshes: {}, refresh_errors: 0, refresh_tokens: [] };
 
 async function findAccount(_ctx, id) {
   const a = accounts.get(id);
@@ -132,6 +133,8 @@ function makeProvider(jwks) {
     },
   });
   provider.on('server_error', (_ctx, err) => console.error('server_error', err));
+  // Opaque tokens are their jti: a test can look for them where they must not be.
+  provider.on('refresh_token.saved', (token) => stats.refresh_tokens.push(token.jti));
   provider.on('grant.success', (ctx) => {
     if (ctx.oidc.params.grant_type !== 'refresh_token') return;
     const id = ctx.oidc.account?.accountId || '?';

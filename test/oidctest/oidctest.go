@@ -267,6 +267,16 @@ func (p *Provider) Refreshes(account string) (ok, failed int) {
 	return out.Refreshes[account], out.Errors
 }
 
+// RefreshTokens are the values of every refresh token the provider issued.
+func (p *Provider) RefreshTokens() []string {
+	p.t.Helper()
+	var out struct {
+		Tokens []string `json:"refresh_tokens"`
+	}
+	p.admin(http.MethodGet, "/admin/stats", nil, &out)
+	return out.Tokens
+}
+
 // admin calls a test hook with body as JSON (none when nil) and decodes its
 // answer into out (ignored when nil).
 func (p *Provider) admin(method, path string, body, out any) {
