@@ -138,8 +138,14 @@ func (f *FileSessions) Create(_ context.Context, s *Session) error {
 func (f *FileSessions) Update(_ context.Context, s *Session) (bool, error) {
 	ok := false
 	err := f.edit(func(m map[string]*Session) {
-		if _, ok = m[s.ID]; ok {
-			m[s.ID] = s
+		var prev *Session
+		if prev, ok = m[s.ID]; ok {
+			// A use recorded since s was read stays recorded.
+			next := *s
+			if prev.LastUsed.After(next.LastUsed) {
+				next.LastUsed = prev.LastUsed
+			}
+			m[s.ID] = &next
 		}
 	})
 	return ok, err

@@ -99,6 +99,8 @@ func TestFlagsAfterArgumentsWorkForEveryCommand(t *testing.T) {
 		{"token inspect", []string{"--need", "repository:a:push", "--format", "json", "TOKEN"}, []string{"TOKEN", "--need", "repository:a:push", "--format", "json"}},
 		{"token inspect", []string{"--broker", "http://b", "-"}, []string{"-", "--broker", "http://b"}},
 		{"token revoke", []string{"--config", "c.yaml", "--subject", "bob"}, []string{"--subject", "bob", "--config", "c.yaml"}},
+		{"session list", []string{"--config", "c.yaml", "--user", "dana"}, []string{"--user", "dana", "--config", "c.yaml"}},
+		{"session revoke", []string{"--config", "c.yaml", "S1"}, []string{"S1", "--config", "c.yaml"}},
 		{"doctor", []string{"--registry-config", "r.yml", "--registry-url", "http://r"}, []string{"--registry-url", "http://r", "--registry-config", "r.yml"}},
 		{"login", []string{"--connector", "corp", "--insecure", "r.example"}, []string{"r.example", "--connector", "corp", "--insecure"}},
 		{"logout", []string{"--insecure", "r.example"}, []string{"r.example", "--insecure"}},

@@ -61,6 +61,7 @@ Start with no configuration to get a development broker:
 			bundleCommand(),
 			robotCommand(),
 			tokenCommand(),
+			sessionCommand(),
 			doctorCommand(),
 			loginCommand(),
 			logoutCommand(),

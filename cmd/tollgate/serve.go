@@ -25,7 +25,8 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "run the token broker",
 		Description: `Serves GET and POST /token, /.well-known/jwks.json, /certs.pem, /healthz,
-/readyz and /metrics (or /metrics on metrics.listen). Without --config it runs a development broker: example users with
+/readyz and /metrics (or /metrics on metrics.listen), and with device_login on an
+OIDC connector POST /login/device, /login/device/token and /logout. Without --config it runs a development broker: example users with
 generated passwords, the default policy, and a key created on first start, all
 kept in --state-dir; it prints how to point a registry and a client at it.
 

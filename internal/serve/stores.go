@@ -65,7 +65,7 @@ func openRedisStores(ctx, bg context.Context, cfg *config.Config, log *slog.Logg
 	sctx, cancel := context.WithCancel(bg)
 	st := &sharedStores{
 		counters: &broker.FallbackCounters{Shared: rs, Local: local}, revocations: rs, redis: rs,
-		sessions: broker.NewFileSessions(cfg.SessionsFile()), // TODO(issue 17): Redis sessions
+		sessions: rs.Sessions(),
 		close:    func() { cancel(); rs.Close() },
 	}
 	if check {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,14 +16,20 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/test/oidctest"
+	"github.com/tollgate/tollgate/test/redistest"
 )
 
 // ssoClient is the broker's client at the corporate provider.
 var ssoClient = oidctest.Client{ID: "tollgate-sso", Secret: rand.Text(), Device: true}
 
 // ssoIdentity is a connector "sso" offering device login with the provider;
-// sessions are re-validated when their last check is revalidate old.
-func ssoIdentity(issuer, revalidate string) string {
+// sessions are re-validated when their last check is revalidate old; the
+// client secret comes from the environment (SSO_CLIENT_SECRET) or secretFile.
+func ssoIdentity(issuer, revalidate, secretFile string) string {
+	secret := "client_secret_env: SSO_CLIENT_SECRET"
+	if secretFile != "" {
+		secret = fmt.Sprintf("client_secret_file: %q", secretFile)
+	}
 	return fmt.Sprintf(`  - name: sso
     type: oidc
     issuers:
@@ -32,9 +39,9 @@ func ssoIdentity(issuer, revalidate string) string {
         timeout: 2s
     device_login:
       client_id: %s
-      client_secret_env: SSO_CLIENT_SECRET
+      %s
       revalidate_after: %s
-`, issuer, oidcAudience, ssoClient.ID, revalidate)
+`, issuer, oidcAudience, ssoClient.ID, secret, revalidate)
 }
 
 // ssoBroker starts a provider (device codes live ttl seconds) and a broker
@@ -43,7 +50,7 @@ func ssoBroker(t *testing.T, deviceTTL int) (*oidctest.Provider, *broker) {
 	t.Helper()
 	p := oidctest.Start(t, oidctest.Options{Clients: []oidctest.Client{ssoClient}, DeviceTTL: deviceTTL})
 	b := startBrokerWith(t, brokerOptions{
-		identity:   ssoIdentity(p.Issuer, "1s"),
+		identity:   ssoIdentity(p.Issuer, "1s", ""),
 		policyData: oidcPolicyData,
 		env:        []string{"SSO_CLIENT_SECRET=" + ssoClient.Secret},
 		extra:      "throttle: {max_failures_per_address: 5, window: 1m}\n",
@@ -206,6 +213,17 @@ func TestDeviceLogin(t *testing.T) {
 		}
 	})
 
+	t.Run("a session revoked with the CLI is refused at the next refresh", func(t *testing.T) {
+		rt, sid := deviceLogin(t, p, b, "jo", "registry-dev")
+		if out := tollgate(t, "", "session", "list", "--user", "jo", "--config", b.config); !strings.Contains(out, sid) || !strings.Contains(out, "oidc:registry-dev") {
+			t.Fatalf("session list does not show %s:\n%s", sid, out)
+		}
+		tollgate(t, "", "session", "revoke", sid, "--config", b.config)
+		if status, _, raw := b.refreshGrant(t, rt); status != http.StatusUnauthorized {
+			t.Fatalf("refresh after revocation: %d %s", status, raw)
+		}
+	})
+
 	t.Run("logout ends the session, twice is fine", func(t *testing.T) {
 		rt, _ := deviceLogin(t, p, b, "hal", "registry-dev")
 		for i := 0; i < 2; i++ {
@@ -255,4 +273,66 @@ func TestDeviceLogin(t *testing.T) {
 			t.Fatalf("guess after the limit: %d %v, want 429", status, body)
 		}
 	})
+}
+
+// TestDeviceLoginAcrossReplicas: two brokers share sessions through a real
+// redis-server. Either answers a poll for a handle the other gave out; when
+// both get refreshes of one session at the moment it is due, the provider
+// sees one refresh (its rotation would end the grant at a second use of the
+// same token); a revocation with the CLI is refused by both.
+func TestDeviceLoginAcrossReplicas(t *testing.T) {
+	redis := redistest.Start(t)
+	p := oidctest.Start(t, oidctest.Options{Clients: []oidctest.Client{ssoClient}})
+	dir := t.TempDir()
+	secretFile, keyFile := filepath.Join(dir, "sso-secret"), filepath.Join(dir, "session-key")
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	if os.WriteFile(secretFile, []byte(ssoClient.Secret+"\n"), 0o600) != nil || os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)), 0o600) != nil {
+		t.Fatal("writing the secrets")
+	}
+	a := startBrokerWith(t, brokerOptions{
+		identity:   ssoIdentity(p.Issuer, "1s", secretFile),
+		policyData: oidcPolicyData,
+		extra:      fmt.Sprintf("redis: {addr: %q, prefix: \"e2e:\"}\nsessions: {key_file: %q}\n", redis.Addr(), keyFile),
+	})
+	b := startReplica(t, a)
+
+	handle, code := a.deviceStart(t)
+	p.ApproveDevice(code, "ivy", map[string]any{"groups": []string{"registry-dev"}})
+	status, body := b.devicePoll(t, handle)
+	rt, _ := body["refresh_token"].(string)
+	sid, _ := body["session_id"].(string)
+	if status != http.StatusOK || rt == "" {
+		t.Fatalf("poll on the other replica: %d %v", status, body)
+	}
+	for round := 1; round <= 2; round++ {
+		time.Sleep(1100 * time.Millisecond)
+		var wg sync.WaitGroup
+		statuses := make([]int, 8)
+		for i := range statuses {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				statuses[i], _, _ = []*broker{a, b}[i%2].refreshGrant(t, rt)
+			}()
+		}
+		wg.Wait()
+		for i, s := range statuses {
+			if s != http.StatusOK {
+				t.Fatalf("round %d: refresh %d answered %d", round, i, s)
+			}
+		}
+		if ok, failed := p.Refreshes("ivy"); ok != round || failed != 0 {
+			t.Fatalf("round %d: the provider saw %d refreshes and %d failed ones, want %d and 0", round, ok, failed, round)
+		}
+	}
+	if out := tollgate(t, "", "session", "list", "--config", a.config); !strings.Contains(out, sid) {
+		t.Fatalf("session list does not show %s:\n%s", sid, out)
+	}
+	tollgate(t, "", "session", "revoke", "--user", "ivy", "--config", a.config)
+	for _, r := range []*broker{a, b} {
+		if status, _, raw := r.refreshGrant(t, rt); status != http.StatusUnauthorized {
+			t.Fatalf("refresh after revocation: %d %s", status, raw)
+		}
+	}
 }
