@@ -254,7 +254,8 @@ func (s *Server) createSession(ctx context.Context, svc *Service, connector stri
 	if login.RefreshToken == "" {
 		return nil, "", newError(kindUnavailable, nil, "the identity provider issued no refresh token (the client needs scope offline_access)")
 	}
-	sess := &Session{ID: rand.Text(), Connector: connector, Service: svc.Name, Created: now, LastUsed: now, LastValidated: now}
+	sess := &Session{ID: rand.Text(), Connector: connector, Service: svc.Name, Created: now, LastUsed: now, LastValidated: now,
+		Expires: now.Add(so.MaxLifetime)}
 	sess.setIdentity(identity.Normalize(login.Identity))
 	sess.Refresh = so.Sealer.Seal([]byte(login.RefreshToken), sessionPurpose+sess.ID)
 	key := svc.Keys.Signer(now)

@@ -34,7 +34,13 @@ type Session struct {
 	Created       time.Time `json:"created"`
 	LastUsed      time.Time `json:"last_used"`
 	LastValidated time.Time `json:"last_validated"`
+	// Expires is the end of the session's maximum lifetime: stores drop
+	// it then, used or not.
+	Expires time.Time `json:"expires"`
 }
+
+// expired reports whether the session is past its maximum lifetime.
+func (s *Session) expired(now time.Time) bool { return !s.Expires.IsZero() && !now.Before(s.Expires) }
 
 // Identity is the session's identity as last validated.
 func (s *Session) Identity() identity.Identity {
@@ -74,9 +80,18 @@ type SessionStore interface {
 // directory, read on every Get so `tollgate session revoke` takes effect at
 // the next refresh, and replaced atomically under a lock on every change.
 type FileSessions struct {
+	// Now is the clock sessions expire by; time.Now when nil.
+	Now   func() time.Time
 	path  string
 	mu    sync.Mutex
 	locks map[string]chan struct{}
+}
+
+func (f *FileSessions) now() time.Time {
+	if f.Now == nil {
+		return time.Now()
+	}
+	return f.Now()
 }
 
 // NewFileSessions keeps sessions in path.
@@ -112,7 +127,10 @@ func (f *FileSessions) Get(_ context.Context, id string) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m[id], nil
+	if s := m[id]; s != nil && !s.expired(f.now()) {
+		return s, nil
+	}
+	return nil, nil
 }
 
 // List implements SessionStore, oldest first.
@@ -122,8 +140,11 @@ func (f *FileSessions) List(_ context.Context) ([]*Session, error) {
 		return nil, err
 	}
 	out := make([]*Session, 0, len(m))
+	now := f.now()
 	for _, s := range m {
-		out = append(out, s)
+		if !s.expired(now) {
+			out = append(out, s)
+		}
 	}
 	slices.SortFunc(out, func(a, b *Session) int { return a.Created.Compare(b.Created) })
 	return out, nil
@@ -172,6 +193,12 @@ func (f *FileSessions) edit(change func(map[string]*Session)) error {
 			return nil, err
 		}
 		change(m)
+		now := f.now()
+		for id, s := range m {
+			if s.expired(now) {
+				delete(m, id)
+			}
+		}
 		data, err := json.MarshalIndent(m, "", "  ")
 		return append(data, '\n'), err
 	})

@@ -63,6 +63,9 @@ func (ss *Sessions) Create(ctx context.Context, sess *broker.Session) error {
 	return ss.s.guard(ctx, func(ctx context.Context) error {
 		_, err := ss.s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.HSet(ctx, ss.key(sess.ID), "data", data, "last_used", sess.LastUsed.UnixNano())
+			if !sess.Expires.IsZero() {
+				p.PExpireAt(ctx, ss.key(sess.ID), sess.Expires)
+			}
 			p.SAdd(ctx, ss.index(), sess.ID)
 			return nil
 		})
@@ -136,7 +139,10 @@ func (ss *Sessions) List(ctx context.Context) ([]*broker.Session, error) {
 		}
 		if sess != nil {
 			out = append(out, sess)
+			continue
 		}
+		// Expired in Redis: forget its id too.
+		_ = ss.s.guard(ctx, func(ctx context.Context) error { return ss.s.client.SRem(ctx, ss.index(), id).Err() })
 	}
 	slices.SortFunc(out, func(a, b *broker.Session) int { return a.Created.Compare(b.Created) })
 	return out, nil
