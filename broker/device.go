@@ -48,15 +48,25 @@ type deviceHandle struct {
 	Interval  int64  `json:"i"` // seconds
 }
 
-// devicePolls remembers when each handle was last polled, for slow_down.
+// devicePolls remembers when each handle was last polled, for slow_down,
+// and the handles that brought a login, so a replay here is refused
+// without asking the provider (other replicas ask it: it refuses too).
 type devicePolls struct {
 	mu   sync.Mutex
 	last *expirable.LRU[string, time.Time]
+	used *expirable.LRU[string, struct{}]
 }
 
 func newDevicePolls() *devicePolls {
-	return &devicePolls{last: expirable.NewLRU[string, time.Time](100_000, nil, time.Hour)}
+	return &devicePolls{
+		last: expirable.NewLRU[string, time.Time](100_000, nil, time.Hour),
+		used: expirable.NewLRU[string, struct{}](100_000, nil, time.Hour),
+	}
 }
+
+func (p *devicePolls) markUsed(handle string) { p.used.Add(handle, struct{}{}) }
+
+func (p *devicePolls) wasUsed(handle string) bool { return p.used.Contains(handle) }
 
 // admit records a poll of handle at now; false when the previous one was
 // less than interval ago.
@@ -210,6 +220,9 @@ func (s *Server) pollDevice(ctx context.Context, svc *Service, handle string) (a
 	}
 	attrs := []any{"service", svc.Name, "connector", h.Connector}
 	now := s.now()
+	if s.polls.wasUsed(handle) {
+		return nil, attrs, newError(kindBadGrant, nil, "device code already used")
+	}
 	if now.Unix() >= h.Expires {
 		return nil, attrs, newError(kindExpiredToken, nil, "the device code expired: start again")
 	}
@@ -224,6 +237,7 @@ func (s *Server) pollDevice(ctx context.Context, svc *Service, handle string) (a
 	if err != nil {
 		return nil, attrs, err
 	}
+	s.polls.markUsed(handle)
 	attrs = append(attrs, "subject", sess.Subject, "session_id", sess.ID)
 	return deviceTokenResponse{RefreshToken: tok, SessionID: sess.ID, Subject: sess.Subject,
 		ExpiresIn: int(so.MaxLifetime / time.Second)}, attrs, nil

@@ -261,10 +261,27 @@ func TestDeviceLogin(t *testing.T) {
 		}
 	})
 
-	t.Run("guessed device codes are refused and throttled", func(t *testing.T) {
-		handle, _ := b.deviceStart(t)
+	t.Run("provider down at re-validation: 503, never the old grant", func(t *testing.T) {
+		rt, _ := deviceLogin(t, p, b, "lee", "registry-dev")
+		p.Stop()
+		defer p.Start() // the provider comes back for the last subtest (its grants are gone)
+		time.Sleep(1100 * time.Millisecond)
+		if status, _, raw := b.refreshGrant(t, rt); status != http.StatusServiceUnavailable {
+			t.Fatalf("refresh while the provider is down: %d %s", status, raw)
+		}
+	})
+
+	t.Run("replayed and guessed device codes are refused and throttled", func(t *testing.T) {
+		handle, code := b.deviceStart(t)
+		p.ApproveDevice(code, "kim", map[string]any{"groups": []string{"registry-dev"}})
+		if status, body := b.devicePoll(t, handle); status != http.StatusOK {
+			t.Fatalf("poll after approval: %d %v", status, body)
+		}
+		if status, body := b.devicePoll(t, handle); status != 400 || body["error"] != "invalid_grant" {
+			t.Fatalf("replayed device code: %d %v", status, body)
+		}
 		forged := handle[:len(handle)-4] + "AAAA"
-		for i := 0; i < 5; i++ {
+		for i := 1; i < 5; i++ {
 			if status, body := b.devicePoll(t, forged); status != 400 || body["error"] != "invalid_grant" {
 				t.Fatalf("guess %d: %d %v", i, status, body)
 			}
@@ -273,6 +290,7 @@ func TestDeviceLogin(t *testing.T) {
 			t.Fatalf("guess after the limit: %d %v, want 429", status, body)
 		}
 	})
+
 }
 
 // TestDeviceLoginAcrossReplicas: two brokers share sessions through a real
