@@ -46,7 +46,7 @@ are refused at their next use, on every replica: the session store is read
 at each refresh. Access tokens already issued live out their few minutes.
 
 Examples:
-   tollgate session revoke --config /etc/tollgate/config.yaml 7KQ2...
+   tollgate session revoke --config /etc/tollgate/config.yaml 7KQ2ZJ7M5VQ4XH3RUT6WNDAE2C
    tollgate session revoke --config /etc/tollgate/config.yaml --user dana`,
 				Flags:  flags(&cli.StringFlag{Name: "user", Usage: "revoke every session of this subject"}),
 				Action: sessionRevoke,
@@ -122,7 +122,9 @@ func sessionRevoke(c *cli.Context) error {
 		return fmt.Errorf("revoke session %s: %w", id, err)
 	}
 	if s == nil {
-		return fmt.Errorf("no session %s", id)
+		// Revoking is idempotent, as logout is: the session is gone.
+		fmt.Fprintf(c.App.Writer, "no session %s: nothing to revoke (ended, expired, or a wrong id)\n", id)
+		return nil
 	}
 	if err := store.Delete(c.Context, id); err != nil {
 		return fmt.Errorf("revoke session %s: %w", id, err)

@@ -41,7 +41,7 @@ func TestSessionListAndRevoke(t *testing.T) {
 	if left, _ := store.List(context.Background()); len(left) != 0 {
 		t.Fatalf("sessions left after revoking all: %v", left)
 	}
-	if out, err := run(t, "", "session", "revoke", "S9", "--state-dir", state); err == nil || !strings.Contains(err.Error(), "no session S9") {
+	if out, err := run(t, "", "session", "revoke", "S9", "--state-dir", state); err != nil || !strings.Contains(out, "no session S9: nothing to revoke") {
 		t.Fatalf("revoke of an unknown session: %v\n%s", err, out)
 	}
 	if _, err := run(t, "", "session", "revoke", "S1", "--user", "dana", "--state-dir", state); err == nil {
