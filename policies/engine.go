@@ -3,11 +3,13 @@
 package policies
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -66,10 +68,12 @@ func Compile(ctx context.Context, b *bundles.Bundle, query string) (*Policy, err
 	opts := []func(*rego.Rego){
 		rego.Query(decisionQuery(query)),
 		rego.Store(store),
+		// print() calls stay in the policy; their output goes where the
+		// evaluation's print hook says (nowhere unless logging at debug).
+		rego.EnablePrintStatements(true),
 	}
-	for name, m := range b.Modules {
+	for _, m := range b.Modules {
 		opts = append(opts, rego.ParsedModule(m))
-		_ = name
 	}
 	pq, err := rego.New(opts...).PrepareForEval(ctx)
 	if err != nil {
@@ -160,6 +164,10 @@ func definesRule(b *bundles.Bundle, pkg ast.Ref, rule string) bool {
 type Engine struct {
 	current atomic.Pointer[Policy]
 	cache   *decisionCache
+	// printLog, when set, receives the print() output of each evaluated
+	// decision at debug level, at most printMax bytes of it.
+	printLog *slog.Logger
+	printMax int
 }
 
 // Option changes what NewEngine builds.
@@ -167,6 +175,23 @@ type Option func(*engineOptions)
 
 type engineOptions struct {
 	cacheMaxBytes int64
+	printLog      *slog.Logger
+	printMax      int
+}
+
+// DefaultPrintMaxBytes bounds the print() output logged for one decision.
+const DefaultPrintMaxBytes = 4096
+
+// PrintLog logs the print() output of every evaluated decision to log at
+// debug level, at most maxBytes of it per decision (DefaultPrintMaxBytes
+// when maxBytes <= 0): a policy that prints its input must not let a
+// caller fill the log. Cached decisions are not evaluated, so they print
+// nothing.
+func PrintLog(log *slog.Logger, maxBytes int) Option {
+	return func(o *engineOptions) {
+		o.printLog = log
+		o.printMax = cmp.Or(max(maxBytes, 0), DefaultPrintMaxBytes)
+	}
 }
 
 // CacheMaxBytes bounds the memory the decision cache holds (its entries,
@@ -188,7 +213,7 @@ func NewEngine(cacheSize int, cacheTTL time.Duration, opts ...Option) *Engine {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	e := &Engine{}
+	e := &Engine{printLog: o.printLog, printMax: o.printMax}
 	if cacheSize > 0 && cacheTTL > 0 {
 		e.cache = newDecisionCache(cacheSize, cacheTTL, o.cacheMaxBytes)
 	}
@@ -230,7 +255,7 @@ func (e *Engine) Authorize(ctx context.Context, in authz.Input) (authz.Decision,
 			return authz.Decision{Allowed: d.allowed, TokenTTL: d.ttl, Revision: p.revision, Cached: true}, nil
 		}
 	}
-	d, err := p.eval(ctx, &in)
+	d, err := e.evalLogged(ctx, p, &in)
 	if err != nil {
 		return authz.Decision{}, err
 	}
@@ -240,8 +265,23 @@ func (e *Engine) Authorize(ctx context.Context, in authz.Input) (authz.Decision,
 	return d, nil
 }
 
-func (p *Policy) eval(ctx context.Context, in *authz.Input) (authz.Decision, error) {
-	rs, err := p.prepared.Eval(ctx, rego.EvalParsedInput(inputValue(in)))
+// evalLogged evaluates in, logging its print() output when debug logging
+// is on; otherwise print() calls go nowhere and cost nothing more.
+func (e *Engine) evalLogged(ctx context.Context, p *Policy, in *authz.Input) (authz.Decision, error) {
+	if e.printLog == nil || !e.printLog.Enabled(ctx, slog.LevelDebug) {
+		return p.eval(ctx, in)
+	}
+	out := &boundedPrint{max: e.printMax}
+	d, err := p.eval(ctx, in, rego.EvalPrintHook(out))
+	if out.buf.Len() > 0 || out.truncated {
+		e.printLog.DebugContext(ctx, "policy print", "request_id", authz.RequestID(ctx), "revision", p.revision,
+			"subject", in.Identity.Subject, "output", strings.TrimSuffix(out.buf.String(), "\n"), "truncated", out.truncated)
+	}
+	return d, err
+}
+
+func (p *Policy) eval(ctx context.Context, in *authz.Input, opts ...rego.EvalOption) (authz.Decision, error) {
+	rs, err := p.prepared.Eval(ctx, append(opts, rego.EvalParsedInput(inputValue(in)))...)
 	if err != nil {
 		return authz.Decision{}, fmt.Errorf("policy revision %s: %w", p.revision, err)
 	}
@@ -290,6 +330,7 @@ func (p *Policy) Explain(ctx context.Context, in authz.Input) ([]string, error) 
 		opts := []func(*rego.Rego){
 			rego.Query(fmt.Sprintf("reasons := [r | some r in %s.reasons]", p.query)),
 			rego.Store(inmem.NewFromObject(p.b.Data)),
+			rego.EnablePrintStatements(true),
 		}
 		for _, m := range p.b.Modules {
 			opts = append(opts, rego.ParsedModule(m))

@@ -28,7 +28,8 @@ func (r *Runtime) openPolicy(ctx context.Context) error {
 		return r.openOPA()
 	}
 	dc := cfg.Policy.DecisionCache
-	r.engine = policies.NewEngine(*dc.Size, dc.TTL, policies.CacheMaxBytes(int64(dc.MaxBytes)))
+	r.engine = policies.NewEngine(*dc.Size, dc.TTL, policies.CacheMaxBytes(int64(dc.MaxBytes)),
+		policies.PrintLog(r.log, policies.DefaultPrintMaxBytes))
 	poller, err := newPolicyPoller(cfg, r.engine, r.log, r.backends.factory("bundle"))
 	if err != nil {
 		return cfg.Invalid(err)
