@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/open-policy-agent/opa/ast"
+	"github.com/open-policy-agent/opa/topdown"
+	"github.com/open-policy-agent/opa/v1/topdown/lineage"
 	"github.com/urfave/cli/v2"
 
 	"github.com/tollgate/tollgate/authz"
@@ -26,19 +29,29 @@ func policyEvalCommand() *cli.Command {
 		Name:  "eval",
 		Usage: "show what a policy grants for a request, and why",
 		Description: `Evaluates the policy in --policy (a bundle directory) for one request, built
-from --user/--group/--scope or read from --input (the JSON input document), and
-prints the actions granted on each requested scope exactly as the broker would
-sign them. --explain adds the policy's reasons.
+from --user/--group/--claims/--connector/--scope or read from --input (the
+JSON input document), and prints the actions granted on each requested scope
+exactly as the broker would sign them. What the policy print()s goes to
+standard error, as with opa eval (into "prints" with --format json).
+
+--explain answers for every requested action (the allowed rule that granted
+it, or that no rule did) and adds the policy's reasons; --explain=MODE (or
+--explain MODE) also prints the evaluation's trace as opa eval --explain MODE
+does: notes, fails, full or debug.
 
 With --as USER it diagnoses a real request instead: the user is looked up in
 the broker's configured connectors (no password needed), the policy is the
-broker's policy.source, and the reasons are always printed. This is the whole
-pipeline of a token request except the password check and the signature.
+broker's policy.source, and the answers and reasons are always printed. This
+is the whole pipeline of a token request except the password check and the
+signature.
 
 Examples:
    tollgate policy eval --config /etc/tollgate/config.yaml --as bob --scope repository:team/app:pull,push
    tollgate policy eval --policy policies/default --user alice --scope repository:team/app:pull,push
-   tollgate policy eval --policy ./policy --user bob --group dev --scope 'repository:team/app:*' --explain
+   tollgate policy eval --policy ./policy --user bob --groups dev --groups ops --scope 'repository:team/app:*' --explain
+   tollgate policy eval --policy ./policy --user bob --scope repository:team/app:push --explain=fails
+   tollgate policy eval --policy ./policy --connector robot --user robot-ci --scope repository:team/app:push \
+       --claims '{"robot": {"name": "ci", "service": "", "scopes": [{"type": "repository", "name": "team/*", "actions": ["pull", "push"]}]}}'
    tollgate policy eval --policy ./policy --anonymous --scope repository:library/hello:pull
    tollgate policy eval --policy ./policy --input request.json --format json`,
 		Flags: []cli.Flag{
@@ -49,12 +62,13 @@ Examples:
 			&cli.StringFlag{Name: "query", Value: policies.DefaultQuery, Usage: "package of the rules"},
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "input document (JSON file, - for stdin) instead of the flags below"},
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "subject"},
-			&cli.StringSliceFlag{Name: "group", Aliases: []string{"g"}, Usage: "group (repeat)"},
-			&cli.StringFlag{Name: "connector", Value: "local", Usage: "connector name the identity came from"},
+			&cli.StringSliceFlag{Name: "group", Aliases: []string{"g", "groups"}, Usage: "group (repeat: a group name may hold a comma)"},
+			&cli.StringFlag{Name: "claims", Usage: "identity.claims as a JSON object (OIDC claims, LDAP attributes, a robot's {\"robot\": {...}})"},
+			&cli.StringFlag{Name: "connector", Value: "local", Usage: "connector name the identity came from (robot for a robot account)"},
 			&cli.BoolFlag{Name: "anonymous", Usage: "evaluate for an anonymous caller"},
 			&cli.StringSliceFlag{Name: "scope", Aliases: []string{"s"}, Usage: "requested scope (repeat), e.g. repository:team/app:pull,push"},
 			&cli.StringFlag{Name: "service", Usage: "service name (default: the broker's default service, else registry.example.com)"},
-			&cli.BoolFlag{Name: "explain", Usage: "print the policy's reasons"},
+			explainFlag(),
 			&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json"},
 		},
 		Action: func(c *cli.Context) error {
@@ -63,6 +77,10 @@ Examples:
 			}
 			if c.String("policy") == "" {
 				return errors.New("give --policy (or --as USER with the broker's --config)")
+			}
+			explain, err := explainOf(c)
+			if err != nil {
+				return err
 			}
 			in, err := evalInput(c)
 			if err != nil {
@@ -76,7 +94,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			return evalAndPrint(c.Context, c.App.Writer, p, in, c.Bool("explain"), c.String("format"))
+			return evalAndPrint(c.Context, c.App.Writer, c.App.ErrWriter, p, in, explain, c.String("format"))
 		},
 	}
 }
@@ -114,8 +132,14 @@ func evalInput(c *cli.Context) (authz.Input, error) {
 		}
 		service = cmp.Or(service, "registry.example.com")
 	}
+	claims := map[string]any{}
+	if js := c.String("claims"); js != "" {
+		if err := json.Unmarshal([]byte(js), &claims); err != nil || claims == nil {
+			return authz.Input{}, fmt.Errorf("--claims %s: want a JSON object (%v)", js, err)
+		}
+	}
 	id := identity.Identity{Subject: c.String("user"), Name: c.String("user"), Groups: c.StringSlice("group"),
-		Connector: c.String("connector"), Claims: map[string]any{}}
+		Connector: c.String("connector"), Claims: claims}
 	if c.Bool("anonymous") || id.Subject == "" {
 		id = identity.Anonymous()
 	}
@@ -132,7 +156,11 @@ type evalResult struct {
 	Scopes   []evalScope `json:"scopes"`
 	TokenTTL int         `json:"token_ttl,omitempty"`
 	Reasons  []string    `json:"reasons,omitempty"`
-	Input    authz.Input `json:"input"`
+	// Prints is what the policy print()ed, in order.
+	Prints []string `json:"prints,omitempty"`
+	// Explanation is the trace of --explain=MODE, as opa eval prints it.
+	Explanation []string    `json:"explanation,omitempty"`
+	Input       authz.Input `json:"input"`
 }
 
 type evalScope struct {
@@ -141,33 +169,54 @@ type evalScope struct {
 	// Denied lists the requested actions that were not granted ("*" when
 	// it was asked for and nothing came of it).
 	Denied []string `json:"denied"`
+	// Answers says, with --explain, why each action was granted or not.
+	Answers []evalAnswer `json:"answers,omitempty"`
 }
 
-func evalAndPrint(ctx context.Context, w io.Writer, p *policies.Policy, in authz.Input, explain bool, format string) error {
-	e := policies.NewEngine(0, 0)
-	e.Swap(p)
-	d, err := e.Authorize(ctx, in)
+// evalAnswer is the fate of one action on one scope.
+type evalAnswer struct {
+	Action  string `json:"action"`
+	Granted bool   `json:"granted"`
+	// Rules are the allowed rules that produced it ("authz.rego:166").
+	Rules  []string `json:"rules,omitempty"`
+	Answer string   `json:"answer"`
+}
+
+func evalAndPrint(ctx context.Context, w, errw io.Writer, p *policies.Policy, in authz.Input, explain, format string) error {
+	if format != "text" && format != "json" {
+		return fmt.Errorf("--format %q: want text or json", format)
+	}
+	diag, err := p.Diagnose(ctx, in)
 	if err != nil {
 		return err
 	}
-	res := evalResult{Revision: d.Revision, TokenTTL: int(d.TokenTTL / time.Second), Input: in}
+	d := diag.Decision
+	res := evalResult{Revision: d.Revision, TokenTTL: int(d.TokenTTL / time.Second), Input: in, Prints: diag.Prints}
 	for _, g := range d.Grants(in.Scopes) {
-		res.Scopes = append(res.Scopes, evalScope{Scope: g.Scope.String(), Granted: g.Granted, Denied: g.Denied})
-	}
-	if explain {
-		if res.Reasons, err = p.Explain(ctx, in); err != nil {
-			return err
+		s := evalScope{Scope: g.Scope.String(), Granted: g.Granted, Denied: g.Denied}
+		if explain != "" {
+			s.Answers = answers(g, diag.GrantedBy)
 		}
+		res.Scopes = append(res.Scopes, s)
 	}
-	switch format {
-	case "json":
+	if explain != "" {
+		res.Reasons = diag.Reasons
+		res.Explanation = traceLines(diag.Trace, explain)
+	}
+	if format == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
-	case "text":
-	default:
-		return fmt.Errorf("--format %q: want text or json", format)
 	}
+	for _, line := range res.Prints { // as opa eval: print() to standard error
+		fmt.Fprintln(errw, line)
+	}
+	printEval(w, in, res, explain != "")
+	return nil
+}
+
+// printEval writes res as text.
+func printEval(w io.Writer, in authz.Input, res evalResult, explain bool) {
 	who := in.Identity.Subject
 	if in.Identity.Anonymous {
 		who = "anonymous"
@@ -183,6 +232,9 @@ func evalAndPrint(ctx context.Context, w io.Writer, p *policies.Policy, in authz
 			line += "; denied: " + strings.Join(s.Denied, ",")
 		}
 		fmt.Fprintln(w, line)
+		for _, a := range s.Answers {
+			fmt.Fprintf(w, "    %s: %s\n", a.Action, a.Answer)
+		}
 	}
 	if res.TokenTTL > 0 {
 		fmt.Fprintf(w, "  token_ttl: %ds (clamped to the service's maximum by the broker)\n", res.TokenTTL)
@@ -195,7 +247,120 @@ func evalAndPrint(ctx context.Context, w io.Writer, p *policies.Policy, in authz
 			fmt.Fprintf(w, "  because: %s\n", r)
 		}
 	}
+	if len(res.Explanation) > 0 {
+		fmt.Fprintln(w)
+		for _, l := range res.Explanation {
+			fmt.Fprintln(w, l)
+		}
+	}
+}
+
+// answers says for each action granted or asked on g's scope which
+// allowed rules produced it, or that none did. An action granted because
+// the policy allowed "*" is credited to the rules that allowed "*".
+func answers(g authz.Grant, by map[string][]*ast.Location) []evalAnswer {
+	var out []evalAnswer
+	for _, a := range g.Granted {
+		locs := by[policies.GrantKey(g.Scope.Type, g.Scope.Name, a)]
+		if len(locs) == 0 {
+			locs = by[policies.GrantKey(g.Scope.Type, g.Scope.Name, "*")]
+		}
+		ans := evalAnswer{Action: a, Granted: true}
+		for _, l := range locs {
+			ans.Rules = append(ans.Rules, fmt.Sprintf("%s:%d", strings.TrimPrefix(l.File, "/"), l.Row))
+		}
+		ans.Answer = "granted by rule at " + strings.Join(ans.Rules, ", ")
+		if len(ans.Rules) == 0 {
+			ans.Answer = "granted (the rule could not be traced)"
+		}
+		out = append(out, ans)
+	}
+	for _, a := range g.Denied {
+		what := a
+		if a == "*" {
+			what = "any action"
+		}
+		out = append(out, evalAnswer{Action: a, Answer: fmt.Sprintf("denied: no rule granted %s", what)})
+	}
+	return out
+}
+
+// traceLines renders the part of trace that opa eval --explain=mode shows,
+// as opa eval prints it (with locations).
+func traceLines(trace []*topdown.Event, mode string) []string {
+	var events []*topdown.Event
+	switch mode {
+	case "notes":
+		events = lineage.Notes(trace)
+	case "fails":
+		events = lineage.Fails(trace)
+	case "full":
+		events = lineage.Full(trace)
+	case "debug":
+		events = lineage.Debug(trace)
+	default: // reasons only
+		return nil
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	var buf strings.Builder
+	topdown.PrettyTraceWithOpts(&buf, events, topdown.PrettyTraceOptions{Locations: true})
+	return strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+}
+
+// explainValue is --explain: bare, it asks for the per-action answers and
+// the policy's reasons; with a mode, for opa's trace of that mode too. It
+// is a boolean flag to the flag parser, so "--explain" alone still parses.
+type explainValue struct{ mode string }
+
+func (v *explainValue) IsBoolFlag() bool { return true }
+func (v *explainValue) Get() any         { return v.String() }
+func (v *explainValue) String() string {
+	if v == nil {
+		return ""
+	}
+	return v.mode
+}
+
+func (v *explainValue) Set(s string) error {
+	switch s {
+	case "true":
+		v.mode = "reasons"
+	case "false":
+		v.mode = ""
+	case "reasons", "notes", "fails", "full", "debug":
+		v.mode = s
+	default:
+		return fmt.Errorf("want reasons, notes, fails, full or debug, not %q", s)
+	}
 	return nil
+}
+
+// optionalValueFlag is a flag whose value is optional: flagsFirst must
+// not take the next word as its value.
+type optionalValueFlag struct{ *cli.GenericFlag }
+
+func (optionalValueFlag) TakesValue() bool { return false }
+
+func explainFlag() cli.Flag {
+	return optionalValueFlag{&cli.GenericFlag{Name: "explain", Value: &explainValue{},
+		Usage: "answer for every action and print the policy's reasons; --explain=notes|fails|full|debug adds opa's trace"}}
+}
+
+// explainOf reads --explain, taking "--explain full" (as opa spells it) as
+// --explain=full: the mode is then the command's one argument.
+func explainOf(c *cli.Context) (string, error) {
+	v, _ := c.Generic("explain").(*explainValue)
+	mode := v.String()
+	switch {
+	case c.NArg() == 0:
+		return mode, nil
+	case c.NArg() == 1 && mode == "reasons":
+		err := v.Set(c.Args().First())
+		return v.String(), err
+	}
+	return "", fmt.Errorf("unexpected argument %q (flags take their values as --flag VALUE)", c.Args().First())
 }
 
 // evalAs is `policy eval --as USER`: the broker's connectors find the user,
@@ -270,5 +435,9 @@ func evalAs(c *cli.Context) error {
 	}
 	in := authz.Input{Service: service, Identity: *found, Scopes: scopes,
 		Client: authz.Client{IP: "127.0.0.1", UserAgent: "tollgate-policy-eval"}}
-	return evalAndPrint(ctx, c.App.Writer, p, in, true, c.String("format"))
+	explain, err := explainOf(c)
+	if err != nil {
+		return err
+	}
+	return evalAndPrint(ctx, c.App.Writer, c.App.ErrWriter, p, in, cmp.Or(explain, "reasons"), c.String("format"))
 }
