@@ -12,6 +12,10 @@ import (
 type Config struct {
 	// File is the htpasswd file, relative to the configuration file.
 	File string `yaml:"file"`
+	// GroupsFile gives the users groups, in the format of Apache's
+	// AuthGroupFile ("group: user1 user2"), relative to the configuration
+	// file; optional. It is reloaded when it changes, as File is.
+	GroupsFile string `yaml:"groups_file"`
 }
 
 // PollInterval is how often Open's watcher checks the file for changes.
@@ -34,6 +38,12 @@ func (c *Config) Open(ctx context.Context, env identity.Env) (*File, error) {
 	f, err := Open(env.Path(c.File))
 	if err != nil {
 		return nil, yamlconf.Prefix("file", err)
+	}
+	if c.GroupsFile != "" {
+		f.groupsPath = env.Path(c.GroupsFile)
+		if err := f.ReloadGroups(); err != nil {
+			return nil, yamlconf.Prefix("groups_file", err)
+		}
 	}
 	f.OnReload = env.Changed
 	if !env.Check {

@@ -36,14 +36,21 @@ type File struct {
 	path  string
 	table atomic.Pointer[table]
 	stamp atomic.Value // atomicfile.Stamp of the loaded version
-	// OnReload, when set, is called after a successful reload (the broker
-	// purges its credential cache so a changed password takes effect at once).
+	// groupsPath is the groups file ("" for none); groups maps each user
+	// to its groups, as loaded with groupsStamp.
+	groupsPath  string
+	groups      atomic.Pointer[map[string][]string]
+	groupsStamp atomic.Value
+	// OnReload, when set, is called after a successful reload of either
+	// file (the broker purges its credential cache so a changed password
+	// or group takes effect at once).
 	OnReload func()
 }
 
 // Open reads the file at path. Every line must be "user:bcrypt-hash"; other
 // hash kinds (MD5 "$apr1$", SHA1 "{SHA}", crypt) are refused with the line
 // number, because they are weak and a half-loaded file would lock users out.
+// Users have no groups; Config.Open adds the groups file.
 func Open(path string) (*File, error) {
 	f := &File{path: path}
 	if err := f.Reload(); err != nil {
@@ -102,6 +109,9 @@ func (f *File) Reload() error {
 // ctx ends. A file that fails to load is logged and the last good version
 // kept.
 func (f *File) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	if f.groupsPath != "" {
+		go f.watchGroups(ctx, interval, log)
+	}
 	loaded := func() string { return f.stamp.Load().(string) }
 	atomicfile.Watch(ctx, interval, f.path, loaded, f.Reload, func(err error) {
 		if err != nil {
@@ -127,7 +137,7 @@ func (f *File) Login(ctx context.Context, user, password string) (identity.Ident
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
 		return identity.Identity{}, false, nil
 	}
-	return newIdentity(user, hash), true, nil
+	return newIdentity(user, hash, f.groupsOf(user)), true, nil
 }
 
 // Decoy implements identity.Decoy: what Login spends on an unknown name.
@@ -147,7 +157,7 @@ func (f *File) Refresh(ctx context.Context, prev identity.Identity) (identity.Id
 	if !known {
 		return identity.Identity{}, false, nil
 	}
-	id := newIdentity(prev.Subject, hash)
+	id := newIdentity(prev.Subject, hash, f.groupsOf(prev.Subject))
 	if err := identity.CheckCredential(ctx, prev, id.Credential); err != nil {
 		return identity.Identity{}, false, err
 	}
@@ -209,9 +219,10 @@ func (t *table) decoyCost(user string) int {
 
 // newIdentity is user's identity, its credential the fingerprint of the
 // stored bcrypt hash: a hash of a salted hash, which neither verifies a
-// password guess nor leads back to one.
-func newIdentity(user string, hash []byte) identity.Identity {
-	return identity.Identity{Subject: user, Name: user, Groups: []string{}, Claims: map[string]any{},
+// password guess nor leads back to one. Groups are not part of it: a
+// refresh token outlives a change of groups and gets the new ones.
+func newIdentity(user string, hash []byte, groups []string) identity.Identity {
+	return identity.Identity{Subject: user, Name: user, Groups: groups, Claims: map[string]any{},
 		Credential: identity.Fingerprint([]byte(user), hash)}
 }
 

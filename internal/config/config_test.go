@@ -124,7 +124,7 @@ func TestConfigErrorsNameTheirPath(t *testing.T) {
 // own Config, so serve --check finds a typo in them.
 func TestConnectorConfigRefusesUnknownKeysAtLoad(t *testing.T) {
 	_, err := Load(writeConfig(t, strings.Replace(validConfig, "file: users", "file: users, passwrd: x", 1)))
-	if want := "identity[0].passwrd: unknown key (known: file, name, type) at line 8"; err == nil || !strings.Contains(err.Error(), want) {
+	if want := "identity[0].passwrd: unknown key (known: file, groups_file, name, type) at line 8"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("err = %v, want %q", err, want)
 	}
 }
