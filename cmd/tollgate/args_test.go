@@ -89,6 +89,7 @@ func TestFlagsAfterArgumentsWorkForEveryCommand(t *testing.T) {
 		{"policy eval", []string{"--policy", "p", "--user", "bob", "--scope", "repository:a:pull,push", "--explain"},
 			[]string{"--explain", "--scope", "repository:a:pull,push", "--user", "bob", "--policy", "p"}},
 		{"policy schema", nil, nil},
+		{"policy fmt", []string{"-l", "--fail", "a", "b"}, []string{"a", "-l", "b", "--fail"}},
 		{"bundle build", []string{"-o", "b.tar.gz", "--revision", "r1", "dir"}, []string{"dir", "-o", "b.tar.gz", "--revision", "r1"}},
 		{"bundle sign", []string{"--signing-key", "k.pem", "--signing-alg", "ES256", "b.tar.gz"}, []string{"b.tar.gz", "--signing-key", "k.pem", "--signing-alg", "ES256"}},
 		{"robot create", []string{"--file", "r.json", "--scope", "repository:team/*:pull,push", "--expires", "90d", "--description", "team CI", "team-ci"},

@@ -27,6 +27,7 @@ func policyCommand() *cli.Command {
 			policyTestCommand(),
 			policyEvalCommand(),
 			policyCheckCommand(),
+			policyFmtCommand(),
 			{
 				Name:  "schema",
 				Usage: "print the JSON schema of the policy input",
