@@ -50,8 +50,7 @@ Examples:
    tollgate policy eval --policy policies/default --user alice --scope repository:team/app:pull,push
    tollgate policy eval --policy ./policy --user bob --groups dev --groups ops --scope 'repository:team/app:*' --explain
    tollgate policy eval --policy ./policy --user bob --scope repository:team/app:push --explain=fails
-   tollgate policy eval --policy ./policy --connector robot --user robot-ci --scope repository:team/app:push \
-       --claims '{"robot": {"name": "ci", "service": "", "scopes": [{"type": "repository", "name": "team/*", "actions": ["pull", "push"]}]}}'
+   tollgate policy eval --policy ./policy --connector robot --user robot-ci --scope repository:team/app:push --claims '{"robot": {"name": "ci", "service": "", "scopes": [{"type": "repository", "name": "team/*", "actions": ["pull", "push"]}]}}'
    tollgate policy eval --policy ./policy --anonymous --scope repository:library/hello:pull
    tollgate policy eval --policy ./policy --input request.json --format json`,
 		Flags: []cli.Flag{

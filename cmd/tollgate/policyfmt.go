@@ -36,8 +36,7 @@ a unified diff (opa prints a character diff meant for a terminal).
 Examples:
    tollgate policy fmt -w policies/mine
    tollgate policy fmt -l --fail policies/mine     # CI: list the files to reformat
-   tollgate policy fmt -d policies/mine
-   tollgate policy fmt --v0-compatible -w old-policies`,
+   tollgate policy fmt -d policies/mine`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "write", Aliases: []string{"w"}, Usage: "overwrite the files that change"},
 			&cli.BoolFlag{Name: "list", Aliases: []string{"l"}, Usage: "list the files that would change, and print nothing else"},
