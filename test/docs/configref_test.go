@@ -47,7 +47,7 @@ func TestReadmeConfigReferenceIsValid(t *testing.T) {
 		"$TG" keygen --out etc/tollgate --name tls >/dev/null
 		cp etc/tollgate/tls.crt etc/tollgate/ldap-ca.pem
 		cp etc/tollgate/tls.crt var/run/secrets/kubernetes.io/serviceaccount/ca.crt
-		touch etc/tollgate/htpasswd
+		touch etc/tollgate/htpasswd etc/tollgate/htpasswd.groups
 		"$TG" robot create ci --scope repository:x:pull --expires 1d --file etc/tollgate/robots.json >/dev/null 2>&1
 		echo secret > run/secrets/ldap-bind && echo secret > run/secrets/redis && echo secret > run/secrets/sso-client
 		head -c 32 /dev/urandom | base64 > run/secrets/session-key`)
