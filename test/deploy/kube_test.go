@@ -27,7 +27,8 @@ import (
 // cannot see (a field in the wrong place, a wrong type, an invalid name).
 // kube-apiserver is built by scripts/build-kube-apiserver.sh.
 func TestHelmChartAgainstAPIServer(t *testing.T) {
-	kubectl := newAPIServer(t)
+	kubectl, kubeconfig := newAPIServer(t)
+	t.Run("install as docs/operations.md says", func(t *testing.T) { installAsDocumented(t, kubectl, kubeconfig) })
 	if out, err := kubectl(nil, "create", "namespace", "tollgate"); err != nil {
 		t.Fatalf("kubectl create namespace: %v\n%s", err, out)
 	}
@@ -88,10 +89,14 @@ func TestHelmChartAgainstAPIServer(t *testing.T) {
 	}
 }
 
+// kubectlFunc runs kubectl against the test's API server with stdin and
+// arguments, and returns its combined output.
+type kubectlFunc func(stdin []byte, args ...string) ([]byte, error)
+
 // newAPIServer starts etcd and kube-apiserver on loopback ports in a
-// temporary directory, waits for /readyz, and returns a kubectl for it
-// (stdin, arguments) that returns its combined output.
-func newAPIServer(t *testing.T) func(stdin []byte, args ...string) ([]byte, error) {
+// temporary directory, waits for /readyz, and returns a kubectl for it and
+// its kubeconfig file.
+func newAPIServer(t *testing.T) (kubectlFunc, string) {
 	t.Helper()
 	etcd := testenv.Tool(t, "etcd")
 	apiserver := testenv.Tool(t, "kube-apiserver")
@@ -138,7 +143,83 @@ current-context: test
 		cmd := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
 		cmd.Stdin = bytes.NewReader(stdin)
 		return cmd.CombinedOutput()
+	}, kubeconfig
+}
+
+// installAsDocumented runs the sh block of docs/operations.md's "Install on
+// Kubernetes" as written, in a checkout-like working directory, with two
+// changes: its own namespace (the matrix below uses "tollgate"), and `get`
+// for `rollout status`, which would wait for pods no controller makes here.
+// Then the objects it made are where the values put them.
+func installAsDocumented(t *testing.T, kubectl kubectlFunc, kubeconfig string) {
+	script := docSection(t, "Install on Kubernetes")
+	for _, r := range []struct{ old, new string }{
+		{"kubectl -n tollgate rollout status deployment/tollgate", "kubectl -n tollgate get deployment/tollgate"},
+		{"namespace tollgate", "namespace tollgate-docs"},
+		{"-n tollgate ", "-n tollgate-docs "},
+	} {
+		if !strings.Contains(script, r.old) {
+			t.Fatalf("the documented install has no %q any more: update this test", r.old)
+		}
+		script = strings.ReplaceAll(script, r.old, r.new)
 	}
+	work, bin := t.TempDir(), t.TempDir()
+	for _, d := range []string{"policies", "deploy"} {
+		if err := os.Symlink(filepath.Join(root(t), d), filepath.Join(work, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(build(t), filepath.Join(bin, "tollgate")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
+	cmd.Dir = work
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "KUBECONFIG="+kubeconfig, "HOME="+home,
+		"XDG_CONFIG_HOME="+filepath.Join(home, ".config"), "XDG_CACHE_HOME="+filepath.Join(home, ".cache"),
+		"XDG_DATA_HOME="+filepath.Join(home, ".local", "share"), "PASSWORD=s3cret-passw0rd")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the documented install failed: %v\n%s", err, out)
+	}
+	out, err := kubectl(nil, "-n", "tollgate-docs", "get", "deployment/tollgate", "-o",
+		`jsonpath={.spec.template.spec.containers[0].image} {.spec.template.spec.volumes[*].secret.secretName} {.spec.template.spec.volumes[*].configMap.name}`)
+	if err != nil {
+		t.Fatalf("kubectl get: %v\n%s", err, out)
+	}
+	for _, want := range []string{"registry.example.com/platform/tollgate:1.0.0", "tollgate-keys", "tollgate-users", "tollgate-policy"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the installed Deployment lacks %q: %s", want, out)
+		}
+	}
+	if out, err := kubectl(nil, "-n", "tollgate-docs", "get", "ingress/tollgate", "-o", "jsonpath={.spec.rules[0].host}{.spec.rules[0].http.paths[0].path}"); err != nil || string(out) != "registry.example.com/token" {
+		t.Errorf("the Ingress serves %q (%v), want registry.example.com/token", out, err)
+	}
+}
+
+// docSection returns the shell of the sh blocks of docs/operations.md's
+// section with this heading.
+func docSection(t *testing.T, heading string) string {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join(root(t), "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "\n## "+heading+"\n")
+	if !ok {
+		t.Fatalf("docs/operations.md has no %q section", heading)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var script strings.Builder
+	in := false
+	for _, line := range strings.Split(section, "\n") {
+		switch {
+		case strings.HasPrefix(line, "```"):
+			in = !in && line == "```sh"
+		case in:
+			script.WriteString(line + "\n")
+		}
+	}
+	return script.String()
 }
 
 // start runs a server with its output in dir/name.log and stops it by PID
