@@ -1,8 +1,8 @@
 package policies
 
 import (
-	"fmt"
-	"sort"
+	"cmp"
+	"slices"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
@@ -12,21 +12,25 @@ import (
 // Check compiles a bundle the way the broker will, plus what a reviewer
 // would catch: strict mode (unused variables and imports, shadowed names),
 // type-checking every use of input against the published input schema,
-// and the shape of the rules the broker reads. It returns every problem.
+// and the shape and type of the rules the broker reads (the decision
+// schema). It returns every problem, each an *ast.Error with a location
+// when it has one, in file and line order.
 func Check(b *bundles.Bundle, query string) []error {
 	ss, err := SchemaSet()
 	if err != nil {
 		return []error{err}
 	}
-	compiler := ast.NewCompiler().WithStrict(true).WithSchemas(ss).WithUseTypeCheckAnnotations(true)
+	output, err := OutputCheck(query)
+	if err != nil {
+		return []error{err}
+	}
+	pkg, _ := ast.ParseRef(query) // OutputCheck parsed it
+	compiler := ast.NewCompiler().WithStrict(true).WithSchemas(ss).WithUseTypeCheckAnnotations(true).
+		WithStageAfterID(ast.StageCheckTypes, output)
 	compiler.Compile(b.Modules)
 	var errs []error
 	for _, e := range compiler.Errors {
 		errs = append(errs, e)
-	}
-	pkg, err := ast.ParseRef(query)
-	if err != nil {
-		return append(errs, fmt.Errorf("query %q: %w", query, err))
 	}
 	kinds := map[string][]*ast.Rule{}
 	for _, m := range b.Modules {
@@ -42,25 +46,41 @@ func Check(b *bundles.Bundle, query string) []error {
 		}
 	}
 	if len(kinds["allowed"]) == 0 {
-		errs = append(errs, fmt.Errorf("%s.allowed is not defined: the broker grants nothing", query))
+		errs = append(errs, ast.NewError(ast.CompileErr, nil, "%s.allowed is not defined: the broker grants nothing", query))
 	}
 	for _, r := range kinds["allowed"] {
 		if r.Head.RuleKind() != ast.MultiValue {
-			errs = append(errs, fmt.Errorf("%s: %s.allowed must be a set rule (allowed contains {...} if ...)", r.Location, query))
+			errs = append(errs, ast.NewError(ast.CompileErr, r.Location, "%s.allowed must be a set rule (allowed contains {...} if ...)", query))
 		}
 	}
 	for _, name := range []string{"token_ttl"} {
 		for _, r := range kinds[name] {
 			if r.Head.RuleKind() != ast.SingleValue {
-				errs = append(errs, fmt.Errorf("%s: %s.%s must be a single value (a number of seconds)", r.Location, query, name))
+				errs = append(errs, ast.NewError(ast.CompileErr, r.Location, "%s.%s must be a single value (a number of seconds)", query, name))
 			}
 		}
 	}
 	for _, r := range kinds["reasons"] {
 		if r.Head.RuleKind() != ast.MultiValue {
-			errs = append(errs, fmt.Errorf("%s: %s.reasons must be a set of strings (reasons contains msg if ...)", r.Location, query))
+			errs = append(errs, ast.NewError(ast.CompileErr, r.Location, "%s.reasons must be a set of strings (reasons contains msg if ...)", query))
 		}
 	}
-	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	slices.SortStableFunc(errs, func(a, b error) int {
+		return cmp.Or(cmp.Compare(errorFile(a), errorFile(b)), cmp.Compare(errorRow(a), errorRow(b)), cmp.Compare(a.Error(), b.Error()))
+	})
 	return errs
+}
+
+func errorFile(err error) string {
+	if e, ok := err.(*ast.Error); ok && e.Location != nil {
+		return e.Location.File
+	}
+	return ""
+}
+
+func errorRow(err error) int {
+	if e, ok := err.(*ast.Error); ok && e.Location != nil {
+		return e.Location.Row
+	}
+	return 0
 }

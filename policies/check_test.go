@@ -71,3 +71,35 @@ token_ttl contains 60 if true`, "token_ttl must be a single value"},
 		})
 	}
 }
+
+func TestCheckFindsWrongDecisionTypes(t *testing.T) {
+	const allowed = `package registry.authz
+allowed contains {"type": s.type, "name": s.name, "action": "pull"} if some s in input.scopes
+`
+	for name, c := range map[string]struct{ rego, want string }{
+		"token_ttl as a string":   {allowed + `token_ttl := "300"`, "token_ttl is string"},
+		"token_ttl as either":     {allowed + "default token_ttl := 300\ntoken_ttl := \"60\" if input.service == \"a\"", "token_ttl is any<number, string>"},
+		"a reason as a number":    {allowed + `reasons contains 1 if true`, "reasons is set[number]"},
+		"an action as a number":   {`package registry.authz` + "\n" + `allowed contains {"type": s.type, "name": s.name, "action": 1} if some s in input.scopes`, "allowed is set["},
+		"allowed as strings":      {`package registry.authz` + "\n" + `allowed contains s.name if some s in input.scopes`, "allowed is set[string]"},
+		"token_ttl from an input": {allowed + `token_ttl := input.identity.name`, "token_ttl is string"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			errs := checkSource(t, c.rego)
+			if len(errs) != 1 || !strings.Contains(errs[0].Error(), c.want) || !strings.Contains(errs[0].Error(), "decision schema wants") {
+				t.Fatalf("errors %v, want one naming %q", errs, c.want)
+			}
+		})
+	}
+	for name, rego := range map[string]string{
+		"token_ttl as a number": allowed + `token_ttl := 300`,
+		"token_ttl from data":   allowed + `token_ttl := data.ttl[input.service]`,
+		"reasons as strings":    allowed + `reasons contains sprintf("%s", [input.service]) if true`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if errs := checkSource(t, rego); len(errs) != 0 {
+				t.Fatalf("errors %v, want none", errs)
+			}
+		})
+	}
+}
