@@ -76,7 +76,7 @@ func OutputCheck(query string) (ast.CompilerStageDefinition, error) {
 			if rules := c.GetRulesExact(ref); len(rules) > 0 {
 				loc = rules[0].Location
 			}
-			return ast.NewError(ast.TypeErr, loc, "%s is %s, the decision schema wants %s (tollgate policy schema --decision)",
+			return ast.NewError(ast.TypeErr, loc, "%s is %s, the decision schema wants %s (policies/schema/decision.json)",
 				ref, types.Sprint(got), types.Sprint(want[name]))
 		}
 		return nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -78,11 +77,12 @@ test_wrong if {
 	if out, err := run(t, "", "policy", "test", "--coverage", fail); exitCode(err) != 1 || strings.Contains(out, `"coverage"`) {
 		t.Fatalf("failing test with --coverage: exit %d (%v)\n%s", exitCode(err), err, out)
 	}
-	if _, err := run(t, "", "policy", "test", "--coverage", "--threshold", strconv.FormatFloat(report.Coverage+0.5, 'f', 2, 64), pass); exitCode(err) != exitTestsFailed {
-		t.Fatalf("coverage below threshold: exit %d (%v)", exitCode(err), err)
-	}
-	if _, err := run(t, "", "policy", "test", policyDir(t, map[string]string{"p.rego": tinyPolicy})); exitCode(err) != exitTestsFailed {
+	// As opa test: no test is no failure unless --fail-on-empty (exit 1).
+	if _, err := run(t, "", "policy", "test", policyDir(t, map[string]string{"p.rego": tinyPolicy})); exitCode(err) != 0 {
 		t.Fatalf("no tests: exit %d (%v)", exitCode(err), err)
+	}
+	if _, err := run(t, "", "policy", "test", "--fail-on-empty", policyDir(t, map[string]string{"p.rego": tinyPolicy})); exitCode(err) != 1 {
+		t.Fatalf("no tests, --fail-on-empty: exit %d (%v)", exitCode(err), err)
 	}
 	if _, err := run(t, "", "policy", "test", policyDir(t, map[string]string{"p.rego": "package x\nallow if {"})); exitCode(err) != 1 {
 		t.Fatalf("parse error: exit %d (%v)", exitCode(err), err)

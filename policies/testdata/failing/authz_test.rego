@@ -13,12 +13,12 @@ test_public_push_fails_on_purpose if {
 
 # Errors on purpose: two different values for one rule are an evaluation
 # error (eval_conflict_error), reported as ERROR, not FAIL.
-conflict := 1 if input.x
+conflict := 1 if input.service
 
-conflict := 2 if input.x
+conflict := 2 if input.service
 
 test_error_on_purpose if {
-	conflict == 1 with input as {"x": true}
+	conflict == 1 with input as {"service": "registry.example.com"}
 }
 
 # Skipped on purpose: todo_ tests are reported, never run.
