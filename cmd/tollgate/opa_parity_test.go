@@ -295,3 +295,115 @@ test_alice_pulls if {
 		}
 	}
 }
+
+// parityCorpus are the policy directories of testdata/opa-parity (and the
+// failing fixture) with the flags both runners get: every kind of verdict,
+// exit status and loading opa test knows.
+var parityCorpus = []struct {
+	dir    string
+	args   []string
+	status int // of both, without --coverage
+}{
+	{"skipped", nil, 2},
+	{"skipped", []string{"-z"}, 0},
+	{"skipped", []string{"--fail-on-empty"}, 2},
+	{"empty", nil, 0},
+	{"empty", []string{"--fail-on-empty"}, 1},
+	{"v0", nil, 1}, // a parse error
+	{"v0", []string{"--v0-compatible"}, 0},
+	{"v0", []string{"--v0-compatible", "--capabilities", "v0.34.0"}, 0},
+	{"stray", nil, 1}, // notes/ is not JSON: a loading error
+	{"stray", []string{"--ignore", "notes"}, 0},
+	{"stray", []string{"--ignore", "notes", "-p", "1", "--count", "2"}, 0},
+	{"bundle", []string{"-b"}, 0},
+	{"bundle", []string{"-b", "--run", "home"}, 0},
+	{"bundle", []string{"-b", "--capabilities", "v0.34.0"}, 1}, // v1 syntax is newer
+	{"../../../../policies/testdata/failing", nil, 2},
+	{"../../../../policies/testdata/failing", []string{"-z"}, 2},
+}
+
+// The intended difference: tollgate applies its input schema unless told
+// otherwise, opa only with -s, so opa gets -s with the same schema.
+const parityInputSchema = "../../policies/schema/input.json"
+
+// TestPolicyTestCorpusMatchesOPA: on each directory of the corpus, with
+// each output (plain, -v, --format json, --coverage), opa test and
+// tollgate policy test (given its flags after the path) exit with the same
+// status and print the same output but for durations and test order.
+func TestPolicyTestCorpusMatchesOPA(t *testing.T) {
+	opa := parityOPA(t)
+	for _, c := range parityCorpus {
+		dir := filepath.Join("testdata/opa-parity", c.dir)
+		t.Run(strings.Join(append([]string{filepath.Base(c.dir)}, c.args...), " "), func(t *testing.T) {
+			for _, output := range [][]string{nil, {"-v"}, {"--format", "json"}, {"--coverage"}} {
+				args := slices.Concat(c.args, output)
+				opaOut, opaStatus := opaTest(t, opa, slices.Concat([]string{"-s", parityInputSchema}, args, []string{dir})...)
+				tgOut, tgStatus := tollgatePolicyTest(t, append([]string{dir}, args...)...)
+				if opaStatus != tgStatus {
+					t.Errorf("%v: exit status opa %d, tollgate %d", args, opaStatus, tgStatus)
+				}
+				if output == nil && opaStatus != c.status {
+					t.Errorf("%v: exit status %d, want %d", args, opaStatus, c.status)
+				}
+				if o, g := normalizedOutput(t, opaOut), normalizedOutput(t, tgOut); !slices.Equal(o, g) {
+					t.Errorf("%v: output differs\nopa:\n%s\ntollgate:\n%s", args, opaOut, tgOut)
+				}
+			}
+		})
+	}
+
+	// Benchmarks: the same benchmarks in the same format, numbers aside.
+	args := []string{"--bench", "--format", "gobench", "-b", "--run", "home"}
+	dir := "testdata/opa-parity/bundle"
+	opaOut, opaStatus := opaTest(t, opa, append(args, dir)...)
+	tgOut, tgStatus := tollgatePolicyTest(t, append([]string{dir}, args...)...)
+	numbers := regexp.MustCompile(`[0-9.]+`)
+	opaOut, tgOut = numbers.ReplaceAllString(opaOut, "N"), numbers.ReplaceAllString(tgOut, "N")
+	if opaStatus != 0 || tgStatus != 0 || opaOut != tgOut || !strings.Contains(opaOut, "BenchmarkDataRegistryAuthzTestTestHomeNamespace") {
+		t.Errorf("%v: exit status opa %d, tollgate %d; output\nopa:\n%s\ntollgate:\n%s", args, opaStatus, tgStatus, opaOut, tgOut)
+	}
+}
+
+// normalizedOutput is normalizedText, or for JSON output (--format json,
+// --coverage; one document per --count) the documents without durations,
+// lists sorted.
+func normalizedOutput(t *testing.T, out string) []string {
+	t.Helper()
+	var docs []any
+	dec := json.NewDecoder(strings.NewReader(out))
+	for dec.More() {
+		var doc any
+		if dec.Decode(&doc) != nil {
+			return normalizedText(out)
+		}
+		docs = append(docs, withoutDurations(doc))
+	}
+	if len(docs) == 0 {
+		return normalizedText(out)
+	}
+	b, err := json.MarshalIndent(docs, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(string(b), "\n")
+}
+
+func withoutDurations(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		delete(v, "duration")
+		for k, x := range v {
+			v[k] = withoutDurations(x)
+		}
+	case []any:
+		for i, x := range v {
+			v[i] = withoutDurations(x)
+		}
+		slices.SortFunc(v, func(a, b any) int {
+			x, _ := json.Marshal(a)
+			y, _ := json.Marshal(b)
+			return bytes.Compare(x, y)
+		})
+	}
+	return v
+}
