@@ -58,7 +58,14 @@ Examples:
    tollgate policy test policies/default -v --run 'test_guest'
    tollgate policy test --format json policies/default
    tollgate policy test --coverage --threshold 90 policies/default
-   tollgate policy test --v0-compatible --no-schema --ignore '*.yaml' legacy/`,
+   tollgate policy test --v0-compatible --no-schema --ignore '*.yaml' legacy/
+   tollgate policy test --against-log /var/log/tollgate/decisions.log policies/default
+
+With --against-log FILE it runs no test: it decides the input of every line
+of a decision log (tollgate's decision_log file, or OPA's decision logs of the
+same package) with the policy in PATH and prints each decision that changes,
+as the token would be signed, with its input; exit status 2 when any does,
+unless --allow-changes.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print every test and its print() output"},
 			&cli.StringFlag{Name: "run", Aliases: []string{"r"}, Usage: "run only tests whose name matches this regular expression"},
@@ -81,10 +88,19 @@ Examples:
 			&cli.StringFlag{Name: "schema", Aliases: []string{"s"}, Usage: "input schema: a JSON schema file, or a directory of schemas as opa's -s (default: tollgate's input schema)"},
 			&cli.BoolFlag{Name: "no-schema", Usage: "do not type-check input against any schema (as opa test without -s)"},
 			&cli.StringFlag{Name: "query", Value: policies.DefaultQuery, Usage: "package of the decision rules checked against the decision schema"},
+			&cli.StringFlag{Name: "against-log", Usage: "instead of the tests, replay this decision log (tollgate's or OPA's; - for stdin) through the policy in PATH and print every decision that changes"},
+			&cli.BoolFlag{Name: "allow-changes", Usage: "with --against-log: exit 0 even when decisions change"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return errors.New("give at least one path with .rego files")
+			}
+			if log := c.String("against-log"); log != "" {
+				if c.NArg() != 1 {
+					return errors.New("--against-log: give one policy (a bundle directory, file or URL)")
+				}
+				return replayDecisionLog(c.Context, c.App.Writer, c.Args().First(), log, replayOptions{
+					query: c.String("query"), format: c.String("format"), allowChanges: c.Bool("allow-changes")})
 			}
 			o := policyTestOptions{
 				verbose: c.Bool("verbose") || c.IsSet("explain"), run: c.String("run"), coverage: c.Bool("coverage"),

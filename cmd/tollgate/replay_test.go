@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tollgate/tollgate/authz"
+	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/policies"
+	"github.com/tollgate/tollgate/scope"
+)
+
+// policy test --against-log prints the recorded decisions a changed policy
+// decides differently, with their input, and fails unless --allow-changes.
+func TestPolicyTestAgainstLogPrintsChangedDecisions(t *testing.T) {
+	b, err := bundles.LoadDir("../../policies/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policies.Compile(context.Background(), b, policies.DefaultQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := policies.NewEngine(0, 0)
+	e.Swap(p)
+	var log bytes.Buffer
+	dl := policies.NewDecisionLog(e, &log, policies.DefaultQuery, nil)
+	for _, user := range []string{"alice", "bob", "carol"} {
+		in := authz.Input{Service: "registry.test", Identity: identity.Identity{Subject: user, Name: user, Groups: []string{}, Connector: "local", Claims: map[string]any{}},
+			Scopes: []scope.Scope{{Type: "repository", Name: "team/app", Actions: []string{"pull", "push"}}}}
+		if _, err := dl.Authorize(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logFile := filepath.Join(t.TempDir(), "decisions.log")
+	os.WriteFile(logFile, log.Bytes(), 0o644)
+
+	out, err := run(t, "", "policy", "test", "../../policies/default", "--against-log", logFile)
+	if err != nil || !strings.Contains(out, "0 of 3 decisions") {
+		t.Fatalf("the recording policy: %v\n%s", err, out)
+	}
+	changed := t.TempDir()
+	rego, _ := os.ReadFile("../../policies/default/authz.rego")
+	data, _ := os.ReadFile("../../policies/default/data.json")
+	os.WriteFile(filepath.Join(changed, "authz.rego"), rego, 0o644)
+	os.WriteFile(filepath.Join(changed, "data.json"), bytes.Replace(data, []byte(`"bob": "guest"`), []byte(`"bob": "developer"`), 1), 0o644)
+	out, err = run(t, "", "policy", "test", "--against-log", logFile, changed)
+	if exitCode(err) != exitTestsFailed || !strings.Contains(out, "line 2: bob via local") ||
+		!strings.Contains(out, "was: pull                 now: pull,push") || !strings.Contains(out, `input: {"service":"registry.test"`) ||
+		strings.Contains(out, "alice") || !strings.Contains(out, "1 of 3 decisions") {
+		t.Fatalf("bob made a developer: exit %d (%v)\n%s", exitCode(err), err, out)
+	}
+	if out, err := run(t, "", "policy", "test", "--against-log", logFile, "--allow-changes", changed); err != nil || !strings.Contains(out, "line 2: bob") {
+		t.Fatalf("--allow-changes: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,126 @@
+package policies
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/tollgate/tollgate/authz"
+)
+
+// Replayed is one recorded decision and what a policy decides now for the
+// same input: the actions each requested scope is granted, as the broker
+// signs them (authz.Decision.Grants).
+type Replayed struct {
+	Line     int // in the log, from 1
+	Input    authz.Input
+	Before   [][]string // granted actions per scope, sorted; nil after an error
+	After    [][]string
+	BeforeOK bool // false when the recorded decision was an error
+	AfterErr error
+}
+
+// Changed reports whether the policy now grants something else, or fails
+// where it decided, or decides where it failed.
+func (r Replayed) Changed() bool {
+	if r.BeforeOK != (r.AfterErr == nil) {
+		return true
+	}
+	return r.BeforeOK && !slices.EqualFunc(r.Before, r.After, slices.Equal)
+}
+
+// loggedDecision is what replay reads of a decision-log line: tollgate's
+// (NewDecisionLog) and OPA's (decision_id, path, input, result; also its
+// console logger's lines) share these fields. OPA's result is the rule's
+// value as queried: the allowed set (path .../allowed), or the package's
+// document with an allowed field (path .../authz).
+type loggedDecision struct {
+	Input  *authz.Input    `json:"input"`
+	Result json.RawMessage `json:"result"`
+	Error  json.RawMessage `json:"error"`
+}
+
+// granted turns a logged result into the grants the broker signed.
+func (l loggedDecision) granted(line int) ([][]string, bool, error) {
+	if len(l.Error) > 0 && string(l.Error) != "null" {
+		return nil, false, nil
+	}
+	res := bytes.TrimSpace(l.Result)
+	if len(res) > 0 && res[0] == '{' {
+		var doc struct {
+			Allowed json.RawMessage `json:"allowed"`
+		}
+		if err := json.Unmarshal(res, &doc); err != nil {
+			return nil, false, fmt.Errorf("line %d: result: %w", line, err)
+		}
+		res = doc.Allowed
+	}
+	var allowed []allowedEntry
+	if len(res) > 0 && string(res) != "null" {
+		if err := json.Unmarshal(res, &allowed); err != nil {
+			return nil, false, fmt.Errorf("line %d: result is not a list of {type, name, action}: %w", line, err)
+		}
+	}
+	d := authz.Decision{Allowed: make([]map[string]bool, len(l.Input.Scopes))}
+	for _, a := range allowed {
+		for i, s := range l.Input.Scopes {
+			if s.Type == a.Type && s.Name == a.Name && a.Action != "" {
+				if d.Allowed[i] == nil {
+					d.Allowed[i] = map[string]bool{}
+				}
+				d.Allowed[i][a.Action] = true
+			}
+		}
+	}
+	return grantedActions(d, *l.Input), true, nil
+}
+
+func grantedActions(d authz.Decision, in authz.Input) [][]string {
+	out := [][]string{}
+	for _, g := range d.Grants(in.Scopes) {
+		out = append(out, slices.Sorted(slices.Values(g.Granted)))
+	}
+	return out
+}
+
+// Replay decides every input of the decision log r with p, in order, and
+// calls fn with the recorded and the new decision. Lines without an input
+// (other log lines) are skipped and counted; a line that is not JSON is an
+// error.
+func (p *Policy) Replay(ctx context.Context, r io.Reader, fn func(Replayed) error) (skipped int, err error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 16<<20) // inputs with many claims are long
+	for line := 1; sc.Scan(); line++ {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		var l loggedDecision
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return skipped, fmt.Errorf("decision log line %d: %w", line, err)
+		}
+		if l.Input == nil {
+			skipped++
+			continue
+		}
+		before, ok, err := l.granted(line)
+		if err != nil {
+			return skipped, fmt.Errorf("decision log %w", err)
+		}
+		rep := Replayed{Line: line, Input: *l.Input, Before: before, BeforeOK: ok}
+		d, err := p.eval(ctx, l.Input)
+		if rep.AfterErr = err; err == nil {
+			rep.After = grantedActions(d, *l.Input)
+		}
+		if err := fn(rep); err != nil {
+			return skipped, err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return skipped, fmt.Errorf("reading the decision log: %w", err)
+	}
+	return skipped, nil
+}

@@ -1,0 +1,188 @@
+package policies_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+
+	"github.com/tollgate/tollgate/authz"
+	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/identity"
+	"github.com/tollgate/tollgate/policies"
+	"github.com/tollgate/tollgate/scope"
+)
+
+// replayInputs are n token requests of every kind the default policy
+// tells apart: members, groups, admins, strangers, anonymous callers;
+// private and public projects; pull, push, delete and *.
+func replayInputs(n int) []authz.Input {
+	r := rand.New(rand.NewPCG(1, 2))
+	users := []string{"alice", "bob", "carol", "admin", "dave", ""}
+	groups := [][]string{{}, {"dev"}, {"registry-admins"}, {"ops"}, {"dev", "ops"}}
+	repos := []string{"team/app", "team/db", "library/hello", "other/x", "bob/tools"}
+	actions := [][]string{{"pull"}, {"push"}, {"pull", "push"}, {"*"}, {"delete"}, {"pull", "delete"}}
+	var out []authz.Input
+	for range n {
+		id := identity.Identity{Subject: users[r.IntN(len(users))], Groups: groups[r.IntN(len(groups))], Connector: "local", Claims: map[string]any{}}
+		id.Name = id.Subject
+		if id.Subject == "" {
+			id = identity.Anonymous()
+		}
+		in := authz.Input{Service: "registry.test", Identity: id, Client: authz.Client{IP: "192.0.2.1", UserAgent: "test"}}
+		for range 1 + r.IntN(2) {
+			in.Scopes = append(in.Scopes, scope.Scope{Type: "repository", Name: repos[r.IntN(len(repos))], Actions: actions[r.IntN(len(actions))]})
+		}
+		if r.IntN(20) == 0 {
+			in.Scopes = append(in.Scopes, scope.Scope{Type: "registry", Name: "catalog", Actions: []string{"*"}})
+		}
+		out = append(out, in)
+	}
+	return out
+}
+
+// defaultAndChanged are the default policy and a change a reviewer would
+// want to see the effect of: bob becomes a developer of team, library
+// stops being public.
+func defaultAndChanged(t *testing.T) (*policies.Policy, *policies.Policy, *bundles.Bundle) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := bundles.LoadFS(policies.DefaultFS(), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := policies.Compile(ctx, b, policies.DefaultQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, err := bundles.LoadFS(policies.DefaultFS(), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	projects := changed.Data["registry"].(map[string]any)["projects"].(map[string]any)
+	projects["team"].(map[string]any)["members"].(map[string]any)["bob"] = "developer"
+	projects["library"].(map[string]any)["public"] = false
+	changed.Revision = "changed"
+	p, err := policies.Compile(ctx, changed, policies.DefaultQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return old, p, b
+}
+
+// directChanges decides each input with both policies directly: the line
+// numbers (from 1) whose grants differ.
+func directChanges(t *testing.T, old, changed *policies.Policy, inputs []authz.Input) []int {
+	t.Helper()
+	ctx := context.Background()
+	before, after := policies.NewEngine(0, 0), policies.NewEngine(0, 0)
+	before.Swap(old)
+	after.Swap(changed)
+	var lines []int
+	for i, in := range inputs {
+		d1, err1 := before.Authorize(ctx, in)
+		d2, err2 := after.Authorize(ctx, in)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("input %d: %v, %v", i, err1, err2)
+		}
+		g1, g2 := d1.Grants(in.Scopes), d2.Grants(in.Scopes)
+		if !slices.EqualFunc(g1, g2, func(a, b authz.Grant) bool { return slices.Equal(a.Granted, b.Granted) }) {
+			lines = append(lines, i+1)
+		}
+	}
+	return lines
+}
+
+func replayChanges(t *testing.T, p *policies.Policy, log []byte) (changed []int, total int) {
+	t.Helper()
+	skipped, err := p.Replay(context.Background(), bytes.NewReader(log), func(r policies.Replayed) error {
+		total++
+		if r.Changed() {
+			changed = append(changed, r.Line)
+		}
+		return nil
+	})
+	if err != nil || skipped != 0 {
+		t.Fatalf("replay: %v (%d lines skipped)", err, skipped)
+	}
+	return changed, total
+}
+
+// TestReplayReportsExactlyTheChangedDecisions: 1,200 decisions recorded by
+// the broker's decision log under the default policy, replayed through a
+// changed one, report exactly the decisions that deciding each input with
+// both policies finds changed, and none through the unchanged policy.
+func TestReplayReportsExactlyTheChangedDecisions(t *testing.T) {
+	old, changed, _ := defaultAndChanged(t)
+	inputs := replayInputs(1200)
+	e := policies.NewEngine(1000, 0)
+	e.Swap(old)
+	var log bytes.Buffer
+	dl := policies.NewDecisionLog(e, &log, policies.DefaultQuery, map[string]string{"id": "test"})
+	for _, in := range inputs {
+		if _, err := dl.Authorize(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := directChanges(t, old, changed, inputs)
+	if len(want) < 50 || len(want) > len(inputs)-50 {
+		t.Fatalf("%d of %d decisions change: the corpus does not tell changed from unchanged", len(want), len(inputs))
+	}
+	got, total := replayChanges(t, changed, log.Bytes())
+	if total != len(inputs) || !slices.Equal(got, want) {
+		t.Fatalf("replay of %d decisions reports %d changed, direct evaluation %d\nreplay: %v\ndirect: %v", total, len(got), len(want), got, want)
+	}
+	if got, _ := replayChanges(t, old, log.Bytes()); len(got) != 0 {
+		t.Fatalf("the recording policy changes its own decisions on lines %v", got)
+	}
+}
+
+// TestReplayReadsOPADecisionLogs: the lines OPA writes when it serves the
+// same policy (result: the allowed set for path registry/authz/allowed, the
+// package's document for registry/authz), among other log lines, replay as
+// the broker's do.
+func TestReplayReadsOPADecisionLogs(t *testing.T) {
+	old, changed, b := defaultAndChanged(t)
+	inputs := replayInputs(300)
+	ctx := context.Background()
+	var mods []func(*rego.Rego)
+	for _, m := range b.Modules {
+		mods = append(mods, rego.ParsedModule(m))
+	}
+	var log bytes.Buffer
+	log.WriteString(`{"level":"info","msg":"Initializing server.","time":"2026-11-29T12:00:00Z"}` + "\n")
+	for i, in := range inputs {
+		path, query := "registry/authz/allowed", "data.registry.authz.allowed"
+		if i%2 == 1 {
+			path, query = "registry/authz", "data.registry.authz"
+		}
+		raw, _ := json.Marshal(in)
+		var doc any
+		json.Unmarshal(raw, &doc)
+		r := rego.New(append(mods, rego.Query(query), rego.Store(inmem.NewFromObject(b.Data)), rego.Input(doc))...)
+		rs, err := r.Eval(ctx)
+		if err != nil || len(rs) != 1 {
+			t.Fatalf("opa eval %s: %v %v", query, rs, err)
+		}
+		res, _ := json.Marshal(rs[0].Expressions[0].Value)
+		fmt.Fprintf(&log, `{"decision_id":"%d","labels":{"id":"opa-1","version":"1.22.2"},"path":%q,"input":%s,"result":%s,"timestamp":"2026-11-29T12:00:00Z"}`+"\n", i, path, raw, res)
+	}
+	if got, _ := replayChanges(t, old, log.Bytes()[bytes.IndexByte(log.Bytes(), '\n')+1:]); len(got) != 0 {
+		t.Fatalf("OPA's decisions of the same policy change on lines %v", got)
+	}
+	want := directChanges(t, old, changed, inputs)
+	got, total := replayChanges(t, changed, log.Bytes()[bytes.IndexByte(log.Bytes(), '\n')+1:])
+	if total != len(inputs) || !slices.Equal(got, want) || len(want) == 0 {
+		t.Fatalf("replay of %d OPA decisions reports %v, direct evaluation %v", total, got, want)
+	}
+	skipped, err := changed.Replay(ctx, bytes.NewReader(log.Bytes()), func(policies.Replayed) error { return nil })
+	if err != nil || skipped != 1 {
+		t.Fatalf("a log line that is no decision: skipped %d, %v", skipped, err)
+	}
+}
