@@ -7,6 +7,9 @@ import (
 	"io"
 	"maps"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/topdown/lineage"
 	"github.com/urfave/cli/v2"
 
+	"github.com/tollgate/tollgate/internal/atomicfile"
 	"github.com/tollgate/tollgate/policies"
 )
 
@@ -88,6 +92,7 @@ unless --allow-changes.`,
 			&cli.StringFlag{Name: "schema", Aliases: []string{"s"}, Usage: "input schema: a JSON schema file, or a directory of schemas as opa's -s (default: tollgate's input schema)"},
 			&cli.BoolFlag{Name: "no-schema", Usage: "do not type-check input against any schema (as opa test without -s)"},
 			&cli.StringFlag{Name: "query", Value: policies.DefaultQuery, Usage: "package of the decision rules checked against the decision schema"},
+			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "run again whenever a file under the paths changes, until Ctrl-C"},
 			&cli.StringFlag{Name: "against-log", Usage: "instead of the tests, replay this decision log (tollgate's or OPA's; - for stdin) through the policy in PATH and print every decision that changes"},
 			&cli.BoolFlag{Name: "allow-changes", Usage: "with --against-log: exit 0 even when decisions change"},
 		},
@@ -114,6 +119,11 @@ unless --allow-changes.`,
 			}
 			if c.IsSet("explain") {
 				o.explain = c.String("explain")
+			}
+			if c.Bool("watch") {
+				ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				return watchPolicyTests(ctx, c.App.Writer, c.Args().Slice(), o, time.Second)
 			}
 			return runPolicyTests(c.Context, c.App.Writer, c.Args().Slice(), o)
 		},
@@ -334,6 +344,32 @@ func runPolicyTests(ctx context.Context, out io.Writer, paths []string, o policy
 		}
 	}
 	return nil
+}
+
+// watchPolicyTests is --watch: the tests run, and run again each time a
+// file under paths changes (polled every interval, as the broker's file
+// watchers do), until ctx ends; a failing run is reported, not fatal. The
+// separator is opa test --watch's.
+func watchPolicyTests(ctx context.Context, out io.Writer, paths []string, o policyTestOptions, interval time.Duration) error {
+	last := atomicfile.Stamp(paths...)
+	for {
+		if err := runPolicyTests(ctx, out, paths, o); err != nil {
+			fmt.Fprintln(o.errOut, err)
+		}
+		fmt.Fprintln(out, strings.Repeat("*", 80))
+		fmt.Fprintln(out, "Watching for changes ...")
+		poll, changed := context.WithCancel(ctx)
+		atomicfile.Poll(poll, interval, func() {
+			if now := atomicfile.Stamp(paths...); now != last {
+				last = now
+				changed()
+			}
+		})
+		changed()
+		if ctx.Err() != nil {
+			return nil // Ctrl-C ends watching, as in opa
+		}
+	}
 }
 
 // reporter is opa test's for the chosen output.

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // A test of a policy that reads a field the input does not have fails to
@@ -55,5 +59,59 @@ func TestPolicyTestRejectsBadOptions(t *testing.T) {
 		if _, err := run(t, "", append(append([]string{"policy", "test"}, args...), dir)...); exitCode(err) != 1 {
 			t.Errorf("%v: exit %d (%v), want 1", args, exitCode(err), err)
 		}
+	}
+}
+
+// syncBuffer is written by the watcher and read by the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// --watch runs the tests again when a file changes, and stops when its
+// context ends (Ctrl-C) with status 0, as opa test --watch.
+func TestPolicyTestWatchRerunsOnChange(t *testing.T) {
+	const test = "package registry.authz_test\nimport data.registry.authz\ntest_alice if count(authz.allowed) == %d with input as {\"identity\": {\"subject\": \"alice\"}, \"scopes\": [{\"type\": \"repository\", \"name\": \"a\", \"actions\": [\"pull\"]}]}\n"
+	dir := policyDir(t, map[string]string{"p.rego": tinyPolicy, "p_test.rego": fmt.Sprintf(test, 1)})
+	var out, errOut syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		done <- watchPolicyTests(ctx, &out, []string{dir}, policyTestOptions{format: "pretty", count: 1, query: "data.registry.authz", errOut: &errOut}, 20*time.Millisecond)
+	}()
+	waitFor := func(what string, n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); strings.Count(out.String(), what) < n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q (%d times) in:\n%s", what, n, out.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("Watching for changes ...", 1)
+	if !strings.Contains(out.String(), "PASS: 1/1") {
+		t.Fatalf("first run:\n%s", out.String())
+	}
+	time.Sleep(20 * time.Millisecond) // a later modification time on coarse clocks
+	os.WriteFile(filepath.Join(dir, "p_test.rego"), []byte(fmt.Sprintf(test, 2)+"\n"), 0o644)
+	waitFor("Watching for changes ...", 2)
+	if !strings.Contains(out.String(), "FAIL: 1/1") || !strings.Contains(errOut.String(), "1 of 1 tests failed") {
+		t.Fatalf("after the change:\n%s\nstderr:\n%s", out.String(), errOut.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("stopped watching: %v", err)
 	}
 }
