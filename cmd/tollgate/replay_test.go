@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,5 +59,15 @@ func TestPolicyTestAgainstLogPrintsChangedDecisions(t *testing.T) {
 	}
 	if out, err := run(t, "", "policy", "test", "--against-log", logFile, "--allow-changes", changed); err != nil || !strings.Contains(out, "line 2: bob") {
 		t.Fatalf("--allow-changes: %v\n%s", err, out)
+	}
+	out, err = run(t, "", "policy", "test", "--against-log", logFile, "--allow-changes", "--format", "json", changed)
+	var change struct {
+		Line          int
+		Input         authz.Input
+		Before, After [][]string
+	}
+	if err != nil || json.Unmarshal([]byte(out), &change) != nil || change.Line != 2 || change.Input.Identity.Subject != "bob" ||
+		fmt.Sprint(change.Before, change.After) != "[[pull]] [[pull push]]" {
+		t.Fatalf("--format json: %v %+v\n%s", err, change, out)
 	}
 }
