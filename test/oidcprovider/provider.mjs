@@ -20,15 +20,15 @@
 // refresh_token, refresh tokens for scope offline_access, rotated at every
 // use (reusing an old one revokes the whole grant, as strict IdPs do). Its ID
 // tokens carry the account's claims (groups, name, email) under scope openid.
+// A person approves a device code through the provider's own pages, as in
+// a browser: the user-code form at verification_uri, then oidc-provider's
+// built-in login and consent interactions (devInteractions: any configured
+// account signs in, the password is not checked).
 //
 // Test hooks beside the provider's own routes:
 //   GET  /admin/stats   -> {"jwks_fetches": N, "kid": "current kid",
 //                           "refreshes": {account: N}, "refresh_errors": N,
 //                           "refresh_tokens": [every refresh token issued]}
-//   POST /admin/device  {"user_code", "account", "claims"?, "deny"?}
-//                       -> finishes the device interaction as a browser would
-//                          after login and consent: approved as account (its
-//                          claims replaced when given), or denied
 //   POST /admin/account {"id", "claims"?, "disabled"?} -> creates or changes
 //                          an account; a disabled one fails its refreshes
 //                          with invalid_grant
@@ -67,7 +67,7 @@ const clients = new Map(cfg.clients.map((c) => [c.id, c]));
 // Accounts survive a key rotation (a new Provider); so do the tokens and
 // grants, which live in the module-wide memory adapter.
 const accounts = new Map(Object.entries(cfg.accounts || {}).map(([id, claims]) => [id, { claims, disabled: false }]));
-const grantsOf = new Map(); // account -> grant ids approved through /admin/device
+const grantsOf = new Map(); // account -> Set of the ids of its grants
 const stats = { refreshes: {}, refresh_errors: 0, refresh_tokens: [] };
 
 async function findAccount(_ctx, id) {
@@ -110,7 +110,8 @@ function makeProvider(jwks) {
       Session: 14 * 24 * 3600,
     },
     features: {
-      devInteractions: { enabled: false },
+      // The login and consent pages a person sees after the user-code form.
+      devInteractions: { enabled: true },
       clientCredentials: { enabled: true },
       deviceFlow: { enabled: true },
       resourceIndicators: {
@@ -135,6 +136,11 @@ function makeProvider(jwks) {
   provider.on('server_error', (_ctx, err) => console.error('server_error', err));
   // Opaque tokens are their jti: a test can look for them where they must not be.
   provider.on('refresh_token.saved', (token) => stats.refresh_tokens.push(token.jti));
+  // Grants come from the consent page; /admin/revoke ends them by account.
+  provider.on('grant.saved', (grant) => {
+    if (!grantsOf.has(grant.accountId)) grantsOf.set(grant.accountId, new Set());
+    grantsOf.get(grant.accountId).add(grant.jti);
+  });
   provider.on('grant.success', (ctx) => {
     if (ctx.oidc.params.grant_type !== 'refresh_token') return;
     const id = ctx.oidc.account?.accountId || '?';
@@ -163,34 +169,8 @@ async function readJSON(req) {
   return body ? JSON.parse(body) : {};
 }
 
-// finishDevice does what the provider's own device pages do once the user
-// entered the code, logged in and consented (lib/actions/authorization/
-// device.js, deviceVerificationResponse): a grant for the client, and the
-// device code marked with the account, so the next poll gets tokens.
-async function finishDevice({ user_code: userCode, account, claims, deny }) {
-  const code = await provider.DeviceCode.findByUserCode(String(userCode || '').toUpperCase().replace(/\W/g, ''));
-  if (!code || !code.isValid || code.accountId || code.error) return [404, { error: 'no pending device code for this user code' }];
-  if (deny) {
-    code.error = 'access_denied';
-    code.errorDescription = 'the user denied the request';
-    await code.save();
-    return [200, { denied: true }];
-  }
-  if (!account) return [400, { error: 'account required' }];
-  if (claims) accounts.set(account, { claims, disabled: false });
-  if (!accounts.has(account)) return [404, { error: `no account ${account}` }];
-  const scope = code.params.scope || 'openid';
-  const grant = new provider.Grant({ accountId: account, clientId: code.clientId });
-  grant.addOIDCScope(scope);
-  const grantId = await grant.save();
-  grantsOf.set(account, [...(grantsOf.get(account) || []), grantId]);
-  Object.assign(code, { accountId: account, grantId, scope, authTime: Math.floor(Date.now() / 1000) });
-  await code.save();
-  return [200, { approved: account, grant_id: grantId }];
-}
-
 async function revokeGrants({ account }) {
-  const ids = grantsOf.get(account) || [];
+  const ids = [...(grantsOf.get(account) || [])];
   await Promise.all(ids.flatMap((id) => [
     provider.Grant.adapter.destroy(id),
     provider.RefreshToken.revokeByGrantId(id),
@@ -210,7 +190,6 @@ function changeAccount({ id, claims, disabled }) {
 }
 
 const adminPosts = {
-  '/admin/device': finishDevice,
   '/admin/account': changeAccount,
   '/admin/revoke': revokeGrants,
 };

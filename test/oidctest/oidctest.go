@@ -221,19 +221,30 @@ func (p *Provider) JWKS() []map[string]any {
 	return out.Keys
 }
 
-// ApproveDevice finishes the device interaction of userCode as account,
-// as the provider's pages do after login and consent; claims, when not nil,
-// replace the account's claims first.
+// VerificationURI is where the provider sends people to enter a device's
+// user code (its device authorization's verification_uri).
+func (p *Provider) VerificationURI() string { return p.Issuer + "/device" }
+
+// ApproveDevice approves userCode as account through the provider's own
+// pages in a new browser (code, sign-in, consent); claims, when not nil,
+// replace the account's claims first (creating the account).
 func (p *Provider) ApproveDevice(userCode, account string, claims map[string]any) {
 	p.t.Helper()
-	p.admin(http.MethodPost, "/admin/device", map[string]any{"user_code": userCode, "account": account, "claims": claims}, nil)
+	if claims != nil {
+		p.SetClaims(account, claims)
+	}
+	if err := NewBrowser().ApproveDevice(p.VerificationURI(), userCode, account); err != nil {
+		p.t.Fatalf("approving device code %s as %s: %v\n%s", userCode, account, err, p.Log())
+	}
 }
 
-// DenyDevice finishes the device interaction of userCode with the user
-// refusing: the next poll gets access_denied.
+// DenyDevice aborts userCode at the provider's confirmation page: the
+// device's next poll gets access_denied.
 func (p *Provider) DenyDevice(userCode string) {
 	p.t.Helper()
-	p.admin(http.MethodPost, "/admin/device", map[string]any{"user_code": userCode, "deny": true}, nil)
+	if err := NewBrowser().DenyDevice(p.VerificationURI(), userCode); err != nil {
+		p.t.Fatalf("denying device code %s: %v\n%s", userCode, err, p.Log())
+	}
 }
 
 // SetClaims replaces an account's claims (its groups): the next ID token,

@@ -109,6 +109,15 @@ func TestDeviceFlow(t *testing.T) {
 		t.Fatalf("the newest token after a reuse: %d %v (want the grant revoked)", status, body)
 	}
 
+	// The pages refuse a code they did not issue and an account they do not know.
+	_, user = start()
+	if err := oidctest.NewBrowser().ApproveDevice(p.VerificationURI(), "BCDF-GHJK", "alice"); err == nil {
+		t.Fatal("a made-up user code was approved")
+	}
+	if err := oidctest.NewBrowser().ApproveDevice(p.VerificationURI(), user, "mallory"); err == nil {
+		t.Fatal("an unknown account approved a device code")
+	}
+
 	device, user = start()
 	p.DenyDevice(user)
 	if status, body := poll(device); status != 400 || body["error"] != "access_denied" {
