@@ -288,10 +288,16 @@ type env struct {
 // all are stopped when the test ends.
 func newEnv(t *testing.T, keys ...keygenArgs) *env {
 	t.Helper()
+	return newEnvWith(t, brokerOptions{keys: keys})
+}
+
+// newEnvWith is newEnv with a broker started with o.
+func newEnvWith(t *testing.T, o brokerOptions) *env {
+	t.Helper()
 	for _, f := range flavors {
 		tool(t, f.bin) // skip or fail before starting anything
 	}
-	e := &env{b: startBroker(t, keys...)}
+	e := &env{b: startBrokerWith(t, o)}
 	for _, f := range flavors {
 		e.regs = append(e.regs, startRegistry(t, f, e.b))
 	}
