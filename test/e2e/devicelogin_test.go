@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/tollgate/tollgate/test/oidctest"
 	"github.com/tollgate/tollgate/test/redistest"
 )
@@ -26,6 +29,12 @@ var ssoClient = oidctest.Client{ID: "tollgate-sso", Secret: rand.Text(), Device:
 // sessions are re-validated when their last check is revalidate old; the
 // client secret comes from the environment (SSO_CLIENT_SECRET) or secretFile.
 func ssoIdentity(issuer, revalidate, secretFile string) string {
+	return ssoIdentityGrace(issuer, revalidate, secretFile, "0s")
+}
+
+// ssoIdentityGrace is ssoIdentity serving the last validated identity for
+// grace past the re-validation time while the provider cannot be reached.
+func ssoIdentityGrace(issuer, revalidate, secretFile, grace string) string {
 	secret := "client_secret_env: SSO_CLIENT_SECRET"
 	if secretFile != "" {
 		secret = fmt.Sprintf("client_secret_file: %q", secretFile)
@@ -41,7 +50,8 @@ func ssoIdentity(issuer, revalidate, secretFile string) string {
       client_id: %s
       %s
       revalidate_after: %s
-`, issuer, oidcAudience, ssoClient.ID, secret, revalidate)
+      grace: %s
+`, issuer, oidcAudience, ssoClient.ID, secret, revalidate, grace)
 }
 
 // ssoBroker starts a provider (device codes live ttl seconds) and a broker
@@ -344,6 +354,16 @@ func TestDeviceLoginAcrossReplicas(t *testing.T) {
 			t.Fatalf("round %d: the provider saw %d refreshes and %d failed ones, want %d and 0", round, ok, failed, round)
 		}
 	}
+	// The session in Redis holds the provider's refresh token encrypted.
+	stored := redisValues(t, redis.Addr())
+	if !strings.Contains(stored, sid) {
+		t.Fatalf("session %s is not in redis:\n%s", sid, stored)
+	}
+	for _, tok := range append(p.RefreshTokens(), rt) {
+		if strings.Contains(stored, tok) {
+			t.Errorf("redis holds a refresh token in clear")
+		}
+	}
 	if out := tollgate(t, "", "session", "list", "--config", a.config); !strings.Contains(out, sid) {
 		t.Fatalf("session list does not show %s:\n%s", sid, out)
 	}
@@ -352,5 +372,80 @@ func TestDeviceLoginAcrossReplicas(t *testing.T) {
 		if status, _, raw := r.refreshGrant(t, rt); status != http.StatusUnauthorized {
 			t.Fatalf("refresh after revocation: %d %s", status, raw)
 		}
+	}
+
+	// A grant revoked at the provider (the account stays enabled): the
+	// re-validation on one replica ends the session for both.
+	handle, code = b.deviceStart(t)
+	p.ApproveDevice(code, "max", map[string]any{"groups": []string{"registry-dev"}})
+	if status, body = a.devicePoll(t, handle); status != http.StatusOK {
+		t.Fatalf("poll for max: %d %v", status, body)
+	}
+	rt, _ = body["refresh_token"].(string)
+	for _, r := range []*broker{a, b} {
+		if status, _, raw := r.refreshGrant(t, rt); status != http.StatusOK {
+			t.Fatalf("refresh before the revocation at the provider: %d %s", status, raw)
+		}
+	}
+	p.RevokeGrants("max")
+	time.Sleep(1100 * time.Millisecond)
+	for _, r := range []*broker{a, b} {
+		if status, _, raw := r.refreshGrant(t, rt); status != http.StatusUnauthorized {
+			t.Fatalf("refresh after the grant was revoked at the provider: %d %s", status, raw)
+		}
+	}
+
+}
+
+// redisValues reads every string and hash in the Redis at addr, for a test
+// to look for what must not be there.
+func redisValues(t *testing.T, addr string) string {
+	t.Helper()
+	ctx := context.Background()
+	rdb := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer rdb.Close()
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("redis keys: %v %v", keys, err)
+	}
+	var out strings.Builder
+	for _, k := range keys {
+		switch rdb.Type(ctx, k).Val() {
+		case "string":
+			fmt.Fprintf(&out, "%s = %s\n", k, rdb.Get(ctx, k).Val())
+		case "hash":
+			fmt.Fprintf(&out, "%s = %v\n", k, rdb.HGetAll(ctx, k).Val())
+		}
+	}
+	return out.String()
+}
+
+// TestDeviceLoginGraceServesLastValidatedIdentity: with a grace, a
+// provider outage at re-validation keeps serving the identity of the last
+// successful check (here: a group fewer than at login), never more.
+func TestDeviceLoginGraceServesLastValidatedIdentity(t *testing.T) {
+	p := oidctest.Start(t, oidctest.Options{Clients: []oidctest.Client{ssoClient}})
+	b := startBrokerWith(t, brokerOptions{
+		identity:   ssoIdentityGrace(p.Issuer, "1s", "", "1m"),
+		policyData: oidcPolicyData,
+		env:        []string{"SSO_CLIENT_SECRET=" + ssoClient.Secret},
+	})
+	rt, _ := deviceLogin(t, p, b, "nora", "registry-dev")
+	p.SetClaims("nora", map[string]any{"groups": []string{"visitors"}})
+	time.Sleep(1100 * time.Millisecond)
+	if status, body, raw := b.refreshGrant(t, rt); status != http.StatusOK {
+		t.Fatalf("refresh at re-validation: %d %s", status, raw)
+	} else {
+		expectAccess(t, body.AccessToken, nil)
+	}
+	p.Stop()
+	time.Sleep(1100 * time.Millisecond)
+	status, body, raw := b.refreshGrant(t, rt)
+	if status != http.StatusOK {
+		t.Fatalf("refresh within the grace: %d %s", status, raw)
+	}
+	expectAccess(t, body.AccessToken, nil) // not the push nora had at login
+	if logData, _ := os.ReadFile(b.proc.log); !strings.Contains(string(logData), "serving the last validated identity") {
+		t.Error("the broker did not log that it served the last validated identity")
 	}
 }
