@@ -16,7 +16,8 @@ func TestBenchSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	rows, err := run(ctx, options{rounds: 1, duration: 300 * time.Millisecond, concurrency: 2, pairs: 200, users: 2}, &out)
+	rows, err := run(ctx, options{rounds: 1, duration: 300 * time.Millisecond, concurrency: 2, pairs: 200, users: 2,
+		distinctRepos: 1000, distinctUsers: 3, distinctCost: 4}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +37,9 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("no row for %s", want)
 		}
 	}
-	for _, want := range []string{"| tollgate | ES256 | refresh grant |", "distinct: 200 (user, repo) pairs", "Targets (issue 7):", "serve ready"} {
+	for _, want := range []string{"| tollgate | ES256 | refresh grant |", "distinct: 200 (user, repo) pairs", "Targets (issue 7):", "serve ready",
+		"| tollgate | ES256 | " + distinctAnon + " |", "| tollgate | RS256 | " + distinctAnon + " |", "| ceiling | ES256 | " + distinctPassword + " |",
+		"| tollgate | ES256 | " + distinctUsers + " |", distinctUsers + " @ 50% of peak", "Targets (issue 20, every request different):"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

@@ -46,18 +46,21 @@ import (
 )
 
 type options struct {
-	rounds      int
-	duration    time.Duration
-	concurrency int
-	pairs       int64
-	users       int
-	micro       bool
-	benchtime   string
-	benchCount  int
-	dockerAuth  string
-	keep        bool
-	soak        time.Duration // > 0: the soak instead of the benchmark
-	soakRound   time.Duration
+	rounds        int
+	duration      time.Duration
+	concurrency   int
+	pairs         int64
+	users         int
+	distinctRepos int
+	distinctUsers int
+	distinctCost  int
+	micro         bool
+	benchtime     string
+	benchCount    int
+	dockerAuth    string
+	keep          bool
+	soak          time.Duration // > 0: the soak instead of the benchmark
+	soakRound     time.Duration
 }
 
 func main() {
@@ -67,6 +70,9 @@ func main() {
 	flag.IntVar(&o.concurrency, "c", 8, "concurrent loopback clients")
 	flag.Int64Var(&o.pairs, "pairs", 1_000_000, "memory run: distinct (user, repository) pairs requested (0 skips it)")
 	flag.IntVar(&o.users, "users", 100, "memory run: distinct users (bcrypt cost 10 each)")
+	flag.IntVar(&o.distinctRepos, "distinct-repos", 100_000, "distinct scenarios: repositories cycled over, so that neither token reuse nor the decision cache answers")
+	flag.IntVar(&o.distinctUsers, "distinct-users", 10_000, "distinct-users scenario: htpasswd users cycled over (0 skips the scenario)")
+	flag.IntVar(&o.distinctCost, "distinct-cost", 4, "bcrypt cost of the distinct-users scenario's users (10,000 logins at cost 10 would take minutes per server and round)")
 	flag.BoolVar(&o.micro, "micro", true, "run the Go micro-benchmarks first")
 	flag.StringVar(&o.benchtime, "benchtime", "1s", "go test -benchtime for the micro-benchmarks")
 	flag.IntVar(&o.benchCount, "bench-count", 3, "go test -count for the micro-benchmarks (the median is reported)")
@@ -90,8 +96,10 @@ func main() {
 		}
 		return
 	}
-	if o.rounds < 1 || o.rounds > 20 || o.duration <= 0 || o.duration > 2*time.Minute || o.concurrency < 1 || o.concurrency > 512 {
-		fmt.Fprintln(os.Stderr, "bench: want -rounds 1..20, -duration up to 2m, -c 1..512")
+	if o.rounds < 1 || o.rounds > 20 || o.duration <= 0 || o.duration > 2*time.Minute || o.concurrency < 1 || o.concurrency > 512 ||
+		o.distinctRepos < 1 || o.distinctRepos > 10_000_000 || o.distinctUsers < 0 || o.distinctUsers > 100_000 ||
+		o.distinctCost < bcrypt.MinCost || o.distinctCost > 12 {
+		fmt.Fprintln(os.Stderr, "bench: want -rounds 1..20, -duration up to 2m, -c 1..512, -distinct-repos 1..10000000, -distinct-users 0..100000, -distinct-cost 4..12")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -251,7 +259,7 @@ func (e *env) micro(ctx context.Context) ([]row, error) {
 	runs := []struct{ pkg, pattern string }{
 		{"./scope", "BenchmarkParse"},
 		{"./identity", "BenchmarkCredentialCacheHit|BenchmarkChainLoginCached"},
-		{"./policies", "BenchmarkDefaultPolicy|BenchmarkDecisionCachedParallel"},
+		{"./policies", "BenchmarkDefaultPolicy|BenchmarkDecisionCachedParallel"}, // DefaultPolicyDistinct too
 		{"./broker", "BenchmarkSign|BenchmarkTokenHandler"},
 	}
 	var rows []row
@@ -318,41 +326,17 @@ func (e *env) fixture(ctx context.Context) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("tollgate htpasswd add: %v: %s", err, out)
 	}
-	// Many distinct users for the memory run, hashed here in parallel (cost 10, like alice).
-	type cred struct{ user, pw, hash string }
-	creds := make([]cred, e.o.users)
-	sem := make(chan struct{}, 4)
-	errc := make(chan error, len(creds))
-	for i := range creds {
-		creds[i] = cred{user: fmt.Sprintf("user%04d", i), pw: rand.Text()}
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem }()
-			h, err := bcrypt.GenerateFromPassword([]byte(creds[i].pw), 10)
-			creds[i].hash = string(h)
-			errc <- err
-		}()
-	}
-	for range creds {
-		if err := <-errc; err != nil {
-			return err
-		}
-	}
-	f, err := os.OpenFile(htp, os.O_APPEND|os.O_WRONLY, 0o600)
+	// Many distinct users for the memory run (cost 10, like alice), and for
+	// the distinct-users scenario (cost -distinct-cost).
+	creds, err := makeUsers(htp, filepath.Join(e.work, "users.txt"), "user%04d", e.o.users, 10)
 	if err != nil {
 		return err
 	}
-	var users bytes.Buffer
-	for _, c := range creds {
-		fmt.Fprintf(f, "%s:%s\n", c.user, c.hash)
-		fmt.Fprintf(&users, "%s %s\n", c.user, c.pw)
-	}
-	if err := f.Close(); err != nil {
+	dcreds, err := makeUsers(htp, filepath.Join(e.work, "distinct-users.txt"), "duser%05d", e.o.distinctUsers, e.o.distinctCost)
+	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(e.work, "users.txt"), users.Bytes(), 0o600); err != nil {
-		return err
-	}
+	creds = append(creds, dcreds...)
 	aliceHash, err := htpasswdHash(htp, "alice")
 	if err != nil {
 		return err
@@ -424,6 +408,44 @@ func (e *env) fixture(ctx context.Context) error {
     actions: ["*"]
 `)
 	return os.WriteFile(filepath.Join(e.work, "docker_auth.yml.tmpl"), []byte(da.String()), 0o600)
+}
+
+type cred struct{ user, pw, hash string }
+
+// makeUsers hashes n users named by format (in parallel), appends them to the
+// htpasswd file htp and writes their `user password` lines to list.
+func makeUsers(htp, list, format string, n, cost int) ([]cred, error) {
+	creds := make([]cred, n)
+	sem := make(chan struct{}, 4)
+	errc := make(chan error, len(creds))
+	for i := range creds {
+		creds[i] = cred{user: fmt.Sprintf(format, i), pw: rand.Text()}
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			h, err := bcrypt.GenerateFromPassword([]byte(creds[i].pw), cost)
+			creds[i].hash = string(h)
+			errc <- err
+		}()
+	}
+	for range creds {
+		if err := <-errc; err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.OpenFile(htp, os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	var users bytes.Buffer
+	for _, c := range creds {
+		fmt.Fprintf(f, "%s:%s\n", c.user, c.hash)
+		fmt.Fprintf(&users, "%s %s\n", c.user, c.pw)
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	return creds, os.WriteFile(list, users.Bytes(), 0o600)
 }
 
 func htpasswdHash(path, user string) (string, error) {
@@ -596,20 +618,60 @@ func (e *env) start(ctx context.Context) ([]target, time.Duration, error) {
 
 // --- load ---
 
-// scenario is a load run: a request mix and on which targets it runs.
+// scenario is a load run: a request mix, on which targets it runs, the load
+// tool's extra arguments and its warm-up (requests before the measurement).
 type scenario struct {
 	name, mix string
 	on        func(t target) bool
+	args      func(e *env) []string // later flags win over load's defaults
+	warm      func(o options, t target) int
+	halfPeak  bool // also run at half of its peak rate (tollgate only)
 }
 
 // The ceiling answers any request without looking at credentials, so it
 // takes the password load too: the same requests, the least work.
 var scenarios = []scenario{
-	{"password (bcrypt 10, repeated)", "password=1", func(target) bool { return true }},
-	{"anonymous public pull", "anonymous=1", func(target) bool { return true }},
-	{"refresh grant", "refresh=1", func(t target) bool { return isTollgate(t.name) }},
-	{"mix: password+anonymous+refresh+distinct", "password=1,anonymous=1,refresh=1,distinct=1", func(t target) bool { return t.name == "tollgate" && t.key == "ES256" }},
+	{name: "password (bcrypt 10, repeated)", mix: "password=1", on: everywhere, halfPeak: true},
+	{name: "anonymous public pull", mix: "anonymous=1", on: everywhere, halfPeak: true},
+	{name: "refresh grant", mix: "refresh=1", on: func(t target) bool { return isTollgate(t.name) }},
+	{name: "mix: password+anonymous+refresh+distinct", mix: "password=1,anonymous=1,refresh=1,distinct=1",
+		on: func(t target) bool { return t.name == "tollgate" && t.key == "ES256" },
+		// The distinct kind logs in every user: the warm-up pays their first
+		// bcrypt (cached for a minute, so again each round), which a run of
+		// a few seconds would otherwise measure.
+		warm: func(o options, _ target) int { return 4 * o.users }},
+	// Issue 20: every request names a new repository (and, in the last, a
+	// new user too), so neither token reuse nor the decision cache answers.
+	{name: distinctAnon, mix: "anonymous-distinct=1", on: everywhere, halfPeak: true,
+		args: func(e *env) []string { return []string{"-repos", strconv.Itoa(e.o.distinctRepos)} }},
+	{name: distinctPassword, mix: "password-distinct=1", on: es256OrDockerAuth, halfPeak: true,
+		args: func(e *env) []string { return []string{"-repos", strconv.Itoa(e.o.distinctRepos)} }},
+	{name: distinctUsers, mix: "distinct=1", on: es256OrDockerAuth, halfPeak: true,
+		args: func(e *env) []string {
+			return []string{"-users-file", filepath.Join(e.work, "distinct-users.txt"), "-repos", strconv.Itoa(max(1, e.o.distinctRepos/max(1, e.o.distinctUsers)))}
+		},
+		// One login per user before the run: tollgate's credential cache then
+		// holds them all, as it would under a steady stream. docker_auth and
+		// the ceiling cache nothing, so their warm-up would measure nothing.
+		warm: func(o options, t target) int {
+			if isTollgate(t.name) {
+				return o.distinctUsers
+			}
+			return 8
+		}},
 }
+
+const (
+	distinctAnon     = "distinct repos: anonymous pull"
+	distinctPassword = "distinct repos: password (alice, bcrypt 10)"
+	distinctUsers    = "distinct users and repos: password (bcrypt -distinct-cost)"
+)
+
+func everywhere(target) bool { return true }
+
+// es256OrDockerAuth: the password scenarios of issue 20 compare tollgate
+// ES256 with its ceiling and with docker_auth, which signs RS256 only.
+func es256OrDockerAuth(t target) bool { return t.key == "ES256" || t.name == "docker_auth" }
 
 func (e *env) load(ctx context.Context, t target, mix string, extra ...string) (*loadResult, error) {
 	args := []string{"-json", "-url", t.url, "-service", service, "-mix", mix, "-c", strconv.Itoa(e.o.concurrency),
@@ -628,6 +690,19 @@ func (e *env) load(ctx context.Context, t target, mix string, extra ...string) (
 		return nil, fmt.Errorf("load output: %w: %s", err, out.String())
 	}
 	return &r, nil
+}
+
+// scenarioArgs are the load tool's arguments for s against t.
+func (e *env) scenarioArgs(s scenario, t target) []string {
+	warm := 8
+	if s.warm != nil {
+		warm = max(warm, s.warm(e.o, t))
+	}
+	args := []string{"-warmup", strconv.Itoa(warm)}
+	if s.args != nil {
+		args = append(args, s.args(e)...)
+	}
+	return args
 }
 
 type runKey struct{ target, key, scenario string }
@@ -659,17 +734,10 @@ func (e *env) rounds(ctx context.Context, targets []target) ([]row, error) {
 			}
 			this := map[runKey]*loadResult{}
 			for _, t := range order {
-				if !s.on(t) {
+				if !s.on(t) || (s.name == distinctUsers && e.o.distinctUsers == 0) {
 					continue
 				}
-				// The mix's distinct kind logs in every user: the warm-up pays
-				// their first bcrypt (cached for a minute, so again each round),
-				// which a run of a few seconds would otherwise measure.
-				warm := 8
-				if strings.Contains(s.mix, "distinct") {
-					warm = max(warm, 4*e.o.users)
-				}
-				res, err := e.load(ctx, t, s.mix, "-warmup", strconv.Itoa(warm))
+				res, err := e.load(ctx, t, s.mix, e.scenarioArgs(s, t)...)
 				if err != nil {
 					return nil, err
 				}
@@ -758,7 +826,10 @@ func (e *env) halfPeakAndMemory(ctx context.Context, targets []target, load []ro
 		if !isTollgate(t.name) {
 			continue
 		}
-		for _, s := range scenarios[:2] {
+		for _, s := range scenarios {
+			if !s.halfPeak || !s.on(t) || (s.name == distinctUsers && e.o.distinctUsers == 0) {
+				continue
+			}
 			var peak float64
 			for _, r := range load {
 				if r.target == t.name && r.key == t.key && r.scenario == s.name {
@@ -769,7 +840,7 @@ func (e *env) halfPeakAndMemory(ctx context.Context, targets []target, load []ro
 				continue
 			}
 			step("%s %s %s at half the peak rate (%.0f/s)", t.name, t.key, s.name, peak/2)
-			res, err := e.load(ctx, t, s.mix, "-rate", strconv.FormatFloat(peak/2, 'f', 0, 64))
+			res, err := e.load(ctx, t, s.mix, append(e.scenarioArgs(s, t), "-rate", strconv.FormatFloat(peak/2, 'f', 0, 64))...)
 			if err != nil {
 				return nil, err
 			}
@@ -940,4 +1011,32 @@ func printTargets(w io.Writer, rows []row, startup time.Duration) {
 		}
 	}
 	check(startup < time.Second, "serve ready (readyz 200) %s after start with the default policy (want < 1 s)", startup.Round(time.Millisecond))
+	printDistinctTargets(w, find, micro, check)
+}
+
+// printDistinctTargets checks the distinct-request figures against issue 20's goals.
+func printDistinctTargets(w io.Writer, find func(target, key, scenario string) *row, micro func(string) float64, check func(bool, string, ...any)) {
+	fmt.Fprintln(w, "Targets (issue 20, every request different):")
+	for _, tg := range []string{"tollgate", noReuse} {
+		for _, s := range []string{distinctAnon, distinctPassword, distinctUsers} {
+			if r := find(tg, "ES256", s); r != nil {
+				check(r.vsCeiling >= 0.70, "%s, %s ES256: %.0f%% of the parse-and-sign ceiling (want >= 70%%)", s, tg, r.vsCeiling*100)
+			}
+		}
+		if r := find(tg, "RS256", distinctAnon); r != nil && r.vsDocker > 0 {
+			check(r.vsDocker >= 1.0, "%s, %s RS256: %.2fx docker_auth RS256 (want >= 1.0x)", distinctAnon, tg, r.vsDocker)
+		}
+		for _, key := range []string{"ES256", "RS256"} {
+			for _, s := range []string{distinctAnon, distinctPassword, distinctUsers} {
+				if r := find(tg, key, s+" @ 50% of peak"); r != nil {
+					check(r.p99 < 5000 && r.errors == 0, "%s %s %s at half of the peak rate (%s/s): p99 %s (want < 5 ms)", tg, key, s, fmtRate(r.rate), fmtDur(r.p99))
+				}
+			}
+		}
+	}
+	u100, u10k := micro("BenchmarkDefaultPolicyDistinct/users=100"), micro("BenchmarkDefaultPolicyDistinct/users=10000")
+	if u100 > 0 && u10k > 0 {
+		check(u10k <= 15, "uncached default-policy decision, distinct requests, 10,000 users and 1,000 projects: %s (want <= 15 µs)", fmtDur(u10k))
+		check(u10k <= 1.5*u100, "distinct requests, 10,000 users vs 100 users: %.2fx (want flat: <= 1.5x)", u10k/u100)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,7 +92,7 @@ func startBroker(t *testing.T) (string, string) {
 
 func smokeOptions(url, dir string) options {
 	return options{url: url, service: "registry.bench", n: 1_000_000, duration: time.Second, concurrency: 4,
-		mix: "password=1,anonymous=1,refresh=1,distinct=1", user: "alice", passwordFile: filepath.Join(dir, "alice.pw"),
+		mix: "password=1,anonymous=1,refresh=1,distinct=1,anonymous-distinct=1,password-distinct=1", user: "alice", passwordFile: filepath.Join(dir, "alice.pw"),
 		usersFile: filepath.Join(dir, "users.txt"), repos: 1000, pid: os.Getpid()}
 }
 
@@ -150,6 +151,38 @@ func TestLoadCountsEveryFailedRequest(t *testing.T) {
 	}
 	if res.Requests != 300 || res.Errors != 200 || res.ErrorKinds["status 503"] != 100 || res.ErrorKinds["no token"] != 100 {
 		t.Fatalf("requests %d, errors %d %v: want 300 requests, 100 of each failure", res.Requests, res.Errors, res.ErrorKinds)
+	}
+}
+
+// TestLoadDistinctKindsCycleOverRepos: the anonymous-distinct and
+// password-distinct kinds name a new repository each request, -repos of
+// them in turn, so no cache keyed by repository answers twice per cycle.
+func TestLoadDistinctKindsCycleOverRepos(t *testing.T) {
+	for kind, want := range map[string]string{"anonymous-distinct": "repository:library/repo%d:pull", "password-distinct": "repository:alice/repo%d:pull,push"} {
+		var mu sync.Mutex
+		seen := map[string]int{}
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen[r.URL.Query().Get("scope")]++
+			mu.Unlock()
+			_, _ = io.WriteString(w, `{"token":"a.b.c"}`)
+		}))
+		o := smokeOptions(ts.URL+"/token", t.TempDir())
+		o.mix, o.passwordFile, o.password, o.repos, o.n, o.warmup = kind+"=1", "", "pw", 50, 300, 0
+		_, err := run(context.Background(), o)
+		ts.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// 1 warm-up request and 300 measured: repositories 0..50, six times over, the first once more.
+		for i := range 50 {
+			if n := seen[fmt.Sprintf(want, i)]; n < 6 || n > 7 {
+				t.Errorf("%s: %s requested %d times, want 6 or 7 (%d scopes seen)", kind, fmt.Sprintf(want, i), n, len(seen))
+			}
+		}
+		if len(seen) != 50 {
+			t.Errorf("%s: %d distinct scopes, want 50", kind, len(seen))
+		}
 	}
 }
 

@@ -67,12 +67,12 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "stop after this long")
 	flag.IntVar(&o.concurrency, "c", 8, "concurrent clients (each one keep-alive connection)")
 	flag.Float64Var(&o.rate, "rate", 0, "target requests/s over all clients (0: as fast as the server answers); latency then counts from the scheduled start")
-	flag.StringVar(&o.mix, "mix", "password=1,anonymous=1", "request kinds and weights: password, anonymous, refresh, distinct")
+	flag.StringVar(&o.mix, "mix", "password=1,anonymous=1", "request kinds and weights: password, anonymous, refresh, distinct, anonymous-distinct, password-distinct")
 	flag.StringVar(&o.user, "user", "alice", "user of the password and refresh kinds")
 	flag.StringVar(&o.password, "password", "", "password of -user (prefer -password-file)")
 	flag.StringVar(&o.passwordFile, "password-file", "", "file whose first line is the password of -user")
 	flag.StringVar(&o.usersFile, "users-file", "", "distinct kind: file of `user password` lines")
-	flag.IntVar(&o.repos, "repos", 1000, "distinct kind: repositories per user (USER/repoN)")
+	flag.IntVar(&o.repos, "repos", 1000, "distinct kind: repositories per user (USER/repoN); anonymous-distinct and password-distinct: repositories cycled over (library/repoN, USER/repoN)")
 	flag.IntVar(&o.pid, "pid", 0, "server process whose VmRSS (from /proc/PID/status) is reported")
 	flag.DurationVar(&o.rssEvery, "rss-every", 0, "also print VmRSS at this interval during the run")
 	flag.IntVar(&o.warmup, "warmup", 0, "requests sent (and not measured) before the run, one per kind at least")
@@ -263,6 +263,23 @@ func buildKinds(ctx context.Context, o options, u *url.URL, client *http.Client)
 				}
 				return r, err
 			}}
+		case "anonymous-distinct", "password-distinct":
+			// Each request names the next of -repos repositories, so with
+			// enough of them neither token reuse nor the decision cache answers.
+			// Anonymous pulls from the public project library; the password
+			// user pushes to its own namespace.
+			auth, project, actions := "", "library", "pull"
+			if name == "password-distinct" {
+				if pw == "" {
+					return nil, errors.New("-mix password-distinct needs -password-file or -password")
+				}
+				auth, project, actions = basic(o.user, pw), o.user, "pull,push"
+			}
+			repos := int64(max(o.repos, 1))
+			var next atomic.Int64
+			k = kind{name, func(int64) (*http.Request, error) {
+				return get(fmt.Sprintf("repository:%s/repo%d:%s", project, (next.Add(1)-1)%repos, actions), auth)
+			}}
 		case "distinct":
 			if o.usersFile == "" {
 				return nil, errors.New("-mix distinct needs -users-file")
@@ -286,7 +303,7 @@ func buildKinds(ctx context.Context, o options, u *url.URL, client *http.Client)
 				return get(fmt.Sprintf("repository:%s/repo%d:pull,push", users[ui].user, ri), auths[ui])
 			}}
 		default:
-			return nil, fmt.Errorf("-mix: unknown kind %q (password, anonymous, refresh, distinct)", name)
+			return nil, fmt.Errorf("-mix: unknown kind %q (password, anonymous, refresh, distinct, anonymous-distinct, password-distinct)", name)
 		}
 		for range weight {
 			kinds = append(kinds, k)
