@@ -17,7 +17,8 @@ import (
 // *Error with its path relative to n and its real line; errors.Join holds
 // them. Keys follow yaml tags (",inline" included, also on an interface
 // field holding a pointer to a struct, for an envelope around an adapter's
-// own Config). A yaml.Unmarshaler decodes itself; its *Error paths are taken
+// own Config). A yaml.Node field takes the node as written, unchecked (as
+// yaml.v3 does). A yaml.Unmarshaler decodes itself; its *Error paths are taken
 // as relative to it.
 //
 // yaml.v3 has strict decoding only from bytes (Decoder.KnownFields), not from
@@ -39,7 +40,10 @@ func (d *decoder) fail(path string, line int, format string, args ...any) {
 	d.errs = append(d.errs, &Error{Path: path, Line: line, Msg: fmt.Sprintf(format, args...)})
 }
 
-var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+var (
+	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+	nodeType        = reflect.TypeFor[yaml.Node]()
+)
 
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.DocumentNode {
@@ -60,6 +64,10 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			v.Set(reflect.New(v.Type().Elem()))
 		}
 		d.value(n, v.Elem(), path)
+		return
+	}
+	if v.Type() == nodeType { // kept as written, for a parser of its own
+		v.Set(reflect.ValueOf(*n))
 		return
 	}
 	if reflect.PointerTo(v.Type()).Implements(unmarshalerType) {

@@ -128,3 +128,22 @@ func TestSuggest(t *testing.T) {
 		}
 	}
 }
+
+// A yaml.Node field keeps its subtree as written, for a parser of its own
+// (the opa section is OPA's document): none of its keys is "unknown".
+func TestDecodeKeepsANodeAsWritten(t *testing.T) {
+	var out struct {
+		Name string     `yaml:"name"`
+		Doc  *yaml.Node `yaml:"doc"`
+	}
+	if err := Decode(parse(t, "name: a\ndoc:\n  services: {s: {url: 'http://x'}}\n  anything: [1, 2]\n"), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Doc == nil || out.Doc.Kind != yaml.MappingNode || out.Doc.Line != 3 {
+		t.Fatalf("doc = %+v, want the mapping at line 3", out.Doc)
+	}
+	var back map[string]any
+	if err := out.Doc.Decode(&back); err != nil || len(back) != 2 || back["anything"].([]any)[1] != 2 {
+		t.Fatalf("doc decoded back to %v (%v)", back, err)
+	}
+}
