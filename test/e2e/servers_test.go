@@ -111,6 +111,9 @@ type brokerOptions struct {
 	// policySource replaces the policy directory (a bundle file or URL);
 	// policy adds YAML lines under policy:, indented by two spaces.
 	policySource, policy string
+	// opa is an opa: section (OPA's configuration document, top-level
+	// YAML); it replaces policy.source.
+	opa string
 	// startsUnready: wait for /healthz only (no policy loaded yet).
 	startsUnready bool
 	// moreUsers are added to the htpasswd file after users.
@@ -144,9 +147,13 @@ func startBrokerWith(t testing.TB, o brokerOptions) *broker {
 	}
 	writePolicy(t, filepath.Join(dir, "policy"), o.policyData)
 
-	source := filepath.Join(dir, "policy")
-	if o.policySource != "" {
-		source = o.policySource
+	source := fmt.Sprintf("  source: %q\n", filepath.Join(dir, "policy"))
+	switch {
+	case o.opa != "":
+		source = ""
+		o.extra += o.opa
+	case o.policySource != "":
+		source = fmt.Sprintf("  source: %q\n", o.policySource)
 	}
 	decisionCache := o.policy
 	if o.decisionTTL != "" {
@@ -165,8 +172,7 @@ anonymous: true
 identity:
   - {name: local, type: htpasswd, file: %q}
 %spolicy:
-  source: %q
-  query: data.registry.authz
+%s  query: data.registry.authz
 %slog: {level: debug, format: json}
 %s`, b.port, filepath.Join(dir, "state"), services.String(), b.htpasswd, o.identity, source, decisionCache, o.extra)
 	if err := os.WriteFile(b.config, []byte(cfg), 0o600); err != nil {
