@@ -4,17 +4,11 @@ package bundles_test
 // configured origin, compression bombs, URLs carrying credentials.
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
-	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/test/testenv"
 )
 
 func TestFetchRefusesARedirectFromHTTPSToHTTP(t *testing.T) {
@@ -94,112 +89,38 @@ func TestBearerTokenStaysWithTheOrigin(t *testing.T) {
 	}
 }
 
-// bomb is a gzipped tarball of n zero-filled files of mib MiB each. It is
-// made of gzip members, which gzip readers join: the tar headers, and one
-// MiB of zeros compressed once (to about 1 KiB) and repeated, so that even
-// under -race it takes milliseconds to make.
-func bomb(t *testing.T, n, mib int) []byte {
-	t.Helper()
-	gz := func(w io.Writer, data []byte) {
-		zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
-		zw.Write(data)
-		if err := zw.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var zeroMiB, out, pending bytes.Buffer
-	gz(&zeroMiB, make([]byte, 1<<20))
-	flush := func() {
-		if pending.Len() > 0 {
-			gz(&out, pending.Bytes())
-			pending.Reset()
-		}
-	}
-	for i := range n {
-		// A tar.Writer of its own writes the header only: the content
-		// follows as compressed zeros, never written through it.
-		h := &tar.Header{Name: fmt.Sprintf("/z/%d.bin", i), Mode: 0o644, Size: int64(mib) << 20}
-		if err := tar.NewWriter(&pending).WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		for range mib {
-			flush()
-			out.Write(zeroMiB.Bytes())
-		}
-	}
-	pending.Write(make([]byte, 1024)) // the end of the archive
-	flush()
-	return out.Bytes()
-}
-
-// heapGrowth returns how far the heap (its objects, live or not yet
-// collected) grew above its level before fn, sampled while fn ran. Bytes
-// allocated in total would overstate it: under -race, sync.Pool keeps
-// nothing and io.Discard allocates a buffer on every copy.
-func heapGrowth(fn func()) uint64 {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	read := func() uint64 {
-		metrics.Read(sample)
-		return sample[0].Value.Uint64()
-	}
-	runtime.GC()
-	base := read()
-	peak := base
-	done, sampled := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(100 * time.Microsecond):
-				peak = max(peak, read())
-			}
-		}
-	}()
-	fn()
-	close(done)
-	<-sampled
-	return max(peak, read()) - base
-}
-
 // TestBundleBombsAreRefusedWithinTheLimits: a tarball that expands past
 // the default limits (64 MiB, 10,000 files) is refused, from a URL or a
 // file, with or without required signatures, without the process
 // allocating more than a fraction of the limit.
 func TestBundleBombsAreRefusedWithinTheLimits(t *testing.T) {
 	_, public := keyPair(t)
-	bombs := []struct {
-		name string
-		data []byte
-		want string
-	}{
-		// Each file is under the 64 MiB a single file may have.
-		{"96 MiB of zeros", bomb(t, 2, 48), "bytes uncompressed"},
-		{"10001 empty files", bomb(t, bundles.DefaultMaxFiles+1, 0), "files"},
+	if bundles.DefaultMaxBytes != 64<<20 || bundles.DefaultMaxFiles != 10_000 {
+		t.Fatal("testenv.HostileBundles are sized for the limits of 64 MiB and 10,000 files")
 	}
+	bombs := testenv.HostileBundles(t)
 	const most = 16 << 20 // a quarter of the size limit
 	for _, bc := range bombs {
-		t.Logf("%s: %d bytes compressed", bc.name, len(bc.data))
+		t.Logf("%s: %d bytes compressed", bc.Name, len(bc.Data))
 		bs := &bundleServer{}
-		bs.publish(bc.data, `"bomb"`)
+		bs.publish(bc.Data, `"bomb"`)
 		ts := httptest.NewServer(bs)
 		defer ts.Close()
 		for _, where := range []string{"url", "file"} {
 			for _, signed := range []bool{false, true} {
-				t.Run(fmt.Sprintf("%s/%s/signatures required %v", bc.name, where, signed), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s/%s/signatures required %v", bc.Name, where, signed), func(t *testing.T) {
 					src := &bundles.Source{Location: ts.URL + "/bundle.tar.gz"}
 					if where == "file" {
-						src.Location = writeFile(t, bc.data)
+						src.Location = writeFile(t, bc.Data)
 					}
 					if signed {
 						src.Verify = verifier(t, public)
 					}
 					var err error
-					grew := heapGrowth(func() { _, _, err = src.Fetch(context.Background(), "") })
+					grew := testenv.HeapGrowth(func() { _, _, err = src.Fetch(context.Background(), "") })
 					t.Logf("the heap grew by %d KiB during the fetch: %v", grew>>10, err)
-					if err == nil || !strings.Contains(err.Error(), "limit") || !strings.Contains(err.Error(), bc.want) {
-						t.Errorf("err %v, want one naming the limit on %s", err, bc.want)
+					if err == nil || !strings.Contains(err.Error(), "limit") || !strings.Contains(err.Error(), bc.Want) {
+						t.Errorf("err %v, want one naming the limit on %s", err, bc.Want)
 					}
 					if grew > most {
 						t.Errorf("the heap grew by %d MiB during the fetch, want at most %d MiB", grew>>20, most>>20)
@@ -219,7 +140,7 @@ func TestPollerDoesNotDownloadARefusedBundleAgain(t *testing.T) {
 		data []byte
 		want string
 	}{
-		{"bomb", bomb(t, 2, 48), "limit"},
+		{"bomb", testenv.Bomb(t, 2, 48), "limit"},
 		{"not a tarball", []byte("garbage"), "archive read failed"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

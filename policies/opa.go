@@ -26,6 +26,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/util"
 
 	"github.com/tollgate/tollgate/authz"
+	"github.com/tollgate/tollgate/bundles"
 )
 
 // OPAOptions is what OpenOPA needs besides OPA's configuration document.
@@ -40,7 +41,10 @@ type OPAOptions struct {
 	// MaxFileBytes becomes each bundle's size_limit_bytes where the
 	// document does not set one (OPA's default is 1 GiB).
 	MaxFileBytes int64
-	Log          *slog.Logger
+	// Limits bound every bundle a service answers with, before OPA reads
+	// it: its total size and number of files (OPA bounds neither).
+	Limits bundles.Limits
+	Log    *slog.Logger
 }
 
 // OPA is the policy engine run by OPA's own plugin manager: its bundles,
@@ -73,7 +77,7 @@ type opaPolicy struct {
 // JSON), as the OPA SDK and `opa run` do, without starting them. OPA
 // validates the document; its warnings (unknown keys) are logged.
 func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
-	doc, err := withSizeLimit(doc, o.MaxFileBytes)
+	doc, creds, err := rewrite(doc, o.MaxFileBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +89,9 @@ func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
 		plugins.Logger(l), plugins.ConsoleLogger(l),
 		plugins.WithParserOptions(ast.ParserOptions{ProcessAnnotation: true, RegoVersion: ast.RegoV1}))
 	if err != nil {
+		return nil, err
+	}
+	if err := registerLimited(m, creds, o.Limits); err != nil {
 		return nil, err
 	}
 	for _, w := range m.Config.Warnings {
@@ -128,13 +135,16 @@ func cmpOr(a, b int64) int64 {
 	return b
 }
 
-// withSizeLimit converts doc to JSON and sets size_limit_bytes on every
-// bundle that has none: OPA's default (1 GiB a file) is no bound at all.
-func withSizeLimit(doc []byte, limit int64) ([]byte, error) {
+// rewrite converts doc to JSON, sets size_limit_bytes on every bundle that
+// has none (OPA's default, 1 GiB a file, is no bound at all) and puts
+// tollgate's limits in front of every service (limitServices), returning
+// the services' credentials.
+func rewrite(doc []byte, limit int64) ([]byte, map[string]any, error) {
 	var v map[string]any
 	if err := util.Unmarshal(doc, &v); err != nil {
-		return nil, fmt.Errorf("opa configuration: %w", err)
+		return nil, nil, fmt.Errorf("opa configuration: %w", err)
 	}
+	creds := limitServices(v)
 	if bs, ok := v["bundles"].(map[string]any); ok && limit > 0 {
 		for _, b := range bs {
 			if b, ok := b.(map[string]any); ok && b["size_limit_bytes"] == nil {
@@ -142,7 +152,8 @@ func withSizeLimit(doc []byte, limit int64) ([]byte, error) {
 			}
 		}
 	}
-	return json.Marshal(v)
+	out, err := json.Marshal(v)
+	return out, creds, err
 }
 
 // Manager is OPA's plugin manager, for what else an embedder asks of it.

@@ -26,8 +26,8 @@ func (r *Runtime) openOPA() error {
 	e, err := policies.OpenOPA(doc, policies.OPAOptions{
 		ID: instanceID(), Query: cfg.Policy.Query,
 		CacheSize: *dc.Size, CacheTTL: dc.TTL, CacheMaxBytes: int64(dc.MaxBytes),
-		MaxFileBytes: int64(cfg.Policy.MaxBundleBytes),
-		Log:          r.log.With("policy", "opa"),
+		MaxFileBytes: int64(cfg.Policy.MaxBundleBytes), Limits: cfg.Policy.BundleLimits(),
+		Log: r.log.With("policy", "opa"),
 	})
 	if err != nil {
 		return cfg.Invalid(yamlconf.Prefix("opa", err))

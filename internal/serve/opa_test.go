@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -222,4 +225,135 @@ func TestOPAColdStartServesThePersistedBundle(t *testing.T) {
 	if lines := strings.Join(opaStatus(context.Background(), none), "\n"); !strings.Contains(lines, "bundle authz: not active") {
 		t.Fatalf("readyz without a bundle:\n%s", lines)
 	}
+}
+
+// TestOPABundleBombsAreRefusedWithinTheLimits: the bombs tollgate's own
+// poller refuses (testenv.HostileBundles) are refused on OPA's download
+// path too, before OPA expands them, with or without signatures required:
+// no bundle is activated, /readyz names the limit, the heap stays small.
+func TestOPABundleBombsAreRefusedWithinTheLimits(t *testing.T) {
+	_, public := testenv.WriteES256KeyPair(t, t.TempDir())
+	const most = 16 << 20 // a quarter of the size limit
+	for _, bc := range testenv.HostileBundles(t) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(bc.Data) }))
+		t.Cleanup(srv.Close)
+		for _, signed := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/signatures required %v", bc.Name, signed), func(t *testing.T) {
+				doc := opaConfig(t, srv.URL, public, t.TempDir())
+				if !signed {
+					doc = strings.Replace(doc, "    signing: {keyid: tg}\n", "", 1)
+				}
+				var e *policies.OPA
+				var lines string
+				grew := testenv.HeapGrowth(func() {
+					e = openLimitedOPA(t, doc, nil)
+					waitFor(t, "the download to fail", func() bool {
+						lines = strings.Join(opaStatus(context.Background(), e), "\n")
+						return strings.Contains(lines, "last error")
+					})
+				})
+				t.Logf("the heap grew by %d KiB: %s", grew>>10, lines)
+				if e.Ready() || !strings.Contains(lines, "bundle exceeds its limit") || !strings.Contains(lines, bc.Want) {
+					t.Errorf("ready %v, /readyz %q: want not ready and the limit on %s named", e.Ready(), lines, bc.Want)
+				}
+				if grew > most {
+					t.Errorf("the heap grew by %d MiB, want at most %d MiB", grew>>20, most>>20)
+				}
+			})
+		}
+	}
+}
+
+// openLimitedOPA opens OPA as serve does, with the default bundle limits,
+// logging to log when not nil.
+func openLimitedOPA(t *testing.T, doc string, log *slog.Logger) *policies.OPA {
+	t.Helper()
+	e, err := policies.OpenOPA([]byte(doc), policies.OPAOptions{ID: "test", CacheSize: 100, CacheTTL: time.Minute,
+		MaxFileBytes: bundles.DefaultMaxBytes, Limits: bundles.Limits{}, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Stop(context.Background()); cancel() })
+	return e
+}
+
+// TestOPAServiceCredentialsShowNowhere: a bearer token given to OPA's
+// services reaches the bundle and status services through tollgate's
+// limits, and shows neither in the log (at debug), /readyz, nor the status
+// reports, also after a failed download.
+func TestOPAServiceCredentialsShowNowhere(t *testing.T) {
+	const token = "s3cret-service-token"
+	private, public := testenv.WriteES256KeyPair(t, t.TempDir())
+	bundle, down := signedBundleServer(t, private)
+	var mu sync.Mutex
+	var seen []string // Authorization headers, and every status report
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		mu.Unlock()
+		if r.Method == http.MethodPost {
+			if strings.Contains(string(body), token) {
+				t.Errorf("a status report holds the token: %s", body)
+			}
+			return
+		}
+		bundle.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	down.Store(true)
+	doc := strings.Replace(opaConfig(t, srv.URL, public, t.TempDir()), "    url: "+srv.URL+"\n",
+		"    url: "+srv.URL+"\n    credentials: {bearer: {token: "+token+"}}\n", 1) +
+		"status: {service: bundles}\n"
+	log := &lockedBuffer{}
+	e := openLimitedOPA(t, doc, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	waitFor(t, "a failed download", func() bool {
+		return strings.Contains(strings.Join(opaStatus(context.Background(), e), "\n"), "last error")
+	})
+	failing := strings.Join(opaStatus(context.Background(), e), "\n")
+	down.Store(false)
+	waitFor(t, "the bundle", e.Ready)
+	waitFor(t, "a status report", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(strings.Join(seen, "\n"), "POST /status")
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, s := range seen {
+		if !strings.HasSuffix(s, " Bearer "+token) {
+			t.Errorf("%q: the service's credentials were not sent", s)
+		}
+	}
+	for where, text := range map[string]string{"log": log.String(), "/readyz while failing": failing,
+		"/readyz": strings.Join(opaStatus(context.Background(), e), "\n")} {
+		if strings.Contains(text, token) {
+			t.Errorf("the token shows in the %s:\n%s", where, text)
+		}
+	}
+	if !strings.Contains(log.String(), "REDACTED") {
+		t.Errorf("the log at debug shows no request, so it proves nothing:\n%s", log.String())
+	}
+}
+
+// lockedBuffer is a log the test reads while OPA's plugins write to it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
