@@ -63,6 +63,21 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
+type remoteAddrKey struct{}
+
+// WithRemoteAddr returns ctx carrying the address (host:port) of the peer
+// that sent the request being decided: a decision log's requested_by, as
+// OPA's server logs it.
+func WithRemoteAddr(ctx context.Context, addr string) context.Context {
+	return context.WithValue(ctx, remoteAddrKey{}, addr)
+}
+
+// RemoteAddr returns the peer address in ctx, or "".
+func RemoteAddr(ctx context.Context) string {
+	addr, _ := ctx.Value(remoteAddrKey{}).(string)
+	return addr
+}
+
 // Grant is what became of one requested scope.
 type Grant struct {
 	Scope scope.Scope

@@ -150,7 +150,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id = newRequestID()
 	}
 	w.Header().Set("X-Request-ID", id)
-	s.mux.ServeHTTP(w, r.WithContext(authz.WithRequestID(r.Context(), id)))
+	ctx := authz.WithRemoteAddr(authz.WithRequestID(r.Context(), id), r.RemoteAddr)
+	s.mux.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // validRequestID accepts a caller's (a proxy's) request id only when it is

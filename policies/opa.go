@@ -17,10 +17,13 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/logging"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/plugins"
 	opabundle "github.com/open-policy-agent/opa/v1/plugins/bundle"
 	"github.com/open-policy-agent/opa/v1/plugins/discovery"
+	"github.com/open-policy-agent/opa/v1/plugins/logs"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/server"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/util"
@@ -60,6 +63,9 @@ type OPA struct {
 	mu      sync.Mutex // prepares one policy at a time
 	current atomic.Pointer[opaPolicy]
 
+	logs *logs.Plugin  // OPA's decision_logs plugin, nil when not configured
+	reqs atomic.Uint64 // decisions logged: req_id, as OPA's server counts requests
+
 	statusMu sync.Mutex
 	status   map[string]*opabundle.Status // as the bundle plugin last reported
 }
@@ -67,8 +73,9 @@ type OPA struct {
 // opaPolicy is the query prepared against one activation.
 type opaPolicy struct {
 	gen         uint64
-	revision    string // the active bundles' revisions
-	key         string // what decisions are cached under
+	revision    string                       // the active bundles' revisions
+	bundles     map[string]server.BundleInfo // the same, for decision logs
+	key         string                       // what decisions are cached under
 	prepared    rego.PreparedEvalQuery
 	uncacheable string
 }
@@ -109,7 +116,7 @@ func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
 		return nil, err
 	}
 	m.Register(discovery.Name, d)
-	e := &OPA{manager: m, query: o.Query, status: map[string]*opabundle.Status{}}
+	e := &OPA{manager: m, query: o.Query, status: map[string]*opabundle.Status{}, logs: logs.Lookup(m)}
 	if bp := opabundle.Lookup(m); bp != nil {
 		bp.RegisterBulkListener("tollgate", e.bundleStatus)
 	}
@@ -188,23 +195,49 @@ func (e *OPA) Authorize(ctx context.Context, in authz.Input) (authz.Decision, er
 		return authz.Decision{}, fmt.Errorf("policy store: %w", err)
 	}
 	defer e.manager.Store.Abort(ctx, txn)
-	p, err := e.policy(ctx, txn)
+	var m metrics.Metrics // what OPA's server measures, for the decision log
+	if e.logs != nil {
+		m = metrics.New()
+		m.Timer(metrics.ServerHandler).Start()
+	}
+	p, err := e.policy(ctx, txn, m)
 	if err != nil {
 		return authz.Decision{}, err
 	}
+	d, err := e.decide(ctx, txn, p, &in, m)
+	if e.logs != nil {
+		e.logDecision(ctx, txn, p, &in, d, err, m)
+	}
+	if err != nil {
+		return authz.Decision{}, fmt.Errorf("policy revision %s: %w", p.revision, err)
+	}
+	return d, nil
+}
+
+// decide answers from the decision cache or evaluates p.
+// m, when not nil, takes OPA's evaluation metrics.
+func (e *OPA) decide(ctx context.Context, txn storage.Transaction, p *opaPolicy, in *authz.Input, m metrics.Metrics) (authz.Decision, error) {
 	cacheable := e.cache != nil && p.uncacheable == ""
 	var key [sha256.Size]byte
 	if cacheable {
-		key = cacheKey(p.key, &in)
+		key = cacheKey(p.key, in)
 		if d, ok := e.cache.get(key); ok {
 			return authz.Decision{Allowed: d.allowed, TokenTTL: d.ttl, Revision: p.revision, Cached: true}, nil
 		}
 	}
-	rs, err := p.prepared.Eval(ctx, rego.EvalParsedInput(inputValue(&in)), rego.EvalTransaction(txn))
-	if err != nil {
-		return authz.Decision{}, fmt.Errorf("policy revision %s: %w", p.revision, err)
+	if m != nil {
+		m.Timer(metrics.RegoInputParse).Start()
 	}
-	d := decide(rs, &in, p.revision)
+	opts := []rego.EvalOption{rego.EvalParsedInput(inputValue(in)), rego.EvalTransaction(txn)}
+	if m != nil {
+		m.Timer(metrics.RegoInputParse).Stop()
+		opts = append(opts, rego.EvalMetrics(m))
+	}
+	rs, err := p.prepared.Eval(ctx, opts...)
+	if err != nil {
+		return authz.Decision{}, err
+	}
+	d := decide(rs, in, p.revision)
 	if cacheable {
 		e.cache.add(key, d.Allowed, d.TokenTTL)
 	}
@@ -223,23 +256,32 @@ func (e *OPA) Revision() string {
 		return ""
 	}
 	defer e.manager.Store.Abort(ctx, txn)
-	rev, _ := e.revisions(ctx, txn)
+	rev, _, _ := e.revisions(ctx, txn)
 	return rev
 }
 
-// policy returns the query prepared for the activation txn sees.
-func (e *OPA) policy(ctx context.Context, txn storage.Transaction) (*opaPolicy, error) {
+// policy returns the query prepared for the activation txn sees. m, when
+// not nil, counts as OPA's server does: a query cache hit, or the time
+// this call spent preparing.
+func (e *OPA) policy(ctx context.Context, txn storage.Transaction, m metrics.Metrics) (*opaPolicy, error) {
 	gen := e.gen.Load()
 	if p := e.current.Load(); p != nil && p.gen == gen {
+		queryCacheHit(m, 1)
 		return p, nil
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if p := e.current.Load(); p != nil && p.gen == gen {
+		queryCacheHit(m, 1)
 		return p, nil
 	}
+	queryCacheHit(m, 0)
+	if m != nil {
+		defer m.Timer(metrics.RegoQueryCompile).Stop()
+		m.Timer(metrics.RegoQueryCompile).Start()
+	}
 	compiler := e.manager.GetCompiler()
-	rev, err := e.revisions(ctx, txn)
+	rev, byName, err := e.revisions(ctx, txn)
 	if err != nil {
 		return nil, err
 	}
@@ -248,32 +290,42 @@ func (e *OPA) policy(ctx context.Context, txn storage.Transaction) (*opaPolicy, 
 	if err != nil {
 		return nil, fmt.Errorf("policy revision %s: %w", rev, err)
 	}
-	p := &opaPolicy{gen: gen, revision: rev, key: fmt.Sprintf("%d\x00%s", gen, rev), prepared: pq,
+	p := &opaPolicy{gen: gen, revision: rev, bundles: byName, key: fmt.Sprintf("%d\x00%s", gen, rev), prepared: pq,
 		uncacheable: uncacheable(compiler.Modules)}
 	e.current.Store(p)
 	return p, nil
 }
 
+// queryCacheHit records, as counter_server_query_cache_hit, whether the
+// query was already prepared.
+func queryCacheHit(m metrics.Metrics, n uint64) {
+	if m != nil {
+		m.Counter(metrics.ServerQueryCacheHit).Add(n)
+	}
+}
+
 // revisions names the active bundles' revisions: the revision alone for one
-// bundle, sorted name=revision pairs for several.
-func (e *OPA) revisions(ctx context.Context, txn storage.Transaction) (string, error) {
+// bundle, sorted name=revision pairs for several; and each by its name.
+func (e *OPA) revisions(ctx context.Context, txn storage.Transaction) (string, map[string]server.BundleInfo, error) {
 	names, err := bundle.ReadBundleNamesFromStore(ctx, e.manager.Store, txn)
 	if err != nil && !storage.IsNotFound(err) {
-		return "", fmt.Errorf("reading the active bundles: %w", err)
+		return "", nil, fmt.Errorf("reading the active bundles: %w", err)
 	}
 	slices.Sort(names)
 	pairs := make([]string, 0, len(names))
+	byName := make(map[string]server.BundleInfo, len(names))
 	for _, n := range names {
 		rev, err := bundle.ReadBundleRevisionFromStore(ctx, e.manager.Store, txn, n)
 		if err != nil && !storage.IsNotFound(err) {
-			return "", fmt.Errorf("reading the revision of bundle %s: %w", n, err)
+			return "", nil, fmt.Errorf("reading the revision of bundle %s: %w", n, err)
 		}
-		if len(names) == 1 {
-			return rev, nil
-		}
+		byName[n] = server.BundleInfo{Revision: rev}
 		pairs = append(pairs, n+"="+rev)
 	}
-	return strings.Join(pairs, ","), nil
+	if len(names) == 1 {
+		return byName[names[0]].Revision, byName, nil
+	}
+	return strings.Join(pairs, ","), byName, nil
 }
 
 // UncacheableReason says why decisions of the active policy are not cached.

@@ -2,17 +2,21 @@ package serve
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +42,13 @@ allowed contains {"type": s.type, "name": s.name, "action": a} if {
 }
 `
 
+// opaTestMask is OPA's decision-log mask policy: the email claim is not
+// uploaded.
+const opaTestMask = `package system.log
+
+mask contains "/input/identity/claims/email"
+`
+
 // signedBundleServer serves a bundle built and signed by tollgate (as
 // `opa build --signing-key` would) at /b/authz.tar.gz; down makes it answer
 // 503, as a bundle server in trouble does.
@@ -46,6 +57,7 @@ func signedBundleServer(t *testing.T, private string) (srv *httptest.Server, dow
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(opaTestPolicy), 0o644)
 	os.WriteFile(filepath.Join(dir, "data.json"), []byte(`{"grants": {"dev": ["pull"], "ops": ["pull", "push"]}}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "mask.rego"), []byte(opaTestMask), 0o644)
 	var buf bytes.Buffer
 	if err := bundles.Build(context.Background(), dir, "rev-1", &bundles.Signing{Key: private, Algorithm: "ES256", KeyID: "tg"}, &buf); err != nil {
 		t.Fatal(err)
@@ -356,4 +368,137 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// decisionCollector speaks OPA's decision-log upload API: POSTs of gzipped
+// JSON arrays of events. It keeps every event.
+type decisionCollector struct {
+	mu     sync.Mutex
+	events []map[string]any
+}
+
+func (c *decisionCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	zr, err := gzip.NewReader(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var batch []map[string]any
+	if err := json.NewDecoder(zr).Decode(&batch); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	c.mu.Lock()
+	c.events = append(c.events, batch...)
+	c.mu.Unlock()
+}
+
+// event returns the first event for which tollgate is whether it holds
+// tollgate's key, or nil.
+func (c *decisionCollector) event(tollgate bool) map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.events {
+		custom, _ := e["custom"].(map[string]any)
+		if _, ok := custom[policies.DecisionLogKey]; ok == tollgate {
+			return e
+		}
+	}
+	return nil
+}
+
+// TestOPADecisionLogsAsOPARunUploadsThem: with the same OPA configuration
+// (a signed bundle, decision_logs uploaded to a collector, labels, a mask
+// policy in the bundle), tollgate and `opa run --server` upload, for the
+// same input, events with the same fields and values, apart from ids,
+// times and tollgate's key; neither holds the masked email claim.
+func TestOPADecisionLogsAsOPARunUploadsThem(t *testing.T) {
+	private, public := testenv.WriteES256KeyPair(t, t.TempDir())
+	bundle, _ := signedBundleServer(t, private)
+	collector := &decisionCollector{}
+	mux := http.NewServeMux()
+	mux.Handle("/logs", collector)
+	mux.Handle("/", bundle.Config.Handler)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	cfgFile := filepath.Join(t.TempDir(), "opa.yaml")
+	os.WriteFile(cfgFile, []byte(opaConfig(t, srv.URL, public, t.TempDir())+`labels: {team: registry}
+decision_logs:
+  service: bundles
+  resource: /logs
+  reporting: {min_delay_seconds: 1, max_delay_seconds: 1}
+`), 0o644)
+	doc, _ := os.ReadFile(cfgFile)
+	in := opaTestInput
+	in.Identity.Claims = map[string]any{"email": "alice@example.com", "sub": "alice"}
+
+	e := openTestOPA(t, string(doc))
+	waitFor(t, "tollgate to activate the bundle", e.Ready)
+	ctx := authz.WithRemoteAddr(authz.WithRequestID(context.Background(), "req-7"), "127.0.0.1:50123")
+	if _, err := e.Authorize(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	cmd := exec.Command(testenv.Tool(t, "opa"), "run", "--server", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "-c", cfgFile)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitFor(t, "opa to activate the bundle", func() bool {
+		resp, err := http.Get(base + "/health?bundles")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	body, _ := json.Marshal(map[string]any{"input": in})
+	resp, err := http.Post(base+"/v1/data/registry/authz/allowed", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, "both uploads", func() bool { return collector.event(true) != nil && collector.event(false) != nil })
+
+	ours, theirs := collector.event(true), collector.event(false)
+	if tg := ours["custom"].(map[string]any)[policies.DecisionLogKey]; fmt.Sprint(tg) != "map[cached:false request_id:req-7 service:registry.example.com]" {
+		t.Errorf("custom.%s = %v", policies.DecisionLogKey, tg)
+	}
+	a, b := comparableEvent(t, ours), comparableEvent(t, theirs)
+	if a != b {
+		t.Errorf("the events differ:\ntollgate: %s\nopa:      %s", a, b)
+	}
+	for name, ev := range map[string]map[string]any{"tollgate": ours, "opa": theirs} {
+		claims := ev["input"].(map[string]any)["identity"].(map[string]any)["claims"].(map[string]any)
+		if _, ok := claims["email"]; ok || claims["sub"] != "alice" || fmt.Sprint(ev["erased"]) != "[/input/identity/claims/email]" {
+			t.Errorf("%s's event was not masked: claims %v, erased %v", name, claims, ev["erased"])
+		}
+	}
+}
+
+// comparableEvent is ev as JSON without what differs between two
+// processes deciding the same: ids (decision_id, req_id, labels.id), times
+// (timestamp, the metrics' values: their names stay), the peer's port and
+// tollgate's key.
+func comparableEvent(t *testing.T, ev map[string]any) string {
+	t.Helper()
+	c := maps.Clone(ev)
+	delete(c, "decision_id")
+	delete(c, "req_id")
+	delete(c, "timestamp")
+	delete(c, "custom")
+	labels := maps.Clone(c["labels"].(map[string]any))
+	delete(labels, "id")
+	c["labels"] = labels
+	c["metrics"] = slices.Sorted(maps.Keys(c["metrics"].(map[string]any)))
+	host, _, err := net.SplitHostPort(c["requested_by"].(string))
+	if err != nil {
+		t.Errorf("requested_by %q: %v", c["requested_by"], err)
+	}
+	c["requested_by"] = host
+	out, _ := json.Marshal(c)
+	return string(out)
 }

@@ -1,0 +1,89 @@
+package policies
+
+import (
+	"cmp"
+	"context"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/server"
+	"github.com/open-policy-agent/opa/v1/storage"
+
+	"github.com/tollgate/tollgate/authz"
+)
+
+// DecisionLogKey is the key under the decision-log event's `custom` field
+// that holds what tollgate knows of a decision besides OPA's fields
+// (decision 0014): OPA leaves `custom` to embedders and names nothing so.
+const DecisionLogKey = "tollgate"
+
+// logDecision gives the decision to OPA's decision_logs plugin as the
+// record `opa run --server` writes for a POST to /v1/data/<query>/allowed:
+// the same path, input and result, the active bundles, OPA's labels; so
+// OPA's batching, upload, mask and drop policies and console output apply.
+// A log that cannot be written never changes a decision.
+func (e *OPA) logDecision(ctx context.Context, txn storage.Transaction, p *opaPolicy, in *authz.Input,
+	d authz.Decision, err error, m metrics.Metrics) {
+	inputAST := inputValue(in)
+	input, jerr := ast.JSON(inputAST)
+	if jerr != nil {
+		return
+	}
+	info := &server.Info{
+		Txn:        txn,
+		Bundles:    p.bundles,
+		DecisionID: newDecisionID(),
+		RemoteAddr: cmp.Or(authz.RemoteAddr(ctx), in.Client.IP),
+		RequestID:  e.reqs.Add(1),
+		Path:       decisionPath(e.query),
+		Timestamp:  time.Now().UTC(),
+		Input:      &input,
+		InputAST:   inputAST,
+		Error:      err,
+		Metrics:    m,
+		Custom: map[string]any{DecisionLogKey: map[string]any{
+			"cached": d.Cached, "service": in.Service, "request_id": authz.RequestID(ctx),
+		}},
+	}
+	if err == nil {
+		result := allowedResult(in, d)
+		info.Results = &result
+	}
+	m.Timer(metrics.ServerHandler).Stop()
+	_ = e.logs.Log(ctx, info)
+}
+
+// decisionPath is the path OPA logs for the `allowed` rule of query
+// (data.registry.authz): registry/authz/allowed.
+func decisionPath(query string) string {
+	ref := ast.MustParseRef(query)
+	path := ""
+	for _, t := range ref[1:] {
+		if s, ok := t.Value.(ast.String); ok {
+			path += string(s) + "/"
+		}
+	}
+	return path + "allowed"
+}
+
+// allowedResult is the `allowed` set of the decision as OPA returns it: an
+// array of {type, name, action}, in OPA's order of a set.
+func allowedResult(in *authz.Input, d authz.Decision) any {
+	set := ast.NewSet()
+	for i, actions := range d.Allowed {
+		if i >= len(in.Scopes) {
+			break
+		}
+		for _, a := range slices.Sorted(maps.Keys(actions)) {
+			set.Add(ast.ObjectTerm(
+				ast.Item(ast.StringTerm("type"), ast.StringTerm(in.Scopes[i].Type)),
+				ast.Item(ast.StringTerm("name"), ast.StringTerm(in.Scopes[i].Name)),
+				ast.Item(ast.StringTerm("action"), ast.StringTerm(a))))
+		}
+	}
+	v, _ := ast.JSON(set)
+	return v
+}
