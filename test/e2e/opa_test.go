@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"compress/gzip"
+	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -9,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // opaBundleToken is the bearer token the OPA bundle server asks for; it
@@ -17,8 +21,9 @@ const opaBundleToken = "s3cret-bundle-token-e2e"
 
 // opaBundleServer serves bundles by path to whoever sends opaBundleToken,
 // as an OPA bundle service with bearer credentials does; it counts the
-// requests it refused.
-func opaBundleServer(t *testing.T, bundles map[string][]byte) (url string, refused *atomic.Int64) {
+// requests it refused. It takes decision-log uploads (gzipped JSON arrays
+// of events) on /logs, as OPA's upload API does, and sends them to logs.
+func opaBundleServer(t *testing.T, bundles map[string][]byte, logs chan<- map[string]any) (url string, refused *atomic.Int64) {
 	t.Helper()
 	refused = &atomic.Int64{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -27,6 +32,18 @@ func opaBundleServer(t *testing.T, bundles map[string][]byte) (url string, refus
 		case r.Header.Get("Authorization") != "Bearer "+opaBundleToken:
 			refused.Add(1)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
+		case r.Method == http.MethodPost && r.URL.Path == "/logs":
+			var events []map[string]any
+			zr, err := gzip.NewReader(r.Body)
+			if err == nil {
+				err = json.NewDecoder(zr).Decode(&events)
+			}
+			if err != nil {
+				t.Errorf("a decision-log upload OPA's API would refuse: %v", err)
+			}
+			for _, e := range events {
+				logs <- e
+			}
 		case !ok:
 			http.NotFound(w, r)
 		default:
@@ -72,13 +89,14 @@ func TestOPASectionGrantsTokensEndToEnd(t *testing.T) {
 		data, _ := os.ReadFile(f)
 		policyFiles[filepath.Base(f)] = string(data)
 	}
+	logs := make(chan map[string]any, 100)
 	url, refused := opaBundleServer(t, map[string][]byte{
 		"/bundles/policy.tar.gz": buildBundle(t, policyFiles),
 		"/bundles/data.tar.gz": buildBundle(t, map[string]string{
 			".manifest": `{"revision": "d1", "roots": ["registry/projects", "registry/system_admins"]}`,
 			"data.json": testPolicyData,
 		}),
-	})
+	}, logs)
 	b := startBrokerWith(t, brokerOptions{opa: fmt.Sprintf(`opa:
   services:
     acme:
@@ -88,6 +106,7 @@ func TestOPASectionGrantsTokensEndToEnd(t *testing.T) {
   bundles:
     policy: {service: acme, resource: /bundles/policy.tar.gz, polling: {min_delay_seconds: 1, max_delay_seconds: 2}}
     data: {service: acme, resource: /bundles/data.tar.gz, polling: {min_delay_seconds: 1, max_delay_seconds: 2}}
+  decision_logs: {service: acme, resource: /logs, reporting: {min_delay_seconds: 1, max_delay_seconds: 1}}
 `, url, opaBundleToken)})
 
 	code, body := readyz(t, b)
@@ -102,6 +121,34 @@ func TestOPASectionGrantsTokensEndToEnd(t *testing.T) {
 	expectAccess(t, bob, []access{{"repository", "team/app", []string{"pull"}}})
 	do(t, http.MethodGet, r.url("/v2/team/app/manifests/v1"), bob, nil, "Accept", ociManifest).expect(t, http.StatusOK)
 	expectAccess(t, b.getToken(t, f.service, "carol", "repository:team/app:pull"), nil)
+
+	// carol's decision, uploaded by OPA's decision_logs plugin: the peer
+	// with its port, both bundles, tollgate's facts under custom.tollgate.
+	status, _, _ := b.askToken(t, f.service, "carol", "repository:team/app:pull")
+	if status != http.StatusOK {
+		t.Fatalf("carol's token request: %d", status)
+	}
+	deadline := time.After(10 * time.Second)
+	for found := false; !found; {
+		select {
+		case e := <-logs:
+			in, _ := e["input"].(map[string]any)
+			id, _ := in["identity"].(map[string]any)
+			if id["subject"] != "carol" {
+				continue
+			}
+			found = true
+			tg, _ := e["custom"].(map[string]any)["tollgate"].(map[string]any)
+			rid, _ := tg["request_id"].(string)
+			host, port, _ := net.SplitHostPort(fmt.Sprint(e["requested_by"]))
+			if e["path"] != "registry/authz/allowed" || host != "127.0.0.1" || port == "" || tg["service"] != f.service ||
+				rid == "" || fmt.Sprint(e["bundles"]) != "map[data:map[revision:d1] policy:map[revision:p1]]" {
+				t.Errorf("carol's decision-log event: %v", e)
+			}
+		case <-deadline:
+			t.Fatal("no decision-log event for carol's request within 10s")
+		}
+	}
 
 	if refused.Load() != 0 {
 		t.Errorf("the bundle server refused %d requests: the bearer credentials were not sent", refused.Load())
