@@ -8,11 +8,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/test/testenv"
 )
 
 // opaBundleToken is the bearer token the OPA bundle server asks for; it
@@ -157,4 +160,82 @@ func TestOPASectionGrantsTokensEndToEnd(t *testing.T) {
 	if strings.Contains(string(logged), opaBundleToken) || strings.Contains(body, opaBundleToken) {
 		t.Errorf("the bundle service's bearer token shows in the log or /readyz")
 	}
+}
+
+// startPlainRegistry starts distribution 3 without auth, as a registry
+// holding policy bundles for OPA's OCI downloader, and returns its host.
+func startPlainRegistry(t *testing.T) string {
+	t.Helper()
+	f := flavors[1]
+	dir := t.TempDir()
+	port := freePort(t)
+	cfg := fmt.Sprintf("version: 0.1\nlog: {level: info, accesslog: {disabled: true}}\nstorage:\n  filesystem: {rootdirectory: %q}\nhttp:\n  addr: \"127.0.0.1:%d\"\n",
+		filepath.Join(dir, "data"), port)
+	cfgFile := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proc := startProcess(t, f.name, dir, []string{"OTEL_TRACES_EXPORTER=none"}, tool(t, f.bin), "serve", cfgFile)
+	host := fmt.Sprintf("localhost:%d", port)
+	waitFor200(t, proc, "http://"+host+"/v2/")
+	return host
+}
+
+// orasPush pushes bundle as OPA's OCI bundle artifact: an image config and
+// one tar+gzip layer.
+func orasPush(t *testing.T, ref string, bundle []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte("{}"), 0o644)
+	os.WriteFile(filepath.Join(dir, "bundle.tar.gz"), bundle, 0o644)
+	cmd := exec.Command(tool(t, "oras"), "push", "--plain-http", ref,
+		"--config", "config.json:application/vnd.oci.image.config.v1+json",
+		"bundle.tar.gz:application/vnd.oci.image.layer.v1.tar+gzip")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("oras push %s: %v\n%s", ref, err, out)
+	}
+}
+
+// TestOPABundleFromAnOCIRegistry: a bundle pushed by oras to distribution 3
+// as an OCI artifact is OPA's OCI bundle source for the broker, which
+// grants by it; a bomb pushed the same way is refused by tollgate's limits
+// before OPA reads it, and /readyz says which.
+func TestOPABundleFromAnOCIRegistry(t *testing.T) {
+	needTools(t, "oras")
+	f := flavors[1]
+	host := startPlainRegistry(t)
+	policyDir := t.TempDir()
+	writePolicy(t, policyDir, testPolicyData)
+	files := map[string]string{".manifest": `{"revision": "oci-1"}`}
+	all, _ := filepath.Glob(filepath.Join(policyDir, "*"))
+	for _, f := range all {
+		data, _ := os.ReadFile(f)
+		files[filepath.Base(f)] = string(data)
+	}
+	orasPush(t, host+"/policies/authz:v1", buildBundle(t, files))
+	orasPush(t, host+"/policies/bomb:v1", testenv.Bomb(t, 2, 48))
+	section := func(repo string) string {
+		return fmt.Sprintf(`opa:
+  services:
+    registry: {url: "http://%s", type: oci}
+  bundles:
+    authz: {service: registry, resource: "%s/policies/%s:v1", polling: {min_delay_seconds: 1, max_delay_seconds: 2}}
+`, host, host, repo)
+	}
+
+	b := startBrokerWith(t, brokerOptions{opa: section("authz")})
+	if code, body := readyz(t, b); code != http.StatusOK || !strings.Contains(body, "bundle authz: revision oci-1 (downloaded") {
+		t.Errorf("/readyz: %d\n%s", code, body)
+	}
+	expectAccess(t, b.getToken(t, f.service, "alice", "repository:team/app:pull,push"),
+		[]access{{"repository", "team/app", []string{"pull", "push"}}})
+
+	bombed := startBrokerWith(t, brokerOptions{opa: section("bomb"), startsUnready: true})
+	waitUntil(t, bombed.proc, "the bomb refused on /readyz", func() error {
+		if code, body := readyz(t, bombed); code != http.StatusServiceUnavailable || !strings.Contains(body, "bundle exceeds its limit: more than 67108864 bytes uncompressed") {
+			return fmt.Errorf("/readyz: %d\n%s", code, body)
+		}
+		return nil
+	})
 }
