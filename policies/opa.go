@@ -285,8 +285,10 @@ func (e *OPA) policy(ctx context.Context, txn storage.Transaction, m metrics.Met
 	if err != nil {
 		return nil, err
 	}
+	// With decision logs, an error carries its stack_trace, as OPA's server
+	// logs it; it costs only when there is an error.
 	pq, err := rego.New(rego.Query(decisionQuery(e.query)), rego.Compiler(compiler),
-		rego.Store(e.manager.Store), rego.Transaction(txn)).PrepareForEval(ctx)
+		rego.Store(e.manager.Store), rego.Transaction(txn), rego.StackTraces(e.logs != nil)).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("policy revision %s: %w", rev, err)
 	}

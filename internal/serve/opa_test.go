@@ -40,6 +40,13 @@ allowed contains {"type": s.type, "name": s.name, "action": a} if {
 	some a in data.grants[g]
 	a in s.actions
 }
+
+# An evaluation error on service "boom": f has two values for one input.
+allowed contains {"type": "repository", "name": "boom", "action": f(1)} if input.service == "boom"
+
+f(_) := "pull"
+
+f(x) := "push" if x == 1
 `
 
 // opaTestMask is OPA's decision-log mask policy: the email claim is not
@@ -393,14 +400,15 @@ func (c *decisionCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.mu.Unlock()
 }
 
-// event returns the first event for which tollgate is whether it holds
-// tollgate's key, or nil.
-func (c *decisionCollector) event(tollgate bool) map[string]any {
+// event returns the first event for input.service for which tollgate is
+// whether it holds tollgate's key, or nil.
+func (c *decisionCollector) event(tollgate bool, service string) map[string]any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.events {
 		custom, _ := e["custom"].(map[string]any)
-		if _, ok := custom[policies.DecisionLogKey]; ok == tollgate {
+		input, _ := e["input"].(map[string]any)
+		if _, ok := custom[policies.DecisionLogKey]; ok == tollgate && input["service"] == service {
 			return e
 		}
 	}
@@ -438,6 +446,11 @@ decision_logs:
 	if _, err := e.Authorize(ctx, in); err != nil {
 		t.Fatal(err)
 	}
+	boom := in
+	boom.Service = "boom"
+	if _, err := e.Authorize(ctx, boom); err == nil {
+		t.Fatal("no evaluation error on service boom")
+	}
 	port := testenv.FreePort(t)
 	cmd := exec.Command(testenv.Tool(t, "opa"), "run", "--server", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "-c", cfgFile)
 	var out bytes.Buffer
@@ -455,15 +468,22 @@ decision_logs:
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	body, _ := json.Marshal(map[string]any{"input": in})
-	resp, err := http.Post(base+"/v1/data/registry/authz/allowed", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+	for _, in := range []authz.Input{in, boom} {
+		body, _ := json.Marshal(map[string]any{"input": in})
+		resp, err := http.Post(base+"/v1/data/registry/authz/allowed", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
 	}
-	resp.Body.Close()
-	waitFor(t, "both uploads", func() bool { return collector.event(true) != nil && collector.event(false) != nil })
+	waitFor(t, "both uploads", func() bool {
+		return collector.event(true, "boom") != nil && collector.event(false, "boom") != nil
+	})
+	if a, b := comparableEvent(t, collector.event(true, "boom")), comparableEvent(t, collector.event(false, "boom")); a != b {
+		t.Errorf("the events of an evaluation error differ:\ntollgate: %s\nopa:      %s", a, b)
+	}
 
-	ours, theirs := collector.event(true), collector.event(false)
+	ours, theirs := collector.event(true, in.Service), collector.event(false, in.Service)
 	if tg := ours["custom"].(map[string]any)[policies.DecisionLogKey]; fmt.Sprint(tg) != "map[cached:false request_id:req-7 service:registry.example.com]" {
 		t.Errorf("custom.%s = %v", policies.DecisionLogKey, tg)
 	}
