@@ -49,11 +49,13 @@ f(_) := "pull"
 f(x) := "push" if x == 1
 `
 
-// opaTestMask is OPA's decision-log mask policy: the email claim is not
-// uploaded.
+// opaTestMask is OPA's decision-log mask and drop policy: the email claim
+// is not uploaded, nor any decision for service "dropped".
 const opaTestMask = `package system.log
 
 mask contains "/input/identity/claims/email"
+
+drop if input.input.service == "dropped"
 `
 
 // signedBundleServer serves a bundle built and signed by tollgate (as
@@ -416,10 +418,11 @@ func (c *decisionCollector) event(tollgate bool, service string) map[string]any 
 }
 
 // TestOPADecisionLogsAsOPARunUploadsThem: with the same OPA configuration
-// (a signed bundle, decision_logs uploaded to a collector, labels, a mask
-// policy in the bundle), tollgate and `opa run --server` upload, for the
-// same input, events with the same fields and values, apart from ids,
-// times and tollgate's key; neither holds the masked email claim.
+// (a signed bundle, decision_logs uploaded to a collector, labels, mask and
+// drop policies in the bundle), tollgate and `opa run --server` upload, for
+// the same input, events with the same fields and values, apart from ids,
+// times and tollgate's key, also for an evaluation error; neither holds the
+// masked email claim nor the dropped decision.
 func TestOPADecisionLogsAsOPARunUploadsThem(t *testing.T) {
 	private, public := testenv.WriteES256KeyPair(t, t.TempDir())
 	bundle, _ := signedBundleServer(t, private)
@@ -446,6 +449,11 @@ decision_logs:
 	if _, err := e.Authorize(ctx, in); err != nil {
 		t.Fatal(err)
 	}
+	dropped := in
+	dropped.Service = "dropped"
+	if _, err := e.Authorize(ctx, dropped); err != nil {
+		t.Fatal(err)
+	}
 	boom := in
 	boom.Service = "boom"
 	if _, err := e.Authorize(ctx, boom); err == nil {
@@ -468,7 +476,7 @@ decision_logs:
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	for _, in := range []authz.Input{in, boom} {
+	for _, in := range []authz.Input{in, dropped, boom} { // in the order tollgate decided
 		body, _ := json.Marshal(map[string]any{"input": in})
 		resp, err := http.Post(base+"/v1/data/registry/authz/allowed", "application/json", bytes.NewReader(body))
 		if err != nil {
@@ -479,6 +487,9 @@ decision_logs:
 	waitFor(t, "both uploads", func() bool {
 		return collector.event(true, "boom") != nil && collector.event(false, "boom") != nil
 	})
+	if collector.event(true, "dropped") != nil || collector.event(false, "dropped") != nil {
+		t.Error("a decision the drop policy drops was uploaded")
+	}
 	if a, b := comparableEvent(t, collector.event(true, "boom")), comparableEvent(t, collector.event(false, "boom")); a != b {
 		t.Errorf("the events of an evaluation error differ:\ntollgate: %s\nopa:      %s", a, b)
 	}
