@@ -197,41 +197,67 @@ func orasPush(t *testing.T, ref string, bundle []byte) {
 	}
 }
 
-// TestOPABundleFromAnOCIRegistry: a bundle pushed by oras to distribution 3
-// as an OCI artifact is OPA's OCI bundle source for the broker, which
+// TestOPABundleFromAnOCIRegistry: a bundle built and signed by `opa build`
+// and pushed by oras to distribution 3 as an OCI artifact is, with the
+// same OPA configuration, the bundle of `opa run` and of the broker, which
 // grants by it; a bomb pushed the same way is refused by tollgate's limits
 // before OPA reads it, and /readyz says which.
 func TestOPABundleFromAnOCIRegistry(t *testing.T) {
-	needTools(t, "oras")
+	needTools(t, "oras", "opa")
 	f := flavors[1]
 	host := startPlainRegistry(t)
-	policyDir := t.TempDir()
-	writePolicy(t, policyDir, testPolicyData)
-	files := map[string]string{".manifest": `{"revision": "oci-1"}`}
-	all, _ := filepath.Glob(filepath.Join(policyDir, "*"))
-	for _, f := range all {
-		data, _ := os.ReadFile(f)
-		files[filepath.Base(f)] = string(data)
+	private, public := testenv.WriteES256KeyPair(t, t.TempDir())
+	src := t.TempDir()
+	writePolicy(t, src, testPolicyData)
+	signed := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	build := exec.Command(tool(t, "opa"), "build", "--bundle", ".", "--revision", "oci-1",
+		"--signing-key", private, "--signing-alg", "ES256", "-o", signed)
+	build.Dir = src
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("opa build: %v\n%s", err, out)
 	}
-	orasPush(t, host+"/policies/authz:v1", buildBundle(t, files))
+	data, _ := os.ReadFile(signed)
+	orasPush(t, host+"/policies/authz:v1", data)
 	orasPush(t, host+"/policies/bomb:v1", testenv.Bomb(t, 2, 48))
-	section := func(repo string) string {
-		return fmt.Sprintf(`opa:
-  services:
-    registry: {url: "http://%s", type: oci}
-  bundles:
-    authz: {service: registry, resource: "%s/policies/%s:v1", polling: {min_delay_seconds: 1, max_delay_seconds: 2}}
-`, host, host, repo)
+	pub, _ := os.ReadFile(public)
+	// doc is OPA's configuration document, as an OPA sidecar reads it.
+	doc := func(repo, signing string) string {
+		return fmt.Sprintf(`services:
+  registry: {url: "http://%s", type: oci}
+bundles:
+  authz: {service: registry, resource: "%s/policies/%s:v1", polling: {min_delay_seconds: 1, max_delay_seconds: 2}%s}
+keys:
+  es: {algorithm: ES256, key: %q}
+`, host, host, repo, signing, pub)
+	}
+	section := func(doc string) string {
+		return "opa:\n  " + strings.ReplaceAll(strings.TrimSpace(doc), "\n", "\n  ") + "\n"
 	}
 
-	b := startBrokerWith(t, brokerOptions{opa: section("authz")})
+	cfgFile := filepath.Join(t.TempDir(), "opa.yaml")
+	os.WriteFile(cfgFile, []byte(doc("authz", ", signing: {keyid: es}")), 0o644)
+	opaPort := freePort(t)
+	opa := startProcess(t, "opa", t.TempDir(), nil, tool(t, "opa"), "run", "--server", "--addr", fmt.Sprintf("127.0.0.1:%d", opaPort), "-c", cfgFile)
+	waitFor200(t, opa, fmt.Sprintf("http://127.0.0.1:%d/health?bundles", opaPort))
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/data/system/bundles/authz/manifest/revision", opaPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rev struct{ Result string }
+	json.NewDecoder(resp.Body).Decode(&rev)
+	resp.Body.Close()
+	if rev.Result != "oci-1" {
+		t.Errorf("opa run activated revision %q, want oci-1", rev.Result)
+	}
+
+	b := startBrokerWith(t, brokerOptions{opa: section(doc("authz", ", signing: {keyid: es}"))})
 	if code, body := readyz(t, b); code != http.StatusOK || !strings.Contains(body, "bundle authz: revision oci-1 (downloaded") {
 		t.Errorf("/readyz: %d\n%s", code, body)
 	}
 	expectAccess(t, b.getToken(t, f.service, "alice", "repository:team/app:pull,push"),
 		[]access{{"repository", "team/app", []string{"pull", "push"}}})
 
-	bombed := startBrokerWith(t, brokerOptions{opa: section("bomb"), startsUnready: true})
+	bombed := startBrokerWith(t, brokerOptions{opa: section(doc("bomb", "")), startsUnready: true})
 	waitUntil(t, bombed.proc, "the bomb refused on /readyz", func() error {
 		if code, body := readyz(t, bombed); code != http.StatusServiceUnavailable || !strings.Contains(body, "bundle exceeds its limit: more than 67108864 bytes uncompressed") {
 			return fmt.Errorf("/readyz: %d\n%s", code, body)
