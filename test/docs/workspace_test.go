@@ -58,7 +58,30 @@ func newWorkspace(t *testing.T) *workspace {
 	refresh := token(t, prod, "", "", url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {password},
 		"service": {"registry.example.com"}, "client_id": {"docs"}, "access_type": {"offline"}}, "")
 	ws.vars = append(ws.vars, "REFRESH_TOKEN="+refresh["refresh_token"].(string))
+	ws.recordDecisions(t, prod)
+	// A policy directory in OPA v0 syntax, for policy test --v0-compatible.
+	ws.sh(t, `cp -R "$ROOT/cmd/tollgate/testdata/opa-parity/v0" legacy`)
 	return ws
+}
+
+// recordDecisions has the "production" broker decide a few requests and
+// puts its decision log where the examples read one: decisions.log and
+// /var/log/tollgate/decisions.log.
+func (ws *workspace) recordDecisions(t *testing.T, prod string) {
+	t.Helper()
+	for _, q := range []string{"scope=repository:team/app:pull,push", "scope=repository:alice/app:push", "scope=repository:library/hello:pull"} {
+		token(t, prod, "alice", password, nil, "service=registry.example.com&"+q)
+	}
+	log := filepath.Join(ws.dir, "etc/tollgate/decisions.log")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if data, _ := os.ReadFile(log); strings.Count(string(data), "\n") >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the broker wrote no decision log at %s", log)
+		}
+	}
+	ws.sh(t, `mkdir -p var/log/tollgate && cp etc/tollgate/decisions.log decisions.log && cp etc/tollgate/decisions.log var/log/tollgate/decisions.log`)
 }
 
 // env is the environment of a command run in dir, a copy of the workspace.
@@ -105,7 +128,7 @@ refresh_tokens: {enabled: true, ttl: 1h}
 identity:
   - {name: local, type: htpasswd, file: htpasswd}
   - {name: robot, type: robot, file: robots.json}
-policy: {source: policy}
+policy: {source: policy, decision_log: {enabled: true, path: decisions.log}}
 `, port))
 	ws.sh(t, `mkdir -m 0700 etc/tollgate/state && tollgate registry-config --config etc/tollgate/config.yaml --bundle etc/registry/token-ca.pem > auth.yml 2>/dev/null`)
 	// rootcertbundle relative to the registry's config, so that it holds in every copy.
