@@ -88,7 +88,11 @@ func (d *DeviceLoginConfig) issuerIndex(issuers []IssuerConfig) (int, error) {
 
 // deviceClient is the broker as the provider's OAuth client.
 type deviceClient struct {
-	is       *issuer
+	is *issuer
+	// client is the issuer's, refusing redirects: net/http would send the
+	// form, client secret and refresh token included, again to wherever a
+	// 307 or 308 points.
+	client   *http.Client
 	id       string
 	secret   secret.Secret
 	scopes   string
@@ -110,8 +114,10 @@ type deviceEndpoints struct {
 var _ identity.DeviceConnector = (*deviceClient)(nil)
 
 func newDeviceClient(d *DeviceLoginConfig, is *issuer, clientSecret secret.Secret) *deviceClient {
+	client := *is.client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &deviceClient{
-		is: is, id: d.ClientID, secret: clientSecret,
+		is: is, client: &client, id: d.ClientID, secret: clientSecret,
 		scopes: cmp.Or(d.Scopes, DefaultDeviceScopes),
 		settings: identity.DeviceSettings{
 			RevalidateAfter: cmp.Or(d.RevalidateAfter, DefaultRevalidateAfter),
@@ -250,7 +256,7 @@ func (c *deviceClient) post(ctx context.Context, endpoint string, form url.Value
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	resp, err := c.is.client.Do(req)
+	resp, err := c.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w: POST %s: %v", identity.ErrUnavailable, endpoint, err)
 	}
