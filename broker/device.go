@@ -219,14 +219,17 @@ func (s *Server) pollDevice(ctx context.Context, svc *Service, handle string) (a
 		return nil, nil, newError(kindBadGrant, err, "unknown device code")
 	}
 	attrs := []any{"service", svc.Name, "connector", h.Connector}
+	// The sealed bytes, not the text, name the handle: base64 decoding
+	// skips \r and \n, so many texts are one handle.
+	key := string(sealed)
 	now := s.now()
-	if s.polls.wasUsed(handle) {
+	if s.polls.wasUsed(key) {
 		return nil, attrs, newError(kindBadGrant, nil, "device code already used")
 	}
 	if now.Unix() >= h.Expires {
 		return nil, attrs, newError(kindExpiredToken, nil, "the device code expired: start again")
 	}
-	if !s.polls.admit(handle, now, time.Duration(h.Interval)*time.Second) {
+	if !s.polls.admit(key, now, time.Duration(h.Interval)*time.Second) {
 		return nil, attrs, newError(kindSlowDown, nil, "polled faster than every %ds", h.Interval)
 	}
 	login, err := so.Devices[h.Connector].PollDevice(ctx, h.Code)
@@ -237,7 +240,7 @@ func (s *Server) pollDevice(ctx context.Context, svc *Service, handle string) (a
 	if err != nil {
 		return nil, attrs, err
 	}
-	s.polls.markUsed(handle)
+	s.polls.markUsed(key)
 	attrs = append(attrs, "subject", sess.Subject, "session_id", sess.ID)
 	return deviceTokenResponse{RefreshToken: tok, SessionID: sess.ID, Subject: sess.Subject,
 		ExpiresIn: int(so.MaxLifetime / time.Second)}, attrs, nil
