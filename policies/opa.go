@@ -151,6 +151,10 @@ func rewrite(doc []byte, limit int64) ([]byte, map[string]any, error) {
 	if err := util.Unmarshal(doc, &v); err != nil {
 		return nil, nil, fmt.Errorf("opa configuration: %w", err)
 	}
+	if v["bundle"] != nil {
+		// OPA reads it with a fixed 1 GiB file limit and no signing.
+		return nil, nil, errors.New("bundle: OPA's deprecated single-bundle form is not supported (no size limit, no signing): name the bundle under bundles")
+	}
 	creds := limitServices(v)
 	if bs, ok := v["bundles"].(map[string]any); ok && limit > 0 {
 		for _, b := range bs {

@@ -1,0 +1,79 @@
+package policies_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/policies"
+)
+
+// manyFileBundle is a gzipped bundle of files data files of size bytes
+// each (a JSON string of one repeated letter: it compresses to almost
+// nothing), and a policy.
+func manyFileBundle(t *testing.T, files, size int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	add := func(name string, data []byte) {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data))}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(data)
+	}
+	add("/authz.rego", []byte("package registry.authz\n\nallowed := set()\n"))
+	blob := []byte(`"` + strings.Repeat("a", size-2) + `"`)
+	for i := range files {
+		add(fmt.Sprintf("/d%d/data.json", i), blob)
+	}
+	tw.Close()
+	zw.Close()
+	return buf.Bytes()
+}
+
+// Every way OPA's configuration names a bundle gets the file size limit,
+// or is refused: OPA reads the legacy singular bundle key with a fixed
+// 1 GiB limit.
+func TestOPALegacyBundleKeyGetsTheSizeLimit(t *testing.T) {
+	body := manyFileBundle(t, 1, 4<<20)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	defer srv.Close()
+	for name, doc := range map[string]string{
+		"bundles": fmt.Sprintf("services:\n  s: {url: %s}\nbundles:\n  authz: {service: s, resource: /b.tar.gz}\n", srv.URL),
+		"bundle":  fmt.Sprintf("services:\n  s: {url: %s}\nbundle: {name: b.tar.gz, service: s}\n", srv.URL),
+	} {
+		t.Run(name, func(t *testing.T) {
+			e, err := policies.OpenOPA([]byte(doc), policies.OPAOptions{ID: "t", MaxFileBytes: 1 << 20})
+			if err != nil {
+				t.Logf("refused: %v", err)
+				return
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if err := e.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer e.Stop(context.Background())
+			deadline := time.Now().Add(20 * time.Second)
+			for time.Now().Before(deadline) {
+				if e.Ready() {
+					t.Fatal("a bundle with a 4 MiB file was activated under a 1 MiB limit")
+				}
+				if bs := e.Bundles(ctx); len(bs) == 1 && bs[0].LastError != "" {
+					t.Logf("refused: %s", bs[0].LastError)
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Fatal("neither activated nor refused")
+		})
+	}
+}
