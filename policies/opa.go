@@ -6,12 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -172,7 +176,43 @@ func (e *OPA) Manager() *plugins.Manager { return e.manager }
 
 // Start starts OPA's plugins: the bundle plugin activates what it
 // persisted, then downloads in the background.
-func (e *OPA) Start(ctx context.Context) error { return e.manager.Start(ctx) }
+func (e *OPA) Start(ctx context.Context) error {
+	if err := checkPersistence(e.manager); err != nil {
+		return err
+	}
+	return e.manager.Start(ctx)
+}
+
+// checkPersistence refuses a persistence directory that another user could
+// write to: the bundle plugin activates what it finds there before any
+// download, and checks no signature on a bundle configured without one.
+func checkPersistence(m *plugins.Manager) error {
+	dir, err := m.Config.GetPersistenceDirectory()
+	if err != nil {
+		return fmt.Errorf("persistence_directory: %w", err)
+	}
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(path)
+		if err != nil {
+			return err
+		}
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		switch {
+		case fi.Mode().Perm()&0o002 != 0:
+			return fmt.Errorf("%s is writable by every user: a planted bundle would be the policy (chmod o-w)", path)
+		case st != nil && st.Uid != 0 && int(st.Uid) != os.Geteuid():
+			return fmt.Errorf("%s belongs to another user (uid %d): a planted bundle would be the policy", path, st.Uid)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("persistence_directory: %w", err)
+	}
+	return nil
+}
 
 // Stop stops the plugins (flushing decision logs as OPA does).
 func (e *OPA) Stop(ctx context.Context) { e.manager.Stop(ctx) }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +77,45 @@ func TestOPALegacyBundleKeyGetsTheSizeLimit(t *testing.T) {
 			}
 			t.Fatal("neither activated nor refused")
 		})
+	}
+}
+
+// A persisted bundle is activated at start before any download; when the
+// persistence directory is writable by other users, any of them can plant
+// the policy the broker serves (an unsigned bundle is not checked). Such a
+// directory must be refused, as tollgate's own state directory is.
+func TestOPAPersistenceDirectoryWritableByOthersIsRefused(t *testing.T) {
+	persist := t.TempDir()
+	if err := os.Chmod(persist, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	// What a neighbour plants: a policy granting everything.
+	planted := filepath.Join(persist, "bundles", "authz")
+	os.MkdirAll(planted, 0o777)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	rego := []byte("package registry.authz\n\nallowed contains {\"type\": s.type, \"name\": s.name, \"action\": a} if {\n\tsome s in input.scopes\n\tsome a in s.actions\n}\n")
+	tw.WriteHeader(&tar.Header{Name: "/authz.rego", Mode: 0o644, Size: int64(len(rego))})
+	tw.Write(rego)
+	tw.Close()
+	zw.Close()
+	if err := os.WriteFile(filepath.Join(planted, "bundle.tar.gz"), buf.Bytes(), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	doc := fmt.Sprintf("services:\n  s: {url: 'http://127.0.0.1:1'}\nbundles:\n  authz: {service: s, resource: /b.tar.gz, persist: true}\npersistence_directory: %s\n", persist)
+	e, err := policies.OpenOPA([]byte(doc), policies.OPAOptions{ID: "t"})
+	if err == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if err = e.Start(ctx); err == nil {
+			defer e.Stop(context.Background())
+		}
+	}
+	if err == nil {
+		t.Fatalf("a persistence directory of mode 0777 was used; ready with the planted policy: %v", e.Ready())
+	}
+	if !strings.Contains(err.Error(), "writable by every user") {
+		t.Errorf("refused for another reason: %v", err)
 	}
 }
