@@ -1,12 +1,15 @@
 package devicelogin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // Authorization is the broker's answer to POST <base>/login/device.
@@ -69,7 +72,29 @@ func (c *Client) Start(ctx context.Context, b Broker, connector string) (Authori
 	if a.DeviceCode == "" || a.UserCode == "" || a.VerificationURI == "" {
 		return a, fmt.Errorf("start a device login at %s: the answer lacks device_code, user_code or verification_uri", Redact(b.endpoint("login/device")))
 	}
+	if err := checkPrintable(a); err != nil {
+		return a, fmt.Errorf("start a device login at %s: %w", Redact(b.endpoint("login/device")), err)
+	}
 	return a, nil
+}
+
+// checkPrintable refuses what login would print to the terminal and could
+// mislead there: control characters (escape sequences can hide a link's
+// address or erase a line) and verification URIs that are not web pages.
+func checkPrintable(a Authorization) error {
+	for name, v := range map[string]string{"user_code": a.UserCode, "verification_uri": a.VerificationURI,
+		"verification_uri_complete": a.VerificationURIComplete} {
+		if strings.IndexFunc(v, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }) >= 0 {
+			return fmt.Errorf("the answer's %s holds control characters", name)
+		}
+		if name == "user_code" || v == "" {
+			continue
+		}
+		if u, err := url.Parse(v); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			return fmt.Errorf("the answer's %s is not an http(s) URL", name)
+		}
+	}
+	return nil
 }
 
 // Poll asks the broker for the session until the person approves, denies,
@@ -79,17 +104,21 @@ func (c *Client) Poll(ctx context.Context, b Broker, a Authorization) (Session, 
 	expiry := clamp(time.Duration(a.ExpiresIn)*time.Second, defaultExpiry, maxExpiry)
 	endpoint := b.endpoint("login/device/token")
 	form := url.Values{"device_code": {a.DeviceCode}, "service": {b.Service}}
+	// The expiry bounds the whole loop, however slowly the broker answers;
+	// waited bounds it too when Wait does not really wait (tests).
+	pctx, cancel := context.WithTimeout(ctx, expiry)
+	defer cancel()
 	failures := 0
 	for waited := time.Duration(0); ; {
 		if waited >= expiry {
 			return Session{}, ErrExpired
 		}
-		if err := c.wait(ctx, interval); err != nil {
-			return Session{}, err
+		if err := c.wait(pctx, interval); err != nil {
+			return Session{}, cmp.Or(ctx.Err(), ErrExpired)
 		}
 		waited += interval
 		var s Session
-		err := post(ctx, c.HTTP, endpoint, form, &s)
+		err := post(pctx, c.HTTP, endpoint, form, &s)
 		var be *brokerError
 		switch {
 		case err == nil && s.RefreshToken == "":
@@ -98,6 +127,8 @@ func (c *Client) Poll(ctx context.Context, b Broker, a Authorization) (Session, 
 			return s, nil
 		case ctx.Err() != nil:
 			return s, ctx.Err()
+		case pctx.Err() != nil:
+			return s, ErrExpired
 		case errors.As(err, &be) && be.Status == http.StatusBadRequest:
 			failures = 0
 			switch be.Code {
