@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/tollgate/tollgate/identity"
 )
@@ -51,17 +51,19 @@ type deviceHandle struct {
 // devicePolls remembers when each handle was last polled, for slow_down,
 // and the handles that brought a login, so a replay here is refused
 // without asking the provider (other replicas ask it: it refuses too).
+// Plain LRUs, bounded in entries: an expirable one runs a goroutine that
+// never ends, one more for every server a configuration reload builds, and
+// an old entry is harmless (a handle past its expiry is refused anyway).
 type devicePolls struct {
 	mu   sync.Mutex
-	last *expirable.LRU[string, time.Time]
-	used *expirable.LRU[string, struct{}]
+	last *lru.Cache[string, time.Time]
+	used *lru.Cache[string, struct{}]
 }
 
 func newDevicePolls() *devicePolls {
-	return &devicePolls{
-		last: expirable.NewLRU[string, time.Time](100_000, nil, time.Hour),
-		used: expirable.NewLRU[string, struct{}](100_000, nil, time.Hour),
-	}
+	last, _ := lru.New[string, time.Time](100_000) // fails only for a size <= 0
+	used, _ := lru.New[string, struct{}](100_000)
+	return &devicePolls{last: last, used: used}
 }
 
 func (p *devicePolls) markUsed(handle string) { p.used.Add(handle, struct{}{}) }
