@@ -133,6 +133,9 @@ func (s *Server) handleDeviceStart(w http.ResponseWriter, r *http.Request) {
 			return nil, nil, err
 		}
 		attrs := []any{"service", svc.Name, "connector", name}
+		if err := s.startAdmitted(r); err != nil {
+			return nil, attrs, err
+		}
 		auth, err := dev.StartDevice(r.Context())
 		if err != nil {
 			return nil, attrs, providerFailure(r.Context(), err)
@@ -150,6 +153,23 @@ func (s *Server) handleDeviceStart(w http.ResponseWriter, r *http.Request) {
 			Interval:                int(h.Interval),
 		}, attrs, nil
 	})
+}
+
+// startAdmitted refuses a device-login start (429) when the caller's
+// address has started too many in the throttle's window; a store that
+// cannot count lets it through, as for logins.
+func (s *Server) startAdmitted(r *http.Request) error {
+	wait, err := s.opts.Throttle.AdmitStart(r.Context(), s.opts.ClientAddress.Of(r))
+	if err != nil {
+		s.log.Warn("throttle store unavailable; not throttling", "err", err)
+		return nil
+	}
+	if wait > 0 {
+		e := newError(kindThrottled, nil, "too many device logins started from this address; retry later")
+		e.retryAfter = wait
+		return e
+	}
+	return nil
 }
 
 // deviceConnector picks the connector: the named one, or the only one.

@@ -87,6 +87,22 @@ func (t *Throttle) Admit(ctx context.Context, addr string) (*Attempt, time.Durat
 	return a, 0, nil
 }
 
+// AdmitStart counts a device-login start from addr and says how long to
+// wait when addr has started MaxPerAddress of them in the window. A start
+// needs no credential and makes the broker ask the identity provider, as
+// its OAuth client, for a code: one address must not make it ask without
+// bound, or the provider's rate limit on that client refuses every user.
+func (t *Throttle) AdmitStart(ctx context.Context, addr string) (time.Duration, error) {
+	if t == nil {
+		return 0, nil
+	}
+	n, left, err := t.Store.Incr(ctx, throttleKey("ds", addressKey(addr)), t.Window)
+	if err != nil || n <= t.MaxPerAddress {
+		return 0, err
+	}
+	return left, nil
+}
+
 // AdmitUser counts the attempt against user as well, unless user is ""
 // (a credential that cannot be guessed), and says how long to wait when the
 // name is over its limit and addr is not one user logged in from before.
