@@ -51,7 +51,11 @@ type OPAOptions struct {
 	// Limits bound every bundle a service answers with, before OPA reads
 	// it: its total size and number of files (OPA bounds neither).
 	Limits bundles.Limits
-	Log    *slog.Logger
+	// PersistenceDirectory is where persisted bundles go when the document
+	// names no persistence_directory: OPA's own default, .opa in the
+	// working directory, is / under systemd, read-only and shared.
+	PersistenceDirectory string
+	Log                  *slog.Logger
 }
 
 // OPA is the policy engine run by OPA's own plugin manager: its bundles,
@@ -88,7 +92,7 @@ type opaPolicy struct {
 // JSON), as the OPA SDK and `opa run` do, without starting them. OPA
 // validates the document; its warnings (unknown keys) are logged.
 func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
-	doc, creds, err := rewrite(doc, o.MaxFileBytes)
+	doc, creds, err := rewrite(doc, o.MaxFileBytes, o.PersistenceDirectory)
 	if err != nil {
 		return nil, err
 	}
@@ -147,10 +151,11 @@ func cmpOr(a, b int64) int64 {
 }
 
 // rewrite converts doc to JSON, sets size_limit_bytes on every bundle that
-// has none (OPA's default, 1 GiB a file, is no bound at all) and puts
+// has none (OPA's default, 1 GiB a file, is no bound at all) and
+// persistence_directory when it is absent and persist is given, and puts
 // tollgate's limits in front of every service (limitServices), returning
 // the services' credentials.
-func rewrite(doc []byte, limit int64) ([]byte, map[string]any, error) {
+func rewrite(doc []byte, limit int64, persist string) ([]byte, map[string]any, error) {
 	var v map[string]any
 	if err := util.Unmarshal(doc, &v); err != nil {
 		return nil, nil, fmt.Errorf("opa configuration: %w", err)
@@ -158,6 +163,9 @@ func rewrite(doc []byte, limit int64) ([]byte, map[string]any, error) {
 	if v["bundle"] != nil {
 		// OPA reads it with a fixed 1 GiB file limit and no signing.
 		return nil, nil, errors.New("bundle: OPA's deprecated single-bundle form is not supported (no size limit, no signing): name the bundle under bundles")
+	}
+	if v["persistence_directory"] == nil && persist != "" {
+		v["persistence_directory"] = persist
 	}
 	creds := limitServices(v)
 	if bs, ok := v["bundles"].(map[string]any); ok && limit > 0 {

@@ -3,6 +3,7 @@ package serve
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"time"
 
@@ -27,7 +28,8 @@ func (r *Runtime) openOPA() error {
 		ID: instanceID(), Query: cfg.Policy.Query,
 		CacheSize: *dc.Size, CacheTTL: dc.TTL, CacheMaxBytes: int64(dc.MaxBytes),
 		MaxFileBytes: int64(cfg.Policy.MaxBundleBytes), Limits: cfg.Policy.BundleLimits(),
-		Log: r.log.With("policy", "opa"),
+		PersistenceDirectory: filepath.Join(cfg.StateDir, "opa"),
+		Log:                  r.log.With("policy", "opa"),
 	})
 	if err != nil {
 		return cfg.Invalid(yamlconf.Prefix("opa", err))

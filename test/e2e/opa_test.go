@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -107,7 +108,7 @@ func TestOPASectionGrantsTokensEndToEnd(t *testing.T) {
       credentials:
         bearer: {token: %s}
   bundles:
-    policy: {service: acme, resource: /bundles/policy.tar.gz, polling: {min_delay_seconds: 1, max_delay_seconds: 2}}
+    policy: {service: acme, resource: /bundles/policy.tar.gz, persist: true, polling: {min_delay_seconds: 1, max_delay_seconds: 2}}
     data: {service: acme, resource: /bundles/data.tar.gz, polling: {min_delay_seconds: 1, max_delay_seconds: 2}}
   decision_logs: {service: acme, resource: /logs, reporting: {min_delay_seconds: 1, max_delay_seconds: 1}}
 `, url, opaBundleToken)})
@@ -117,6 +118,19 @@ func TestOPASectionGrantsTokensEndToEnd(t *testing.T) {
 		if code != http.StatusOK || !strings.Contains(body, want) {
 			t.Errorf("/readyz: %d, want 200 with %q:\n%s", code, want, body)
 		}
+	}
+	// With no persistence_directory, a persisted bundle goes under
+	// state_dir (OPA's own default, .opa in the working directory, is / for
+	// a systemd service).
+	persisted := 0
+	filepath.WalkDir(filepath.Join(b.dir, "state", "opa"), func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			persisted++
+		}
+		return nil
+	})
+	if persisted == 0 {
+		t.Errorf("the persisted policy bundle is not under state_dir/opa")
 	}
 	r := startRegistry(t, f, b)
 	pushImage(t, r, b.getToken(t, f.service, "alice", "repository:team/app:pull,push"), "team/app", "v1")
