@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,24 @@ func TestGroupsFileIsLoadedAndReloaded(t *testing.T) {
 	write("dev: alice\nbad line\n")
 	if _, err := (&htpasswd.Config{File: "htpasswd", GroupsFile: "groups"}).Open(ctx, identity.Env{BaseDir: dir, Check: true}); err == nil || !strings.Contains(err.Error(), groups+":2:") {
 		t.Errorf("a broken groups file: err = %v, want one naming %s:2", err, groups)
+	}
+}
+
+// A large group is one long line (Apache's format has no other way but
+// repeating the group name): 20,000 members, far past bufio.Scanner's
+// 64 KiB, are all read, and the line after it too.
+func TestParseGroupsReadsAGroupOfManyMembers(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("everyone:")
+	for i := range 20000 {
+		b.WriteString(" user" + strconv.Itoa(i))
+	}
+	b.WriteString("\nadmins: user7\n")
+	got, err := htpasswd.ParseGroups("groups", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 20000 || !slices.Equal(got["user19999"], []string{"everyone"}) || !slices.Equal(got["user7"], []string{"admins", "everyone"}) {
+		t.Fatalf("%d users; user19999 %v, user7 %v", len(got), got["user19999"], got["user7"])
 	}
 }
