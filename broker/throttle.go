@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -28,6 +29,9 @@ type Throttle struct {
 	MaxPerUser         int
 	MaxPerAddress      int
 	KnownAddressWindow time.Duration
+	// MaxStartsPerAddress bounds the device logins an address may start in
+	// a window (AdmitStart); 0 means MaxPerAddress.
+	MaxStartsPerAddress int
 }
 
 // CounterStore keeps the throttle's counters: in memory for one broker, in
@@ -88,7 +92,7 @@ func (t *Throttle) Admit(ctx context.Context, addr string) (*Attempt, time.Durat
 }
 
 // AdmitStart counts a device-login start from addr and says how long to
-// wait when addr has started MaxPerAddress of them in the window. A start
+// wait when addr has started MaxStartsPerAddress of them in the window. A start
 // needs no credential and makes the broker ask the identity provider, as
 // its OAuth client, for a code: one address must not make it ask without
 // bound, or the provider's rate limit on that client refuses every user.
@@ -97,7 +101,7 @@ func (t *Throttle) AdmitStart(ctx context.Context, addr string) (time.Duration, 
 		return 0, nil
 	}
 	n, left, err := t.Store.Incr(ctx, throttleKey("ds", addressKey(addr)), t.Window)
-	if err != nil || n <= t.MaxPerAddress {
+	if err != nil || n <= cmp.Or(t.MaxStartsPerAddress, t.MaxPerAddress) {
 		return 0, err
 	}
 	return left, nil

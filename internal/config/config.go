@@ -219,6 +219,9 @@ type ThrottleConfig struct {
 	MaxFailuresPerUser    int           `yaml:"max_failures_per_user"`
 	MaxFailuresPerAddress int           `yaml:"max_failures_per_address"`
 	KnownAddressTTL       time.Duration `yaml:"known_address_ttl"`
+	// MaxDeviceStartsPerAddress bounds the device logins one address may
+	// start in a window: each makes the broker ask the identity provider.
+	MaxDeviceStartsPerAddress int `yaml:"max_device_starts_per_address"`
 }
 
 // PollingConfig paces the reloading of a policy source. A URL is polled at
@@ -391,6 +394,7 @@ func (c *Config) setDefaults() {
 	th.Window = cmp.Or(th.Window, time.Minute)
 	th.MaxFailuresPerUser = cmp.Or(th.MaxFailuresPerUser, 10)
 	th.MaxFailuresPerAddress = cmp.Or(th.MaxFailuresPerAddress, 50)
+	th.MaxDeviceStartsPerAddress = cmp.Or(th.MaxDeviceStartsPerAddress, 30)
 	th.KnownAddressTTL = cmp.Or(th.KnownAddressTTL, 30*24*time.Hour)
 	pc := &c.Policy.Polling
 	if pc.MinDelay == 0 {
@@ -531,7 +535,7 @@ func (c *Config) Validate() error {
 	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		bad("tls", "cert_file and key_file are both required")
 	}
-	if th := c.Throttle; th.Window < 0 || th.MaxFailuresPerUser < 0 || th.MaxFailuresPerAddress < 0 || th.KnownAddressTTL < 0 {
+	if th := c.Throttle; th.Window < 0 || th.MaxFailuresPerUser < 0 || th.MaxFailuresPerAddress < 0 || th.MaxDeviceStartsPerAddress < 0 || th.KnownAddressTTL < 0 {
 		bad("throttle", "window, limits and known_address_ttl must not be negative")
 	}
 	if pc := c.Policy.Polling; pc.MinDelay < 0 || pc.MaxDelay < pc.MinDelay || pc.Timeout < 0 {

@@ -121,5 +121,6 @@ func (r *Runtime) throttle(cfg *config.Config) *broker.Throttle {
 		return nil
 	}
 	return &broker.Throttle{Store: r.stores.counters, Window: tc.Window, MaxPerUser: tc.MaxFailuresPerUser,
-		MaxPerAddress: tc.MaxFailuresPerAddress, KnownAddressWindow: tc.KnownAddressTTL}
+		MaxPerAddress: tc.MaxFailuresPerAddress, KnownAddressWindow: tc.KnownAddressTTL,
+		MaxStartsPerAddress: tc.MaxDeviceStartsPerAddress}
 }
