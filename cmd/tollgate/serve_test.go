@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -26,7 +25,7 @@ func TestDevServeMakesItsStateAndUsesTheDefaultPolicy(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	app := newApp()
-	var out syncWriter
+	var out syncBuffer
 	app.Writer, app.ErrWriter = io.Discard, &out
 	started := time.Now()
 	go func() {
@@ -106,21 +105,3 @@ func TestDevServeMakesItsStateAndUsesTheDefaultPolicy(t *testing.T) {
 }
 
 func decodeSegment(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
-
-// syncWriter collects what a command running in another goroutine prints.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}

@@ -164,23 +164,7 @@ func TestOPAConfigDecidesAsOPARunDoes(t *testing.T) {
 		t.Fatal("the second identical decision did not come from the cache")
 	}
 
-	port := testenv.FreePort(t)
-	cmd := exec.Command(testenv.Tool(t, "opa"), "run", "--server", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "-c", cfgFile)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitFor(t, "opa to activate the bundle", func() bool {
-		resp, err := http.Get(base + "/health?bundles")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	base, out := startOPARun(t, cfgFile)
 	body, _ := json.Marshal(map[string]any{"input": opaTestInput})
 	resp, err := http.Post(base+"/v1/data/registry/authz/allowed", "application/json", bytes.NewReader(body))
 	if err != nil {
@@ -459,23 +443,7 @@ decision_logs:
 	if _, err := e.Authorize(ctx, boom); err == nil {
 		t.Fatal("no evaluation error on service boom")
 	}
-	port := testenv.FreePort(t)
-	cmd := exec.Command(testenv.Tool(t, "opa"), "run", "--server", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "-c", cfgFile)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitFor(t, "opa to activate the bundle", func() bool {
-		resp, err := http.Get(base + "/health?bundles")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	base, _ := startOPARun(t, cfgFile)
 	for _, in := range []authz.Input{in, dropped, boom} { // in the order tollgate decided
 		body, _ := json.Marshal(map[string]any{"input": in})
 		resp, err := http.Post(base+"/v1/data/registry/authz/allowed", "application/json", bytes.NewReader(body))
@@ -532,4 +500,29 @@ func comparableEvent(t *testing.T, ev map[string]any) string {
 	c["requested_by"] = host
 	out, _ := json.Marshal(c)
 	return string(out)
+}
+
+// startOPARun runs the real `opa run --server -c cfgFile` on a free loopback
+// port until the test ends, waits until its bundles are active, and returns
+// its base URL and what it prints.
+func startOPARun(t *testing.T, cfgFile string) (string, *bytes.Buffer) {
+	t.Helper()
+	port := testenv.FreePort(t)
+	cmd := exec.Command(testenv.Tool(t, "opa"), "run", "--server", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "-c", cfgFile)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitFor(t, "opa to activate the bundle", func() bool {
+		resp, err := http.Get(base + "/health?bundles")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return base, &out
 }
