@@ -83,10 +83,12 @@ func newIssuer(c IssuerConfig, now func() time.Time, log *slog.Logger) *issuer {
 	c.Timeout = cmp.Or(c.Timeout, DefaultTimeout)
 	c.RefetchInterval = cmp.Or(c.RefetchInterval, DefaultRefetchInterval)
 	c.KeysMaxAge = cmp.Or(c.KeysMaxAge, DefaultKeysMaxAge)
-	client := c.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: c.Timeout}
+	client := &http.Client{Timeout: c.Timeout}
+	if c.HTTPClient != nil {
+		copied := *c.HTTPClient
+		client = &copied
 	}
+	client.CheckRedirect = checkRedirect
 	return &issuer{
 		cfg: c, algs: algs, required: required, client: client, now: now, log: log,
 		validator: jwt.NewValidator(
@@ -119,6 +121,22 @@ func checkFetchURL(raw string) error {
 		}
 	}
 	return fmt.Errorf("%q: keys are fetched over https only (plain http to loopback hosts only)", raw)
+}
+
+// checkRedirect holds every hop of a discovery or JWKS fetch to the rule
+// for the URLs themselves (checkFetchURL) and refuses a hop from https down
+// to plain http: keys fetched over such a hop could be anyone's.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return fmt.Errorf("refused a redirect from https to %s", req.URL.Scheme)
+	}
+	if err := checkFetchURL(req.URL.String()); err != nil {
+		return fmt.Errorf("refused a redirect: %w", err)
+	}
+	return nil
 }
 
 // errRateLimited means the keys were fetched too recently to fetch them again.
