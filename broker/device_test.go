@@ -69,7 +69,7 @@ type deviceFixture struct {
 	path  string
 }
 
-func newDeviceFixture(t *testing.T, idp *fakeIdP) *deviceFixture {
+func newDeviceFixture(t *testing.T, idp *fakeIdP, mutate ...func(*broker.Options)) *deviceFixture {
 	sealer, err := broker.NewSealer(bytes.Repeat([]byte{1}, broker.SealKeySize))
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +81,9 @@ func newDeviceFixture(t *testing.T, idp *fakeIdP) *deviceFixture {
 		o.Now = d.clock.now
 		o.Sessions = &broker.SessionOptions{Devices: map[string]identity.DeviceConnector{"sso": idp}, Store: d.store,
 			Sealer: sealer, MaxLifetime: time.Hour, Idle: 20 * time.Minute}
+		for _, m := range mutate {
+			m(o)
+		}
 	})
 	return d
 }

@@ -65,11 +65,14 @@ type tokenResponse struct {
 // intersect, sign, answer, and one decision log line.
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec, err := s.serveToken(w, r)
+	// The policy's decision log waits for the token id (decision 0014).
+	ctx, report := authz.WithOutcome(r.Context())
+	rec, err := s.serveToken(ctx, w, r)
 	status := http.StatusOK
 	if err != nil {
 		status = s.writeError(w, r, err)
 	}
+	report(rec.authzOutcome(err))
 	elapsed := time.Since(start)
 	outcome := rec.outcome(status, err)
 	rec.log(s.log, r, status, outcome, err, elapsed)
@@ -78,8 +81,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 
 // serveToken answers a token request, or fails it, and returns what the
 // log line says of it: what each step learned, as far as the request got.
-func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) (decision, error) {
-	ctx := r.Context()
+func (s *Server) serveToken(ctx context.Context, w http.ResponseWriter, r *http.Request) (decision, error) {
 	rec := decision{addr: s.opts.ClientAddress.Of(r)}
 	req, err := s.parseRequest(w, r)
 	if err != nil {
@@ -406,6 +408,19 @@ type decision struct {
 	tokenID       string // the access token's jti
 	reused        bool   // the access token was one signed moments ago for the same claims
 	refreshIssued bool
+}
+
+// authzOutcome is what the policy's decision log learns after the decision:
+// the token id when the client received the token, the login session.
+func (d *decision) authzOutcome(err error) authz.Outcome {
+	var o authz.Outcome
+	if err == nil {
+		o.TokenID = d.tokenID
+	}
+	if d.req != nil {
+		o.SessionID = d.req.sessionID
+	}
+	return o
 }
 
 // log writes one line per token request. It never logs a password or token.

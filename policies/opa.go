@@ -258,7 +258,7 @@ func (e *OPA) Authorize(ctx context.Context, in authz.Input) (authz.Decision, er
 	}
 	d, err := e.decide(ctx, txn, p, &in, m)
 	if e.logs != nil {
-		e.logDecision(ctx, txn, p, &in, d, err, m)
+		e.logDecision(ctx, txn, p.bundles, &in, d, err, m)
 	}
 	if err != nil {
 		return authz.Decision{}, fmt.Errorf("policy revision %s: %w", p.revision, err)

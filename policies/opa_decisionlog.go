@@ -25,16 +25,23 @@ const DecisionLogKey = "tollgate"
 // the same path, input and result, the active bundles, OPA's labels; so
 // OPA's batching, upload, mask and drop policies and console output apply.
 // A log that cannot be written never changes a decision.
-func (e *OPA) logDecision(ctx context.Context, txn storage.Transaction, p *opaPolicy, in *authz.Input,
+//
+// When the caller reports the request's outcome (authz.WithOutcome, the
+// broker), the event waits for it and adds the token id and the session:
+// still one event per decision, with the ids, time and metrics of the
+// decision. The decision's transaction is closed by then, so OPA's mask
+// and drop policies read the store in a transaction of their own.
+func (e *OPA) logDecision(ctx context.Context, txn storage.Transaction, active map[string]server.BundleInfo, in *authz.Input,
 	d authz.Decision, err error, m metrics.Metrics) {
 	inputAST := inputValue(in)
 	input, jerr := ast.JSON(inputAST)
 	if jerr != nil {
 		return
 	}
+	facts := map[string]any{"cached": d.Cached, "service": in.Service, "request_id": authz.RequestID(ctx)}
 	info := &server.Info{
 		Txn:        txn,
-		Bundles:    p.bundles,
+		Bundles:    active,
 		DecisionID: newDecisionID(),
 		RemoteAddr: cmp.Or(authz.RemoteAddr(ctx), in.Client.IP),
 		RequestID:  e.reqs.Add(1),
@@ -44,16 +51,27 @@ func (e *OPA) logDecision(ctx context.Context, txn storage.Transaction, p *opaPo
 		InputAST:   inputAST,
 		Error:      err,
 		Metrics:    m,
-		Custom: map[string]any{DecisionLogKey: map[string]any{
-			"cached": d.Cached, "service": in.Service, "request_id": authz.RequestID(ctx),
-		}},
+		Custom:     map[string]any{DecisionLogKey: facts},
 	}
 	if err == nil {
 		result := allowedResult(in, d)
 		info.Results = &result
 	}
 	m.Timer(metrics.ServerHandler).Stop()
-	_ = e.logs.Log(ctx, info)
+	later := authz.OnOutcome(ctx, func(o authz.Outcome) {
+		if o.TokenID != "" {
+			facts["token_id"] = o.TokenID
+		}
+		if o.SessionID != "" {
+			facts["session_id"] = o.SessionID
+		}
+		info.Txn = nil
+		// The client may be gone: the event is still the decision's.
+		_ = e.logs.Log(context.WithoutCancel(ctx), info)
+	})
+	if !later {
+		_ = e.logs.Log(ctx, info)
+	}
 }
 
 // decisionPath is the path OPA logs for the `allowed` rule of query

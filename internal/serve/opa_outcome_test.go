@@ -1,0 +1,80 @@
+package serve
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/tollgate/tollgate/authz"
+	"github.com/tollgate/tollgate/policies"
+	"github.com/tollgate/tollgate/test/testenv"
+)
+
+// loggingOPA is the OPA engine of opaConfig with its decision logs
+// uploaded to a collector every second; bundles, when not empty, are more
+// lines under bundles:.
+func loggingOPA(t *testing.T, bundles string) (*policies.OPA, *decisionCollector) {
+	t.Helper()
+	private, public := testenv.WriteES256KeyPair(t, t.TempDir())
+	bundle, _ := signedBundleServer(t, private)
+	collector := &decisionCollector{}
+	mux := http.NewServeMux()
+	mux.Handle("/logs", collector)
+	mux.Handle("/", bundle.Config.Handler)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	doc := strings.Replace(opaConfig(t, srv.URL, public, t.TempDir()), "\nbundles:\n", "\nbundles:\n"+bundles, 1) + `decision_logs:
+  service: bundles
+  resource: /logs
+  reporting: {min_delay_seconds: 1, max_delay_seconds: 1}
+`
+	return openTestOPA(t, doc), collector
+}
+
+// TestOPADecisionLogWaitsForTheTokenID: a decision whose request reports
+// its outcome (as the broker does once it signed) is uploaded once, with
+// the token id and the login session under tollgate's key; a request
+// refused without a token has neither.
+func TestOPADecisionLogWaitsForTheTokenID(t *testing.T) {
+	e, collector := loggingOPA(t, "")
+	waitFor(t, "tollgate to activate the bundle", e.Ready)
+	decide := func(service string, o authz.Outcome) {
+		t.Helper()
+		ctx, report := authz.WithOutcome(authz.WithRequestID(context.Background(), "req-"+service))
+		in := opaTestInput
+		in.Service = service
+		if _, err := e.Authorize(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		report(o)
+	}
+	decide("signed", authz.Outcome{TokenID: "jti-of-the-token", SessionID: "session-1"})
+	decide("refused", authz.Outcome{})
+	if _, err := e.Authorize(context.Background(), opaTestInput); err != nil { // uploaded after both
+		t.Fatal(err)
+	}
+	waitFor(t, "the last decision's upload", func() bool { return collector.event(true, opaTestInput.Service) != nil })
+
+	for service, want := range map[string]string{
+		"signed":  "map[cached:false request_id:req-signed service:signed session_id:session-1 token_id:jti-of-the-token]",
+		"refused": "map[cached:false request_id:req-refused service:refused]",
+	} {
+		n := 0
+		collector.mu.Lock()
+		for _, ev := range collector.events {
+			if ev["input"].(map[string]any)["service"] == service {
+				n++
+				if tg := ev["custom"].(map[string]any)[policies.DecisionLogKey]; fmt.Sprint(tg) != want {
+					t.Errorf("%s: custom.%s = %v, want %s", service, policies.DecisionLogKey, tg, want)
+				}
+			}
+		}
+		collector.mu.Unlock()
+		if n != 1 {
+			t.Errorf("%s: %d events uploaded, want 1", service, n)
+		}
+	}
+}
