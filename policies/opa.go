@@ -237,6 +237,7 @@ func (e *OPA) Ready() bool {
 // activated. An error means deny.
 func (e *OPA) Authorize(ctx context.Context, in authz.Input) (authz.Decision, error) {
 	if !e.Ready() {
+		e.logNoPolicy(ctx, &in)
 		return authz.Decision{}, authz.ErrNoPolicy
 	}
 	// The read transaction first: an activation commits, compiler trigger

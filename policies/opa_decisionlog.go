@@ -5,11 +5,14 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
+	opabundle "github.com/open-policy-agent/opa/v1/plugins/bundle"
 	"github.com/open-policy-agent/opa/v1/server"
+	"github.com/open-policy-agent/opa/v1/server/types"
 	"github.com/open-policy-agent/opa/v1/storage"
 
 	"github.com/tollgate/tollgate/authz"
@@ -72,6 +75,36 @@ func (e *OPA) logDecision(ctx context.Context, txn storage.Transaction, active m
 	if !later {
 		_ = e.logs.Log(ctx, info)
 	}
+}
+
+// logNoPolicy logs a request refused (authz.ErrNoPolicy) before every
+// bundle was activated as OPA logs a decision that failed: no result, the
+// error as OPA writes one ({code, message}, with the message of OPA's
+// /health?bundles), the bundles active so far (none: OPA leaves the field
+// out). OPA itself would evaluate against what it has, and log an undefined
+// decision; tollgate refuses instead (decision 0014).
+func (e *OPA) logNoPolicy(ctx context.Context, in *authz.Input) {
+	if e.logs == nil {
+		return
+	}
+	m := metrics.New()
+	m.Timer(metrics.ServerHandler).Start()
+	txn, err := e.manager.Store.NewTransaction(ctx)
+	if err != nil {
+		return
+	}
+	defer e.manager.Store.Abort(ctx, txn)
+	_, active, err := e.revisions(ctx, txn)
+	if err != nil {
+		return
+	}
+	msg := "one or more bundles are not activated"
+	if bp := opabundle.Lookup(e.manager); bp != nil {
+		if names := bp.NotActivated(); len(names) > 0 {
+			msg += ": " + strings.Join(names, ", ")
+		}
+	}
+	e.logDecision(ctx, txn, active, in, authz.Decision{}, types.NewErrorV1(types.CodeInternal, "%s", msg), m)
 }
 
 // decisionPath is the path OPA logs for the `allowed` rule of query

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -75,6 +76,43 @@ func TestOPADecisionLogWaitsForTheTokenID(t *testing.T) {
 		collector.mu.Unlock()
 		if n != 1 {
 			t.Errorf("%s: %d events uploaded, want 1", service, n)
+		}
+	}
+}
+
+// TestOPARefusalBeforeActivationIsLoggedAsAnError: while a bundle is not
+// activated yet, a request is refused (ErrNoPolicy, 503) and logged as OPA
+// logs a failed decision: no result, the error as OPA writes one, the
+// bundles active so far.
+func TestOPARefusalBeforeActivationIsLoggedAsAnError(t *testing.T) {
+	e, collector := loggingOPA(t, "  missing: {service: bundles, resource: /b/missing.tar.gz}\n")
+	waitFor(t, "the authz bundle to be activated", func() bool {
+		bs := e.Bundles(context.Background())
+		return len(bs) == 2 && bs[0].Name == "authz" && bs[0].Active
+	})
+	ctx := authz.WithRemoteAddr(authz.WithRequestID(context.Background(), "req-9"), "127.0.0.1:50123")
+	if _, err := e.Authorize(ctx, opaTestInput); !errors.Is(err, authz.ErrNoPolicy) {
+		t.Fatalf("with bundle missing not activated: %v, want ErrNoPolicy", err)
+	}
+	var ev map[string]any
+	waitFor(t, "the refusal's upload", func() bool { ev = collector.event(true, opaTestInput.Service); return ev != nil })
+	if _, ok := ev["result"]; ok {
+		t.Errorf("a refusal logged a result: %v", ev["result"])
+	}
+	for field, want := range map[string]string{
+		"error":        "map[code:internal_error message:one or more bundles are not activated: missing]",
+		"bundles":      "map[authz:map[revision:rev-1]]",
+		"path":         "registry/authz/allowed",
+		"requested_by": "127.0.0.1:50123",
+		"custom":       "map[tollgate:map[cached:false request_id:req-9 service:registry.example.com]]",
+	} {
+		if got := fmt.Sprint(ev[field]); got != want {
+			t.Errorf("%s = %s, want %s", field, got, want)
+		}
+	}
+	for _, field := range []string{"decision_id", "input", "labels", "metrics", "req_id", "timestamp"} {
+		if ev[field] == nil {
+			t.Errorf("no %s in the refusal's event: %v", field, ev)
 		}
 	}
 }
