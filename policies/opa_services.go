@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"sync"
 
 	"github.com/open-policy-agent/opa/v1/plugins"
 	"github.com/open-policy-agent/opa/v1/plugins/rest"
@@ -80,9 +81,15 @@ type limitedService struct {
 	inner   rest.HTTPAuthPlugin // OPA's plugin for the service's credentials
 	creds   rest.Config         // the credentials as written
 	limits  bundles.Limits
+	// mu serializes the calls into inner, which every client of the
+	// service (bundle downloads, status, decision logs) shares and OPA's
+	// plugins do not guard: oauth2's Prepare writes its token cache.
+	mu sync.Mutex
 }
 
 func (p *limitedService) NewClient(c rest.Config) (*http.Client, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	c.Credentials = p.creds.Credentials
 	hc, err := p.inner.NewClient(c)
 	if err != nil {
@@ -92,7 +99,11 @@ func (p *limitedService) NewClient(c rest.Config) (*http.Client, error) {
 	return hc, nil
 }
 
-func (p *limitedService) Prepare(r *http.Request) error { return p.inner.Prepare(r) }
+func (p *limitedService) Prepare(r *http.Request) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inner.Prepare(r)
+}
 
 func (p *limitedService) Start(context.Context) error {
 	p.manager.UpdatePluginStatus(p.name, &plugins.Status{State: plugins.StateOK})

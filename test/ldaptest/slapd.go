@@ -5,15 +5,7 @@ package ldaptest
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,7 +75,7 @@ func StartWith(t testing.TB, extraSchema, ldif string, o Options) *Server {
 	bin := testenv.Tool(t, "slapd") // Debian's slapd, in /usr/sbin
 	dir := t.TempDir()
 	s := &Server{t: t, dir: dir, bin: bin, port: testenv.FreePort(t), tlsPort: testenv.FreePort(t)}
-	s.CAFile = writeTLS(t, dir)
+	s.CAFile = testenv.WriteTLS(t, dir)
 	s.ClientCertFile, s.ClientKeyFile = filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
 	if extraSchema != "" {
 		if err := os.WriteFile(filepath.Join(dir, "extra.schema"), []byte(extraSchema), 0o644); err != nil {
@@ -288,57 +280,6 @@ func (s *Server) Delete(dn string) {
 	if err := c.Del(ldap.NewDelRequest(dn, nil)); err != nil {
 		s.t.Fatalf("delete %s: %v", dn, err)
 	}
-}
-
-// writeTLS makes a CA and a server certificate for localhost/127.0.0.1 and
-// returns the CA file.
-func writeTLS(t testing.TB, dir string) string {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ca := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tollgate test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, caKey.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	srv := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srv, caCert, key.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ckey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	client := &x509.Certificate{
-		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "tollgate"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	clientDER, err := x509.CreateCertificate(rand.Reader, client, caCert, ckey.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ckeyDER, _ := x509.MarshalPKCS8PrivateKey(ckey)
-	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
-	write := func(name, typ string, der []byte) {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("ca.pem", "CERTIFICATE", caDER)
-	write("server.pem", "CERTIFICATE", srvDER)
-	write("server.key", "PRIVATE KEY", keyDER)
-	write("client.pem", "CERTIFICATE", clientDER)
-	write("client.key", "PRIVATE KEY", ckeyDER)
-	return filepath.Join(dir, "ca.pem")
 }
 
 // Pause freezes slapd (SIGSTOP): connections stay open and requests go
