@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 )
 
 // Limits bound what reading one bundle tarball may cost. OPA limits only
@@ -119,4 +120,25 @@ func (c *capped) Read(p []byte) (int, error) {
 		return n, errCapped
 	}
 	return n, err
+}
+
+// CheckFile refuses a bundle tarball at path past the limits, reading it
+// as a download is read, for OPA's file:// bundles, which OPA reads whole.
+// A directory is left to OPA's per-file limit, as policy.source leaves it.
+func (l Limits) CheckFile(path string) error {
+	l = l.orDefaults()
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.IsDir() {
+		return err
+	}
+	data, err := readAtMost(f, st.Size(), l.MaxBytes)
+	if err != nil {
+		return err
+	}
+	return l.check(data)
 }

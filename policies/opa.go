@@ -20,6 +20,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/hooks"
 	"github.com/open-policy-agent/opa/v1/logging"
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/plugins"
@@ -74,8 +75,9 @@ type OPA struct {
 	logs *logs.Plugin  // OPA's decision_logs plugin, nil when not configured
 	reqs atomic.Uint64 // decisions logged: req_id, as OPA's server counts requests
 
-	statusMu sync.Mutex
-	status   map[string]*opabundle.Status // as the bundle plugin last reported
+	listening atomic.Pointer[opabundle.Plugin] // the bundle plugin reporting to bundleStatus
+	statusMu  sync.Mutex
+	status    map[string]*opabundle.Status // as the bundle plugin last reported
 }
 
 // opaPolicy is the query prepared against one activation.
@@ -92,7 +94,8 @@ type opaPolicy struct {
 // JSON), as the OPA SDK and `opa run` do, without starting them. OPA
 // validates the document; its warnings (unknown keys) are logged.
 func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
-	doc, creds, err := rewrite(doc, o.MaxFileBytes, o.PersistenceDirectory)
+	limits := newLimiter(o.Limits, o.MaxFileBytes)
+	doc, err := rewrite(doc, limits, o.PersistenceDirectory)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +109,8 @@ func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := registerLimited(m, creds, o.Limits); err != nil {
+	limits.manager = m
+	if err := limits.register(context.Background(), false); err != nil {
 		return nil, err
 	}
 	for _, w := range m.Config.Warnings {
@@ -119,15 +123,17 @@ func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
 	if err := json.Unmarshal(doc, &boot); err != nil {
 		return nil, err
 	}
-	d, err := discovery.New(m, discovery.BootConfig(boot))
+	d, err := discovery.New(m, discovery.BootConfig(boot), discovery.Hooks(hooks.New(limits)))
 	if err != nil {
 		return nil, err
 	}
 	m.Register(discovery.Name, d)
 	e := &OPA{manager: m, query: o.Query, status: map[string]*opabundle.Status{}, logs: logs.Lookup(m)}
-	if bp := opabundle.Lookup(m); bp != nil {
-		bp.RegisterBulkListener("tollgate", e.bundleStatus)
-	}
+	e.listenToBundles()
+	// A discovery bundle creates the bundle plugin later: listen to it as
+	// soon as the manager reports its status. Not in the manager's status
+	// goroutine, which the plugin lookup could wait for.
+	m.RegisterPluginStatusListener("tollgate", func(map[string]*plugins.Status) { go e.listenToBundles() })
 	if e.query == "" {
 		e.query = DefaultQuery
 	}
@@ -150,33 +156,26 @@ func cmpOr(a, b int64) int64 {
 	return b
 }
 
-// rewrite converts doc to JSON, sets size_limit_bytes on every bundle that
-// has none (OPA's default, 1 GiB a file, is no bound at all) and
-// persistence_directory when it is absent and persist is given, and puts
-// tollgate's limits in front of every service (limitServices), returning
-// the services' credentials.
-func rewrite(doc []byte, limit int64, persist string) ([]byte, map[string]any, error) {
+// rewrite converts doc to JSON, sets persistence_directory when it is
+// absent and persist is given, and puts tollgate's limits in front of its
+// services and bundles (limiter.limit: OPA's default size_limit_bytes,
+// 1 GiB a file, is no bound at all).
+func rewrite(doc []byte, limits *limiter, persist string) ([]byte, error) {
 	var v map[string]any
 	if err := util.Unmarshal(doc, &v); err != nil {
-		return nil, nil, fmt.Errorf("opa configuration: %w", err)
+		return nil, fmt.Errorf("opa configuration: %w", err)
 	}
 	if v["bundle"] != nil {
 		// OPA reads it with a fixed 1 GiB file limit and no signing.
-		return nil, nil, errors.New("bundle: OPA's deprecated single-bundle form is not supported (no size limit, no signing): name the bundle under bundles")
+		return nil, errors.New("bundle: OPA's deprecated single-bundle form is not supported (no size limit, no signing): name the bundle under bundles")
 	}
 	if v["persistence_directory"] == nil && persist != "" {
 		v["persistence_directory"] = persist
 	}
-	creds := limitServices(v)
-	if bs, ok := v["bundles"].(map[string]any); ok && limit > 0 {
-		for _, b := range bs {
-			if b, ok := b.(map[string]any); ok && b["size_limit_bytes"] == nil {
-				b["size_limit_bytes"] = limit
-			}
-		}
+	if err := limits.limit(v); err != nil {
+		return nil, err
 	}
-	out, err := json.Marshal(v)
-	return out, creds, err
+	return json.Marshal(v)
 }
 
 // Manager is OPA's plugin manager, for what else an embedder asks of it.
@@ -427,6 +426,16 @@ func (l *opaLogger) GetLevel() logging.Level {
 }
 
 func (l *opaLogger) SetLevel(logging.Level) {}
+
+// listenToBundles has the bundle plugin, once there is one, report each
+// bundle's status to bundleStatus, for /readyz.
+func (e *OPA) listenToBundles() {
+	bp := opabundle.Lookup(e.manager)
+	if bp == nil || e.listening.Swap(bp) == bp {
+		return
+	}
+	bp.RegisterBulkListener("tollgate", e.bundleStatus)
+}
 
 func (e *OPA) bundleStatus(st map[string]*opabundle.Status) {
 	e.statusMu.Lock()
