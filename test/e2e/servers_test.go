@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"crypto/rand"
 	"fmt"
 	"net/http"
@@ -118,6 +119,11 @@ type brokerOptions struct {
 	startsUnready bool
 	// moreUsers are added to the htpasswd file after users.
 	moreUsers []string
+	// policyFiles are written into the policy directory beside the default
+	// policy, by file name.
+	policyFiles map[string]string
+	// logLevel is log.level (default debug).
+	logLevel string
 }
 
 func startBrokerWith(t testing.TB, o brokerOptions) *broker {
@@ -146,6 +152,11 @@ func startBrokerWith(t testing.TB, o brokerOptions) *broker {
 		o.policyData = testPolicyData
 	}
 	writePolicy(t, filepath.Join(dir, "policy"), o.policyData)
+	for name, text := range o.policyFiles {
+		if err := os.WriteFile(filepath.Join(dir, "policy", name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	source := fmt.Sprintf("  source: %q\n", filepath.Join(dir, "policy"))
 	switch {
@@ -173,8 +184,8 @@ identity:
   - {name: local, type: htpasswd, file: %q}
 %spolicy:
 %s  query: data.registry.authz
-%slog: {level: debug, format: json}
-%s`, b.port, filepath.Join(dir, "state"), services.String(), b.htpasswd, o.identity, source, decisionCache, o.extra)
+%slog: {level: %s, format: json}
+%s`, b.port, filepath.Join(dir, "state"), services.String(), b.htpasswd, o.identity, source, decisionCache, cmp.Or(o.logLevel, "debug"), o.extra)
 	if err := os.WriteFile(b.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
