@@ -4,11 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tollgate/tollgate/authz"
+	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/policies"
 )
 
@@ -88,5 +96,63 @@ func TestEnginePrintOutputIsLoggedAtDebugAndBounded(t *testing.T) {
 	quiet.Swap(compile(t, printingPolicy))
 	if _, err := quiet.Authorize(ctx, input("alice")); err != nil || buf.Len() != 0 {
 		t.Errorf("info level: err %v, logged %s", err, buf.String())
+	}
+}
+
+// The engine of the opa: section logs what a policy prints as the engine of
+// policy.source does: at debug level, with the request id; not above.
+func TestOPAPrintOutputIsLoggedAtDebug(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(printingPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var bundle bytes.Buffer
+	if err := bundles.Build(context.Background(), dir, "p1", nil, &bundle); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(bundle.Bytes()) }))
+	defer srv.Close()
+	doc := fmt.Sprintf("services:\n  s: {url: %s}\nbundles:\n  authz: {service: s, resource: /b.tar.gz}\n", srv.URL)
+	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {
+		// A file, not a buffer: OPA's plugins log from their own goroutines.
+		logFile, err := os.Create(filepath.Join(dir, "log-"+level.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logFile.Close()
+		e, err := policies.OpenOPA([]byte(doc), policies.OPAOptions{ID: "t", Log: slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: level}))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := e.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); !e.Ready(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the bundle was not activated: %v", e.Bundles(ctx))
+			}
+		}
+		d, err := e.Authorize(authz.WithRequestID(ctx, "req-9"), input("alice"))
+		e.Stop(context.Background())
+		cancel()
+		if err != nil || !d.Allowed[0]["pull"] {
+			t.Fatalf("%v: decision %v, %v", level, d.Allowed, err)
+		}
+		logged, _ := os.ReadFile(logFile.Name())
+		var prints []string
+		for _, line := range strings.Split(string(logged), "\n") {
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "policy print" {
+				prints = append(prints, fmt.Sprint(rec["request_id"], " ", rec["output"]))
+			}
+		}
+		want := []string{"req-9 asked by alice"}
+		if level > slog.LevelDebug {
+			want = nil
+		}
+		if !slices.Equal(prints, want) {
+			t.Errorf("at %v, policy prints %q, want %q", level, prints, want)
+		}
 	}
 }

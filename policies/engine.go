@@ -164,10 +164,7 @@ func definesRule(b *bundles.Bundle, pkg ast.Ref, rule string) bool {
 type Engine struct {
 	current atomic.Pointer[Policy]
 	cache   *decisionCache
-	// printLog, when set, receives the print() output of each evaluated
-	// decision at debug level, at most printMax bytes of it.
-	printLog *slog.Logger
-	printMax int
+	prints  printLog
 }
 
 // Option changes what NewEngine builds.
@@ -213,7 +210,7 @@ func NewEngine(cacheSize int, cacheTTL time.Duration, opts ...Option) *Engine {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	e := &Engine{printLog: o.printLog, printMax: o.printMax}
+	e := &Engine{prints: printLog{log: o.printLog, max: o.printMax}}
 	if cacheSize > 0 && cacheTTL > 0 {
 		e.cache = newDecisionCache(cacheSize, cacheTTL, o.cacheMaxBytes)
 	}
@@ -268,16 +265,37 @@ func (e *Engine) Authorize(ctx context.Context, in authz.Input) (authz.Decision,
 // evalLogged evaluates in, logging its print() output when debug logging
 // is on; otherwise print() calls go nowhere and cost nothing more.
 func (e *Engine) evalLogged(ctx context.Context, p *Policy, in *authz.Input) (authz.Decision, error) {
-	if e.printLog == nil || !e.printLog.Enabled(ctx, slog.LevelDebug) {
+	out := e.prints.start(ctx)
+	if out == nil {
 		return p.eval(ctx, in)
 	}
-	out := &boundedPrint{max: e.printMax}
 	d, err := p.eval(ctx, in, rego.EvalPrintHook(out))
+	e.prints.done(ctx, out, p.revision, in)
+	return d, err
+}
+
+// printLog logs the print() output of each evaluated decision at debug
+// level, at most max bytes of it; both engines share it.
+type printLog struct {
+	log *slog.Logger // nil: print() output goes nowhere
+	max int
+}
+
+// start returns the print hook of one evaluation, nil when nothing would
+// be logged.
+func (l printLog) start(ctx context.Context) *boundedPrint {
+	if l.log == nil || !l.log.Enabled(ctx, slog.LevelDebug) {
+		return nil
+	}
+	return &boundedPrint{max: l.max}
+}
+
+// done logs what the evaluation of in printed into out, if anything.
+func (l printLog) done(ctx context.Context, out *boundedPrint, revision string, in *authz.Input) {
 	if out.buf.Len() > 0 || out.truncated {
-		e.printLog.DebugContext(ctx, "policy print", "request_id", authz.RequestID(ctx), "revision", p.revision,
+		l.log.DebugContext(ctx, "policy print", "request_id", authz.RequestID(ctx), "revision", revision,
 			"subject", in.Identity.Subject, "output", strings.TrimSuffix(out.buf.String(), "\n"), "truncated", out.truncated)
 	}
-	return d, err
 }
 
 func (p *Policy) eval(ctx context.Context, in *authz.Input, opts ...rego.EvalOption) (authz.Decision, error) {

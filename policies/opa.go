@@ -72,8 +72,9 @@ type OPA struct {
 	mu      sync.Mutex // prepares one policy at a time
 	current atomic.Pointer[opaPolicy]
 
-	logs *logs.Plugin  // OPA's decision_logs plugin, nil when not configured
-	reqs atomic.Uint64 // decisions logged: req_id, as OPA's server counts requests
+	prints printLog      // print() output, logged at debug level
+	logs   *logs.Plugin  // OPA's decision_logs plugin, nil when not configured
+	reqs   atomic.Uint64 // decisions logged: req_id, as OPA's server counts requests
 
 	listening atomic.Pointer[opabundle.Plugin] // the bundle plugin reporting to bundleStatus
 	statusMu  sync.Mutex
@@ -105,6 +106,9 @@ func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
 	l := &opaLogger{log: o.Log}
 	m, err := plugins.New(doc, o.ID, inmem.NewWithOpts(inmem.OptReturnASTValuesOnRead(true)),
 		plugins.Logger(l), plugins.ConsoleLogger(l),
+		// print() calls stay in the compiled policy, as in NewEngine's;
+		// Authorize gives each evaluation its hook when logging at debug.
+		plugins.EnablePrintStatements(true),
 		plugins.WithParserOptions(ast.ParserOptions{ProcessAnnotation: true, RegoVersion: ast.RegoV1}))
 	if err != nil {
 		return nil, err
@@ -128,7 +132,8 @@ func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
 		return nil, err
 	}
 	m.Register(discovery.Name, d)
-	e := &OPA{manager: m, query: o.Query, status: map[string]*opabundle.Status{}, logs: logs.Lookup(m)}
+	e := &OPA{manager: m, query: o.Query, status: map[string]*opabundle.Status{}, logs: logs.Lookup(m),
+		prints: printLog{log: o.Log, max: DefaultPrintMaxBytes}}
 	e.listenToBundles()
 	// A discovery bundle creates the bundle plugin later: listen to it as
 	// soon as the manager reports its status. Not in the manager's status
@@ -285,7 +290,14 @@ func (e *OPA) decide(ctx context.Context, txn storage.Transaction, p *opaPolicy,
 		m.Timer(metrics.RegoInputParse).Stop()
 		opts = append(opts, rego.EvalMetrics(m))
 	}
+	out := e.prints.start(ctx)
+	if out != nil {
+		opts = append(opts, rego.EvalPrintHook(out))
+	}
 	rs, err := p.prepared.Eval(ctx, opts...)
+	if out != nil {
+		e.prints.done(ctx, out, p.revision, in)
+	}
 	if err != nil {
 		return authz.Decision{}, err
 	}

@@ -71,11 +71,26 @@ func policyPrints(t *testing.T, b *broker) []map[string]any {
 func TestBrokerLogsPolicyPrintAtDebugWithoutSecrets(t *testing.T) {
 	robots := filepath.Join(t.TempDir(), "robots.json")
 	robotSecret := robotCredential(t, "create", "--file", robots, "--scope", "repository:team/*:pull", "--expires", "1h", "ci")
-	for _, level := range []string{"debug", "info"} {
-		t.Run(level, func(t *testing.T) {
+	// The same policy for the opa: section, as a bundle directory OPA's
+	// file loader reads.
+	bundleDir := filepath.Join(t.TempDir(), "bundle")
+	writePolicy(t, bundleDir, testPolicyData)
+	if err := os.WriteFile(filepath.Join(bundleDir, "print.rego"), []byte(printPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opaSection := fmt.Sprintf("opa:\n  bundles:\n    authz: {resource: %q}\n", "file://"+bundleDir)
+	for _, c := range []struct{ name, level, opa string }{
+		{"policy.source at debug", "debug", ""},
+		{"policy.source at info", "info", ""},
+		{"opa section at debug", "debug", opaSection},
+		{"opa section at info", "info", opaSection},
+	} {
+		level := c.level
+		t.Run(c.name, func(t *testing.T) {
 			b := startBrokerWith(t, brokerOptions{
 				logLevel:    level,
 				policyFiles: map[string]string{"print.rego": printPolicy},
+				opa:         c.opa,
 				identity:    fmt.Sprintf("  - {name: robot, type: robot, file: %q}\n", robots),
 			})
 			tokenWithRequestID(t, b, "alice", b.passwords["alice"], "print-alice-1")
