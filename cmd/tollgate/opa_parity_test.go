@@ -71,17 +71,40 @@ func parityPolicyDirs(t *testing.T) []string {
 // standard error, as the shell would see them.
 func tollgatePolicyTest(t *testing.T, args ...string) (stdout string, status int) {
 	t.Helper()
+	stdout, _, status = tollgatePolicyTestStderr(t, args...)
+	return stdout, status
+}
+
+// tollgatePolicyTestStderr is tollgatePolicyTest with the standard error
+// the binary would print: what the command wrote, then its error (the
+// message of an exit error; any other as main prints it, "tollgate: ...").
+func tollgatePolicyTestStderr(t *testing.T, args ...string) (stdout, stderr string, status int) {
+	t.Helper()
 	app := newApp()
 	var out, errOut bytes.Buffer
 	app.Reader, app.Writer, app.ErrWriter = strings.NewReader(""), &out, &errOut
 	app.ExitErrHandler = func(*cli.Context, error) {}
 	err := runApp(app, append([]string{"tollgate", "policy", "test"}, args...))
-	return out.String(), exitCode(err)
+	var ec cli.ExitCoder
+	switch {
+	case errors.As(err, &ec):
+		fmt.Fprintln(&errOut, err)
+	case err != nil:
+		fmt.Fprintln(&errOut, "tollgate:", err)
+	}
+	return out.String(), errOut.String(), exitCode(err)
 }
 
 // opaTest runs `opa test ARGS` and returns its standard output and exit
 // status.
 func opaTest(t *testing.T, opa string, args ...string) (stdout string, status int) {
+	t.Helper()
+	stdout, _, status = opaTestStderr(t, opa, args...)
+	return stdout, status
+}
+
+// opaTestStderr is opaTest with opa's standard error.
+func opaTestStderr(t *testing.T, opa string, args ...string) (stdout, stderr string, status int) {
 	t.Helper()
 	cmd := exec.Command(opa, append([]string{"test"}, args...)...)
 	var errOut bytes.Buffer
@@ -90,11 +113,11 @@ func opaTest(t *testing.T, opa string, args ...string) (stdout string, status in
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
-		return string(out), ee.ExitCode()
+		return string(out), errOut.String(), ee.ExitCode()
 	case err != nil:
 		t.Fatalf("opa test %v: %v", args, err)
 	}
-	return string(out), 0
+	return string(out), errOut.String(), 0
 }
 
 // testVerdicts reads `--format json` output: package.name -> PASS, FAIL,
@@ -245,6 +268,35 @@ func TestPolicyTestMatchesOPA(t *testing.T) {
 // the same way, on a policy that is not fully covered (the examples are).
 func TestPolicyTestMatchesOPABelowThreshold(t *testing.T) {
 	opa := parityOPA(t)
+	dir := partlyCoveredPolicy(t)
+	// Met: both print the same report. Not met: both print nothing on
+	// standard output (the shortfall goes to standard error) and exit 2.
+	for _, c := range []struct {
+		threshold string
+		status    int
+	}{{"50", 0}, {"71.42", 0}, {"71.43", 2}, {"100", 2}} {
+		opaOut, opaStatus := opaTest(t, opa, "--threshold", c.threshold, dir)
+		tgOut, tgStatus := tollgatePolicyTest(t, "--threshold", c.threshold, dir)
+		if opaStatus != c.status || tgStatus != c.status {
+			t.Errorf("--threshold %s (implies --coverage): exit status opa %d, tollgate %d, want %d", c.threshold, opaStatus, tgStatus, c.status)
+		}
+		if c.status != 0 {
+			if opaOut != "" || tgOut != "" {
+				t.Errorf("--threshold %s not met: output\nopa:\n%s\ntollgate:\n%s", c.threshold, opaOut, tgOut)
+			}
+			continue
+		}
+		opaTotal, _ := coverageReport(t, "opa", dir, opaOut)
+		tgTotal, _ := coverageReport(t, "tollgate", dir, tgOut)
+		if opaTotal != tgTotal || opaTotal >= 100 {
+			t.Errorf("coverage: opa %.2f%%, tollgate %.2f%%, want equal and below 100", opaTotal, tgTotal)
+		}
+	}
+}
+
+// partlyCoveredPolicy is a policy whose tests cover 5 of its 7 lines.
+func partlyCoveredPolicy(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	write := func(name, src string) {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
@@ -271,27 +323,53 @@ test_alice_pulls if {
 	authz.allowed == {{"type": "repository", "name": "a", "action": "pull"}} with input as {"identity": {"subject": "alice"}, "scopes": [{"name": "a"}]}
 }
 `)
-	// Met: both print the same report. Not met: both print nothing on
-	// standard output (the shortfall goes to standard error) and exit 2.
+	return dir
+}
+
+// TestPolicyTestMoreFlagsMatchOPA: --coverage-runs (which implies
+// --coverage), --sort and -m/--max-errors do what they do in opa test: the
+// same output, standard error and exit status.
+func TestPolicyTestMoreFlagsMatchOPA(t *testing.T) {
+	opa := parityOPA(t)
+	covered := partlyCoveredPolicy(t)
+	broken := policyDir(t, map[string]string{"authz.rego": `package registry.authz
+
+a := f(1)
+
+b := g(2)
+
+c := h(3)
+`})
 	for _, c := range []struct {
-		threshold string
-		status    int
-	}{{"50", 0}, {"71.42", 0}, {"71.43", 2}, {"100", 2}} {
-		opaOut, opaStatus := opaTest(t, opa, "--threshold", c.threshold, dir)
-		tgOut, tgStatus := tollgatePolicyTest(t, "--threshold", c.threshold, dir)
-		if opaStatus != c.status || tgStatus != c.status {
-			t.Errorf("--threshold %s (implies --coverage): exit status opa %d, tollgate %d, want %d", c.threshold, opaStatus, tgStatus, c.status)
+		dir  string
+		args []string
+	}{
+		{covered, []string{"--coverage"}},
+		{covered, []string{"--coverage-runs", "index_excluded", "--coverage-runs", "early_exit"}},
+		{covered, []string{"--coverage-runs", "early_exit"}},
+		{covered, []string{"--coverage", "--coverage-runs", ""}},
+		{covered, []string{"--coverage", "--coverage-runs", "index_excluded,early_exit"}},
+		{covered, []string{"--coverage-runs", "everything"}},
+		{"../../policies/default", []string{"--format", "json", "--sort", "duration"}},
+		{"../../policies/default", []string{"--sort", "duration"}},
+		{"../../policies/default", []string{"--sort", "name"}},
+		{broken, nil},
+		{broken, []string{"-m", "1"}},
+		{broken, []string{"--max-errors", "2"}},
+	} {
+		opaOut, opaErr, opaStatus := opaTestStderr(t, opa, slices.Concat([]string{"-s", parityInputSchema}, c.args, []string{c.dir})...)
+		tgOut, tgErr, tgStatus := tollgatePolicyTestStderr(t, append([]string{c.dir}, c.args...)...)
+		tgErr = strings.TrimPrefix(tgErr, "tollgate: ")
+		if opaStatus != tgStatus {
+			t.Errorf("%v: exit status opa %d, tollgate %d", c.args, opaStatus, tgStatus)
 		}
-		if c.status != 0 {
-			if opaOut != "" || tgOut != "" {
-				t.Errorf("--threshold %s not met: output\nopa:\n%s\ntollgate:\n%s", c.threshold, opaOut, tgOut)
-			}
-			continue
+		if o, g := normalizedOutput(t, opaOut), normalizedOutput(t, tgOut); !slices.Equal(o, g) {
+			t.Errorf("%v: output differs\nopa:\n%s\ntollgate:\n%s", c.args, opaOut, tgOut)
 		}
-		opaTotal, _ := coverageReport(t, "opa", dir, opaOut)
-		tgTotal, _ := coverageReport(t, "tollgate", dir, tgOut)
-		if opaTotal != tgTotal || opaTotal >= 100 {
-			t.Errorf("coverage: opa %.2f%%, tollgate %.2f%%, want equal and below 100", opaTotal, tgTotal)
+		// A bad flag value is refused by both, in each one's words.
+		badValue := strings.HasPrefix(opaErr, "Error: invalid")
+		if opaStatus == 1 && !badValue && opaErr != tgErr || opaStatus == 0 && opaErr != "" && !strings.HasPrefix(tgErr, opaErr) {
+			t.Errorf("%v: standard error differs\nopa:\n%s\ntollgate:\n%s", c.args, opaErr, tgErr)
 		}
 	}
 }

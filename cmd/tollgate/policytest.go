@@ -74,10 +74,14 @@ unless --allow-changes.`,
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print every test and its print() output"},
 			&cli.StringFlag{Name: "run", Aliases: []string{"r"}, Usage: "run only tests whose name matches this regular expression"},
 			&cli.BoolFlag{Name: "coverage", Aliases: []string{"c"}, Usage: "report line coverage as JSON (as opa test --coverage)"},
+			&cli.StringSliceFlag{Name: "coverage-runs", Value: cli.NewStringSlice(string(cover.KindIndexExcluded), string(cover.KindEarlyExit)),
+				Usage: "extra coverage passes that say why a range is not covered: index_excluded, early_exit (implies --coverage; \"\" for none)"},
 			&cli.Float64Flag{Name: "threshold", Usage: "fail below this coverage percentage (implies --coverage)"},
 			&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: "pretty", Usage: "pretty, json or gobench (with --bench; --coverage always prints JSON)"},
 			&cli.StringFlag{Name: "explain", Value: "fails", Usage: "which trace -v shows for a failure: fails, full, notes or debug (implies -v)"},
 			&cli.BoolFlag{Name: "var-values", Usage: "show the failing line and its local variables' values"},
+			&cli.StringFlag{Name: "sort", Value: "none", Usage: "order of --format json results: none or duration"},
+			&cli.IntFlag{Name: "max-errors", Aliases: []string{"m"}, Value: ast.CompileErrorLimitDefault, Usage: "compile errors reported before compiling stops"},
 			&cli.DurationFlag{Name: "timeout", Usage: "time limit for each test (default 5s, 30s with --bench)"},
 			&cli.StringSliceFlag{Name: "ignore", Usage: "file and directory names to leave out of loading, as globs (repeat; '.*' leaves out hidden files)"},
 			&cli.BoolFlag{Name: "bundle", Aliases: []string{"b"}, Usage: "load each path as a bundle (a directory or a .tar.gz)"},
@@ -116,7 +120,15 @@ unless --allow-changes.`,
 				failOnEmpty: c.Bool("fail-on-empty"), bench: c.Bool("bench"), benchMem: c.Bool("benchmem"),
 				count: c.Int("count"), parallel: c.Int("parallel"), schema: c.String("schema"),
 				noSchema: c.Bool("no-schema"), query: c.String("query"), errOut: c.App.ErrWriter,
+				sort: c.String("sort"), maxErrors: c.Int("max-errors"),
 			}
+			// Comma-separated or repeated, as opa's flag; "" for none.
+			for _, k := range strings.Split(strings.Join(c.StringSlice("coverage-runs"), ","), ",") {
+				if k != "" {
+					o.coverageRuns = append(o.coverageRuns, cover.Kind(k))
+				}
+			}
+			o.coverage = o.coverage || c.IsSet("coverage-runs") // as opa test
 			if c.IsSet("explain") {
 				o.explain = c.String("explain")
 			}
@@ -153,6 +165,9 @@ type policyTestOptions struct {
 	noSchema     bool
 	query        string
 	errOut       io.Writer
+	sort         string       // of JSON results: none ("") or duration
+	maxErrors    int          // compile errors before the compiler stops
+	coverageRuns []cover.Kind // the coverage report's extra passes
 }
 
 // filterTrace keeps the part of a test's trace that opa test prints.
@@ -197,6 +212,16 @@ func (o policyTestOptions) validate() error {
 	}
 	if o.bench && (o.coverage || o.threshold > 0) {
 		return errors.New("--bench: coverage is not reported when benchmarking")
+	}
+	switch o.sort {
+	case "", "none", "duration":
+	default:
+		return fmt.Errorf("--sort %q: want none or duration", o.sort)
+	}
+	for _, k := range o.coverageRuns {
+		if k != cover.KindIndexExcluded && k != cover.KindEarlyExit {
+			return fmt.Errorf("--coverage-runs %q: want %s or %s", k, cover.KindIndexExcluded, cover.KindEarlyExit)
+		}
 	}
 	if o.noSchema && o.schema != "" {
 		return errors.New("give --schema or --no-schema, not both")
@@ -286,6 +311,7 @@ func testCompiler(ctx context.Context, o policyTestOptions, popts ast.ParserOpti
 		caps = ast.CapabilitiesForThisVersion()
 	}
 	return ast.NewCompiler().
+		SetErrorLimit(o.maxErrors).
 		WithCapabilities(caps).
 		WithDefaultRegoVersion(popts.RegoVersion).
 		WithPathConflictsCheck(storage.NonEmpty(ctx, store, txn)).
@@ -332,7 +358,8 @@ func runPolicyTests(ctx context.Context, out io.Writer, paths []string, o policy
 	}
 	runner := tester.NewRunner().SetCompiler(compiler).SetStore(loaded.store).SetModules(loaded.modules).
 		SetBundles(loaded.bundles).SetRuntime(runtimeInfo).SetTimeout(timeout).SetParallel(o.parallel).
-		CapturePrintOutput(true).EnableTracing(o.verbose || o.varValues).StackTraces(true).Filter(o.run)
+		CapturePrintOutput(true).EnableTracing(o.verbose || o.varValues).StackTraces(true).Filter(o.run).
+		SetCoverageRuns(o.coverageRuns)
 	var cov *cover.Cover
 	if o.coverage {
 		cov = cover.New()
@@ -378,7 +405,9 @@ func (o policyTestOptions) reporter(out io.Writer, cov *cover.Cover, modules map
 	case o.coverage:
 		return tester.JSONCoverageReporter{Cover: cov, Modules: modules, Output: out, Threshold: o.threshold, Verbose: o.verbose}
 	case o.format == "json":
-		return tester.JSONReporter{Output: out}
+		return tester.JSONReporter{Output: out, Sort: o.sort}
+	case o.sort == "duration":
+		fmt.Fprintln(o.errOut, "warning: --sort is only supported with JSON format") // opa's words
 	}
 	return tester.PrettyReporter{Output: out, Verbose: o.verbose, FailureLine: o.varValues, LocalVars: o.varValues,
 		BenchmarkResults: o.bench, BenchMarkShowAllocations: o.benchMem, BenchMarkGoBenchFormat: o.format == "gobench"}
