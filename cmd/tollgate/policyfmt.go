@@ -30,8 +30,11 @@ opa fmt's. Without -w, -l or -d the formatted files are printed.
 
 Exit status, as opa fmt's: 0 when done; 2 when a file does not parse (or
 the formatted result would not), or with --fail when a file would change;
-1 on any other error (a path that does not exist). Unlike opa fmt, -d prints
-a unified diff (opa prints a character diff meant for a terminal).
+1 on any other error (a path that does not exist). --fail without -l or -d
+only checks, as opa's: a file that would change is neither printed nor
+rewritten (-w included). Unlike opa fmt, -d prints a unified diff (opa prints
+a character diff meant for a terminal), and the formatted result is always
+checked to parse (opa's --check-result, which cannot be turned off here).
 
 Examples:
    tollgate policy fmt -w policies/mine
@@ -41,7 +44,7 @@ Examples:
 			&cli.BoolFlag{Name: "write", Aliases: []string{"w"}, Usage: "overwrite the files that change"},
 			&cli.BoolFlag{Name: "list", Aliases: []string{"l"}, Usage: "list the files that would change, and print nothing else"},
 			&cli.BoolFlag{Name: "diff", Aliases: []string{"d"}, Usage: "print a unified diff of the changes"},
-			&cli.BoolFlag{Name: "fail", Usage: "exit 2 when a file would change"},
+			&cli.BoolFlag{Name: "fail", Usage: "exit 2 when a file would change (alone or with -w: print and write nothing)"},
 			&cli.BoolFlag{Name: "v0-compatible", Usage: "read and write Rego v0 (as opa fmt --v0-compatible)"},
 			&cli.BoolFlag{Name: "v0-v1", Usage: "format Rego v0 to be compatible with v0 and v1 (as opa fmt --v0-v1)"},
 			&cli.BoolFlag{Name: "drop-v0-imports", Usage: "drop rego.v1 and future.keywords imports that v1 does not need"},
@@ -130,7 +133,12 @@ func (o fmtOptions) formatFile(w io.Writer, path string) error {
 		return err
 	}
 	changed := !bytes.Equal(src, out)
+	notFormatted := fmtError{fmt.Sprintf("%s is not formatted (tollgate policy fmt -w %s)", path, path)}
 	switch {
+	case changed && o.fail && !o.list && !o.diff:
+		// As opa fmt --fail: a check, so the file is neither printed nor
+		// rewritten (-w included).
+		return notFormatted
 	case o.list:
 		if changed {
 			fmt.Fprintln(w, path)
@@ -152,7 +160,7 @@ func (o fmtOptions) formatFile(w io.Writer, path string) error {
 		}
 	}
 	if changed && o.fail {
-		return fmtError{fmt.Sprintf("%s is not formatted (tollgate policy fmt -w %s)", path, path)}
+		return notFormatted
 	}
 	return nil
 }

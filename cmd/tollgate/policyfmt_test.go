@@ -40,15 +40,24 @@ func TestPolicyFmtMatchesOpaFmt(t *testing.T) {
 			t.Errorf("%s: policy fmt differs from opa fmt (%v):\n%s\nopa:\n%s", f, err, got, want)
 		}
 	}
-	for _, args := range [][]string{{"-l"}, {"-l", "--fail"}, {"--fail"}, {"-d", "--fail"}} {
-		_, err := exec.Command(opa, append(append([]string{"fmt"}, args...), dir)...).Output()
+	// --fail without -l or -d stops at the first file that would change:
+	// nothing printed, nothing written (-w included).
+	for _, args := range [][]string{{"-l"}, {"-l", "--fail"}, {"--fail"}, {"-d", "--fail"}, {"-w", "--fail"}} {
+		opaOut, err := exec.Command(opa, append(append([]string{"fmt"}, args...), dir)...).Output()
 		var ee *exec.ExitError
 		opaStatus := 0
 		if errors.As(err, &ee) {
 			opaStatus = ee.ExitCode()
 		}
-		if _, err := run(t, "", append(append([]string{"policy", "fmt"}, args...), dir)...); exitCode(err) != opaStatus {
+		out, err := run(t, "", append(append([]string{"policy", "fmt"}, args...), dir)...)
+		if exitCode(err) != opaStatus {
 			t.Errorf("%v: exit %d, opa fmt exits %d", args, exitCode(err), opaStatus)
+		}
+		if args[0] != "-d" && out != string(opaOut) { // -d: a unified diff, intended
+			t.Errorf("%v: output\n%s\nopa fmt:\n%s", args, out, opaOut)
+		}
+		if src, _ := os.ReadFile(filepath.Join(dir, "a.rego")); string(src) != unformatted {
+			t.Fatalf("%v rewrote the file:\n%s", args, src)
 		}
 	}
 }
