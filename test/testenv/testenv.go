@@ -116,15 +116,20 @@ func FreePort(t testing.TB) int {
 // WaitReady polls base + "/readyz" until it answers 200, or returns the
 // last error once limit has passed.
 func WaitReady(base string, limit time.Duration) error {
+	return WaitOK(base+"/readyz", limit)
+}
+
+// WaitOK polls url until it answers 200, for at most limit.
+func WaitOK(url string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		resp, err := http.Get(base + "/readyz")
+		resp, err := http.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
-			err = fmt.Errorf("/readyz: %s", resp.Status)
+			err = fmt.Errorf("%s: %s", url, resp.Status)
 		}
 		if time.Now().After(deadline) {
 			return err
