@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
@@ -51,6 +52,18 @@ func TestDifferential(t *testing.T) {
 		}
 		current.Data, reference.Data = differentialData(), differentialData()
 		differential(t, seed, reference, current)
+	})
+	t.Run("default with token_ttl", func(t *testing.T) {
+		// No shipped policy defines token_ttl; this one does, for some inputs.
+		b, err := bundles.LoadFS(policies.DefaultFS(), "default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Modules["ttl.rego"] = ast.MustParseModule("package registry.authz\n" +
+			"token_ttl := 600 if input.service == \"other\"\n" +
+			"token_ttl := 90.5 if {\n\tinput.identity.connector == \"robot\"\n\tinput.service != \"other\"\n}\n")
+		b.Data = differentialData()
+		differential(t, seed, b, b)
 	})
 	dirs, err := filepath.Glob("examples/*/authz.rego")
 	if err != nil || len(dirs) < 4 {

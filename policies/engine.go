@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
@@ -25,12 +26,6 @@ import (
 
 // DefaultQuery is the package the policy's rules live in.
 const DefaultQuery = "data.registry.authz"
-
-// decisionQuery asks for the allowed set and the optional token_ttl in one
-// evaluation.
-func decisionQuery(query string) string {
-	return fmt.Sprintf("allowed := %s.allowed; ttl := [t | t := %s.token_ttl]", query, query)
-}
 
 // Policy is one compiled revision of the policy.
 type Policy struct {
@@ -65,9 +60,14 @@ func Compile(ctx context.Context, b *bundles.Bundle, query string) (*Policy, err
 		return nil, fmt.Errorf("policy revision %s defines no rule %s.allowed", b.Revision, query)
 	}
 	store := inmem.NewFromObjectWithOpts(b.Data, inmem.OptReturnASTValuesOnRead(true))
+	withTTL, err := mayDefineTTL(ctx, query, b.Modules, store, nil)
+	if err != nil {
+		return nil, fmt.Errorf("policy revision %s: %w", b.Revision, err)
+	}
 	opts := []func(*rego.Rego){
-		rego.Query(decisionQuery(query)),
+		rego.Query(decisionQuery(query, withTTL)),
 		rego.Store(store),
+		rego.GenerateJSON(rawResult),
 		// print() calls stay in the policy; their output goes where the
 		// evaluation's print hook says (nowhere unless logging at debug).
 		rego.EnablePrintStatements(true),
@@ -299,46 +299,14 @@ func (l printLog) done(ctx context.Context, out *boundedPrint, revision string, 
 }
 
 func (p *Policy) eval(ctx context.Context, in *authz.Input, opts ...rego.EvalOption) (authz.Decision, error) {
-	rs, err := p.prepared.Eval(ctx, append(opts, rego.EvalParsedInput(inputValue(in)))...)
+	// Nothing reads OPA's metrics here, and their timers cost allocations.
+	all := make([]rego.EvalOption, 0, len(opts)+2)
+	all = append(append(append(all, rego.EvalMetrics(metrics.NoOp())), opts...), rego.EvalParsedInput(inputValue(in)))
+	rs, err := p.prepared.Eval(ctx, all...)
 	if err != nil {
 		return authz.Decision{}, fmt.Errorf("policy revision %s: %w", p.revision, err)
 	}
 	return decide(rs, in, p.revision), nil
-}
-
-// decide turns the bindings of the prepared query (allowed, ttl) into the
-// decision for in.
-func decide(rs rego.ResultSet, in *authz.Input, revision string) authz.Decision {
-	d := authz.Decision{Revision: revision, Allowed: make([]map[string]bool, len(in.Scopes))}
-	if len(rs) == 0 {
-		return d // undefined: deny
-	}
-	set, _ := rs[0].Bindings["allowed"].([]any)
-	for _, item := range set {
-		obj, _ := item.(map[string]any)
-		typ, _ := obj["type"].(string)
-		name, _ := obj["name"].(string)
-		action, _ := obj["action"].(string)
-		if action == "" {
-			continue
-		}
-		for i, s := range in.Scopes {
-			if s.Type == typ && s.Name == name {
-				if d.Allowed[i] == nil {
-					d.Allowed[i] = map[string]bool{}
-				}
-				d.Allowed[i][internedAction(action)] = true
-			}
-		}
-	}
-	if ttls, _ := rs[0].Bindings["ttl"].([]any); len(ttls) == 1 {
-		if n, ok := ttls[0].(json.Number); ok {
-			if secs, err := n.Float64(); err == nil && secs > 0 {
-				d.TokenTTL = time.Duration(secs * float64(time.Second))
-			}
-		}
-	}
-	return d
 }
 
 // Explain evaluates the policy's optional `reasons` for in, for diagnostics.
@@ -373,52 +341,6 @@ func (p *Policy) Explain(ctx context.Context, in authz.Input) ([]string, error) 
 	}
 	slices.Sort(out)
 	return out, nil
-}
-
-// inputValue builds the input document directly as an OPA value, which avoids a
-// JSON round trip on every evaluation.
-func inputValue(in *authz.Input) ast.Value {
-	groups := make([]*ast.Term, len(in.Identity.Groups))
-	for i, g := range in.Identity.Groups {
-		groups[i] = ast.StringTerm(g)
-	}
-	claims := ast.NewObject()
-	if len(in.Identity.Claims) > 0 {
-		if v, err := ast.InterfaceToValue(in.Identity.Claims); err == nil {
-			if o, ok := v.(ast.Object); ok {
-				claims = o
-			}
-		}
-	}
-	scopes := make([]*ast.Term, len(in.Scopes))
-	for i, s := range in.Scopes {
-		acts := make([]*ast.Term, len(s.Actions))
-		for j, a := range s.Actions {
-			acts[j] = ast.StringTerm(a)
-		}
-		scopes[i] = ast.ObjectTerm(
-			ast.Item(ast.StringTerm("type"), ast.StringTerm(s.Type)),
-			ast.Item(ast.StringTerm("name"), ast.StringTerm(s.Name)),
-			ast.Item(ast.StringTerm("actions"), ast.ArrayTerm(acts...)),
-		)
-	}
-	id := in.Identity
-	return ast.NewObject(
-		ast.Item(ast.StringTerm("service"), ast.StringTerm(in.Service)),
-		ast.Item(ast.StringTerm("identity"), ast.ObjectTerm(
-			ast.Item(ast.StringTerm("subject"), ast.StringTerm(id.Subject)),
-			ast.Item(ast.StringTerm("name"), ast.StringTerm(id.Name)),
-			ast.Item(ast.StringTerm("groups"), ast.ArrayTerm(groups...)),
-			ast.Item(ast.StringTerm("connector"), ast.StringTerm(id.Connector)),
-			ast.Item(ast.StringTerm("anonymous"), ast.BooleanTerm(id.Anonymous)),
-			ast.Item(ast.StringTerm("claims"), ast.NewTerm(claims)),
-		)),
-		ast.Item(ast.StringTerm("scopes"), ast.ArrayTerm(scopes...)),
-		ast.Item(ast.StringTerm("client"), ast.ObjectTerm(
-			ast.Item(ast.StringTerm("ip"), ast.StringTerm(in.Client.IP)),
-			ast.Item(ast.StringTerm("user_agent"), ast.StringTerm(in.Client.UserAgent)),
-		)),
-	)
 }
 
 // cacheKey digests everything a cached decision may depend on except the

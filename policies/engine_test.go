@@ -209,3 +209,51 @@ func TestTheDefaultPolicyIsCacheable(t *testing.T) {
 		t.Fatalf("the default policy would run without its decision cache: %s", r)
 	}
 }
+
+// TestEngineReadsTokenTTLAndAllowedAsOPAWouldGiveThem: the decision comes
+// from the query's OPA values, and token_ttl is left out of the query only
+// when nothing can define it; a number from a rule or from data counts,
+// anything else is ignored, and an allowed array counts as a set.
+func TestEngineReadsTokenTTLAndAllowedAsOPAWouldGiveThem(t *testing.T) {
+	for _, c := range []struct {
+		name, rego string
+		data       map[string]any
+		ttl        time.Duration
+		allowed    bool
+	}{
+		{"no token_ttl", pullForAlice, nil, 0, true},
+		{"a rule", pullForAlice + "\ntoken_ttl := 300", nil, 5 * time.Minute, true},
+		{"a fraction", pullForAlice + "\ntoken_ttl := 90.5", nil, 90500 * time.Millisecond, true},
+		{"data only", pullForAlice, map[string]any{"registry": map[string]any{"authz": map[string]any{"token_ttl": 120}}}, 2 * time.Minute, true},
+		{"a string", pullForAlice + "\ntoken_ttl := \"300\"", nil, 0, true},
+		{"a set", pullForAlice + "\ntoken_ttl contains 300", nil, 0, true},
+		{"zero", pullForAlice + "\ntoken_ttl := 0", nil, 0, true},
+		{"allowed as an array", "package registry.authz\nallowed := [{\"type\": \"repository\", \"name\": \"team/app\", \"action\": \"pull\"}]", nil, 0, true},
+		{"allowed items without an action", "package registry.authz\nallowed contains {\"type\": \"repository\", \"name\": \"team/app\", \"action\": 1}", nil, 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte(c.rego), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			b, err := bundles.LoadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Data = c.data
+			p, err := policies.Compile(context.Background(), b, policies.DefaultQuery)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := policies.NewEngine(0, 0)
+			e.Swap(p)
+			d, err := e.Authorize(context.Background(), input("alice"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.TokenTTL != c.ttl || d.Allowed[0]["pull"] != c.allowed {
+				t.Fatalf("decision %+v, want ttl %v, pull %v", d, c.ttl, c.allowed)
+			}
+		})
+	}
+}

@@ -351,7 +351,11 @@ func (e *OPA) policy(ctx context.Context, txn storage.Transaction, m metrics.Met
 	}
 	// With decision logs, an error carries its stack_trace, as OPA's server
 	// logs it; it costs only when there is an error.
-	pq, err := rego.New(rego.Query(decisionQuery(e.query)), rego.Compiler(compiler),
+	withTTL, err := mayDefineTTL(ctx, e.query, compiler.Modules, e.manager.Store, txn)
+	if err != nil {
+		return nil, fmt.Errorf("policy revision %s: %w", rev, err)
+	}
+	pq, err := rego.New(rego.Query(decisionQuery(e.query, withTTL)), rego.Compiler(compiler), rego.GenerateJSON(rawResult),
 		rego.Store(e.manager.Store), rego.Transaction(txn), rego.StackTraces(e.logs != nil)).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("policy revision %s: %w", rev, err)
