@@ -2,7 +2,6 @@ package policies
 
 import (
 	"context"
-
 	"fmt"
 	"strconv"
 	"time"
@@ -32,6 +31,9 @@ func decisionQuery(query string, withTTL bool) string {
 // ground path leads to it or under it (a rule such as authz[k] := v, or
 // token_ttl itself), or a document at that path in data. Without one,
 // evaluating token_ttl is always undefined and the query leaves it out.
+// The answer holds as long as the prepared query: Compile's store is never
+// written, and on the opa: path every bundle activation, data-only ones
+// included, sets a compiler and so prepares the query again.
 func mayDefineTTL(ctx context.Context, query string, modules map[string]*ast.Module, store storage.Store, txn storage.Transaction) (bool, error) {
 	ttl, err := ast.ParseRef(query + ".token_ttl")
 	if err != nil {
