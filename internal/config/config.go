@@ -512,6 +512,11 @@ func (c *Config) Validate() error {
 		bad("policy.source", "not with opa: the policy comes from opa.bundles")
 	case c.OPA != nil && c.OPA.Kind != yaml.MappingNode:
 		bad("opa", "want OPA's configuration document (services, bundles, keys, ...)")
+	case c.OPA != nil && c.Policy.Signing != nil:
+		// Ignored, it would look like a verification that is not made.
+		bad("policy.signing", "not with opa: OPA's keys and bundles.<name>.signing verify its bundles")
+	case c.OPA != nil && secret.Given(c.Policy.BearerToken, c.Policy.BearerTokenEnv, c.Policy.BearerTokenFile):
+		bad("policy.bearer_token", "not with opa: OPA's services.<name>.credentials authenticate to its servers")
 	case c.OPA != nil:
 	case c.Policy.Source == "":
 		bad("policy.source", "required: a directory with .rego files and data.json, a bundle .tar.gz, or a bundle URL")

@@ -23,7 +23,9 @@ func TestReadmeConfigReferenceIsValid(t *testing.T) {
 	}
 	_, after, _ := strings.Cut(string(readme), "## Configuration reference")
 	_, block, _ := strings.Cut(after, "```yaml\n")
-	block, _, _ = strings.Cut(block, "```")
+	block, after, _ = strings.Cut(block, "```")
+	_, opaBlock, _ := strings.Cut(after, "```yaml\n")
+	opaBlock, _, _ = strings.Cut(opaBlock, "```")
 	if strings.Count(block, "\n") < 50 {
 		t.Fatalf("no configuration reference found in README.md:\n%s", block)
 	}
@@ -60,4 +62,40 @@ func TestReadmeConfigReferenceIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("serve --check on the README's configuration reference: %v\n%s", err, out)
 	}
+
+	// The opa: section that follows, in place of policy.source and its
+	// signing (refused with opa:).
+	if !strings.HasPrefix(opaBlock, "opa:") {
+		t.Fatalf("no opa: section after the configuration reference in README.md:\n%s", opaBlock)
+	}
+	withOPA := withoutPolicySource(block) + opaBlock
+	if err := os.WriteFile(cfg, []byte(paths.ReplaceAllString(withOPA, "${1}"+dir+"/${2}/")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sh(`echo secret > run/secrets/bundle-token`)
+	out, err = exec.Command(tollgateBin, "serve", "--config", cfg, "--check").CombinedOutput()
+	if err != nil {
+		t.Fatalf("serve --check on the README's opa: section: %v\n%s", err, out)
+	}
+}
+
+// withoutPolicySource drops policy.source and policy.signing (the lines
+// indented under it) from the configuration reference.
+func withoutPolicySource(block string) string {
+	var out []string
+	skipping := false
+	for _, line := range strings.SplitAfter(block, "\n") {
+		switch {
+		case strings.HasPrefix(line, "  source:"):
+			continue
+		case strings.HasPrefix(line, "  signing:"):
+			skipping = true
+			continue
+		case skipping && strings.HasPrefix(line, "    "):
+			continue
+		}
+		skipping = false
+		out = append(out, line)
+	}
+	return strings.Join(out, "")
 }
