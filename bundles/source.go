@@ -32,7 +32,7 @@ type Source struct {
 	Location string
 	Verify   *bundle.VerificationConfig
 	// Client fetches URLs; its Timeout bounds each fetch. Its CheckRedirect
-	// is replaced by the Source's own (see checkRedirect).
+	// is replaced by the Source's own (see CheckRedirect).
 	Client *http.Client
 	// BearerToken, when set, is sent to the origin of Location only.
 	BearerToken string
@@ -182,7 +182,7 @@ func (s *Source) download(ctx context.Context, etag string) ([]byte, string, err
 		c := *s.Client
 		client = &c
 	}
-	client.CheckRedirect = checkRedirect
+	client.CheckRedirect = CheckRedirect
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.Location, nil)
 	if err != nil {
 		return nil, "", fmt.Errorf("fetch bundle: %w", redactURLError(err))
@@ -225,7 +225,8 @@ func redactURLError(err error) error {
 	return err
 }
 
-// checkRedirect keeps a fetch where the configuration sent it. A redirect
+// CheckRedirect, an http.Client's, keeps a fetch where the configuration
+// sent it (a bundle, or a service of OPA's configuration). A redirect
 // from https to http is refused: the policy would travel in clear, for
 // anyone on the path to change. The Authorization header (the bearer
 // token) goes to the origin of the first request only, scheme, host and
@@ -239,7 +240,19 @@ func redactURLError(err error) error {
 // CheckRedirect may edit them. net/http drops Authorization by itself only
 // when the new host name is neither the first one nor a subdomain of it:
 // another port, another scheme or a subdomain would still get it.
-func checkRedirect(req *http.Request, via []*http.Request) error {
+func CheckRedirect(req *http.Request, via []*http.Request) error {
+	return checkRedirect(req, via, nil)
+}
+
+// CheckRedirectDropping is CheckRedirect that also drops these headers
+// once a redirect has left the origin: a service's own headers (OPA's
+// services.<name>.headers), where an API key may travel, which net/http
+// copies to every host.
+func CheckRedirectDropping(headers ...string) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error { return checkRedirect(req, via, headers) }
+}
+
+func checkRedirect(req *http.Request, via []*http.Request, headers []string) error {
 	if len(via) >= 10 {
 		return errors.New("stopped after 10 redirects")
 	}
@@ -251,6 +264,9 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	away := func(r *http.Request) bool { return origin(r.URL) != first }
 	if away(req) || slices.ContainsFunc(via, away) {
 		req.Header.Del("Authorization")
+		for _, h := range headers {
+			req.Header.Del(h)
+		}
 	}
 	return nil
 }

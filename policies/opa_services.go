@@ -231,6 +231,9 @@ func (p *limitedService) NewClient(c rest.Config) (*http.Client, error) {
 		return nil, err
 	}
 	hc.Transport = p.limits.Transport(hc.Transport)
+	// As for policy.source: net/http alone follows a redirect from https
+	// to http and sends Authorization to another port or a subdomain.
+	hc.CheckRedirect = bundles.CheckRedirectDropping(slices.Collect(maps.Keys(c.Headers))...)
 	return hc, nil
 }
 
