@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -89,6 +90,15 @@ func RedactURL(location string) string {
 	}
 	u.Fragment, u.RawFragment = "", ""
 	return u.String()
+}
+
+// urlInText finds the URLs that error messages quote.
+var urlInText = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>]+`)
+
+// RedactURLs is text with every URL in it redacted by RedactURL: the
+// messages of OPA's plugins and of net/http quote whole URLs.
+func RedactURLs(text string) string {
+	return urlInText.ReplaceAllStringFunc(text, RedactURL)
 }
 
 // ErrNotModified is returned by Fetch when the server answered 304.

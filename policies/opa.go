@@ -419,8 +419,10 @@ func (e *OPA) CacheStats() (entries int, bytes int64) {
 // opaLogger writes OPA's logs to slog.
 type opaLogger struct{ log *slog.Logger }
 
+// logf logs with every URL redacted: OPA's messages quote the URLs they
+// fetched, a pre-signed signature in the query, at debug a password too.
 func (l *opaLogger) logf(level slog.Level, f string, a []any) {
-	l.log.Log(context.Background(), level, fmt.Sprintf(f, a...), "component", "opa")
+	l.log.Log(context.Background(), level, bundles.RedactURLs(fmt.Sprintf(f, a...)), "component", "opa")
 }
 
 func (l *opaLogger) Debug(f string, a ...any) { l.logf(slog.LevelDebug, f, a) }
@@ -431,6 +433,9 @@ func (l *opaLogger) Error(f string, a ...any) { l.logf(slog.LevelError, f, a) }
 func (l *opaLogger) WithFields(fields map[string]any) logging.Logger {
 	args := make([]any, 0, 2*len(fields))
 	for k, v := range fields {
+		if s, ok := v.(string); ok {
+			v = bundles.RedactURLs(s)
+		}
 		args = append(args, k, v)
 	}
 	return &opaLogger{log: l.log.With(args...)}

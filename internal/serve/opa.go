@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"time"
 
 	"github.com/tollgate/tollgate/bundles"
@@ -52,9 +51,6 @@ func (r *Runtime) openOPA() error {
 	return nil
 }
 
-// urlInText finds the URLs OPA's error messages quote.
-var urlInText = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"']+`)
-
 // opaStatus is the policy part of /readyz: each bundle's state. OPA's
 // messages are shown with every URL in them redacted; credentials live in
 // services, which is never shown.
@@ -71,7 +67,7 @@ func opaStatus(ctx context.Context, e *policies.OPA) []string {
 			line += fmt.Sprintf("revision %s (downloaded %s)", b.Revision, b.LastDownload.UTC().Format(time.RFC3339))
 		}
 		if b.LastError != "" {
-			line += "; last error: " + urlInText.ReplaceAllStringFunc(b.LastError, bundles.RedactURL)
+			line += "; last error: " + bundles.RedactURLs(b.LastError)
 		}
 		lines = append(lines, line)
 	}
