@@ -1,0 +1,122 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/util"
+
+	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/internal/config"
+	"github.com/tollgate/tollgate/policies"
+	"github.com/tollgate/tollgate/test/testenv"
+)
+
+// A URL policy.source with a bearer token, a signature and polling is, as
+// ShortFormOPA writes it, exactly the opa: document docs/opa.md gives for
+// it; run by OPA's plugins it decides as the short form's own loader does,
+// and as the documented document does, with the same /readyz bundle line.
+func TestShortFormMapsOntoItsDocumentedOPAConfig(t *testing.T) {
+	private, public := testenv.WriteES256KeyPair(t, t.TempDir())
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(opaTestPolicy), 0o644)
+	os.WriteFile(filepath.Join(dir, "data.json"), []byte(`{"grants": {"dev": ["pull"], "ops": ["pull", "push"]}}`), 0o644)
+	var bundle bytes.Buffer
+	if err := bundles.Build(context.Background(), dir, "rev-1", &bundles.Signing{Key: private, Algorithm: "ES256", KeyID: "tg"}, &bundle); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer t0ken" || r.URL.RequestURI() != "/b/authz.tar.gz?sig=abc" {
+			http.Error(w, "who are you", http.StatusForbidden)
+			return
+		}
+		w.Write(bundle.Bytes())
+	}))
+	defer srv.Close()
+
+	path := testConfig(t)
+	raw, _ := os.ReadFile(path)
+	short := fmt.Sprintf(`  source: %s/b/authz.tar.gz?sig=abc
+  bearer_token: t0ken
+  signing: {public_key: %s, algorithm: ES256, key_id: tg}
+  polling: {min_delay: 1s, max_delay: 1500ms, timeout: 5s}
+`, srv.URL, public)
+	os.WriteFile(path, []byte(strings.Replace(string(raw), "  source: policy\n", short, 1)), 0o600)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapped, err := cfg.ShortFormOPA()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	pub, _ := os.ReadFile(public)
+	documented := fmt.Sprintf(`services:
+  tollgate:
+    url: %s/b
+    response_header_timeout_seconds: 5
+    credentials: {bearer: {token: t0ken}}
+bundles:
+  tollgate:
+    service: tollgate
+    resource: authz.tar.gz?sig=abc
+    polling: {min_delay_seconds: 1, max_delay_seconds: 2}
+    signing: {keyid: tg}
+keys:
+  tg:
+    algorithm: ES256
+    key: |
+      %s
+`, srv.URL, strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n      "))
+	var got, want map[string]any
+	if err := util.Unmarshal(mapped, &got); err != nil {
+		t.Fatal(err)
+	}
+	if err := util.Unmarshal([]byte(documented), &want); err != nil {
+		t.Fatal(err)
+	}
+	// The PEM as read from the file, and as a YAML block, differ in the
+	// final newline only.
+	for _, doc := range []map[string]any{got, want} {
+		k := doc["keys"].(map[string]any)["tg"].(map[string]any)
+		k["key"] = strings.TrimSpace(k["key"].(string))
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the short form maps onto\n%s\nnot the documented\n%s", mapped, documented)
+	}
+
+	rt := newTestRuntime(t, path) // the short form, by tollgate's own loader
+	viaMapping, viaDocs := openTestOPA(t, string(mapped)), openTestOPA(t, documented)
+	waitFor(t, "both to activate the bundle", func() bool { return viaMapping.Ready() && viaDocs.Ready() })
+	ctx := context.Background()
+	ours, err := rt.authorizer.Authorize(ctx, opaTestInput)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, e := range map[string]*policies.OPA{"mapped": viaMapping, "documented": viaDocs} {
+		d, err := e.Authorize(ctx, opaTestInput)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(d.Allowed, d.TokenTTL, d.Revision) != fmt.Sprint(ours.Allowed, ours.TokenTTL, ours.Revision) {
+			t.Errorf("the %s opa: document decided %+v, the short form %+v", name, d, ours)
+		}
+	}
+	when := regexp.MustCompile(`downloaded [^)]*`)
+	line := func(e *policies.OPA) string {
+		return when.ReplaceAllString(strings.Join(opaStatus(ctx, e), "\n"), "downloaded T")
+	}
+	if a, b := line(viaMapping), line(viaDocs); a != b || !strings.HasPrefix(a, "bundle tollgate: revision rev-1 (downloaded T)") {
+		t.Errorf("/readyz of the mapped short form:\n%s\nof the documented opa: section:\n%s", a, b)
+	}
+}
