@@ -35,6 +35,7 @@ import (
 
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/internal/probe"
 )
 
 // OPAOptions is what OpenOPA needs besides OPA's configuration document.
@@ -57,6 +58,12 @@ type OPAOptions struct {
 	// working directory, is / under systemd, read-only and shared.
 	PersistenceDirectory string
 	Log                  *slog.Logger
+	// Probe, when set, records every request to the services: its
+	// latency, and whether the server answered (200, or 304 not modified).
+	Probe probe.Recorder
+	// Timeout, when set, bounds each request to a service, its body
+	// included (OPA bounds the wait for the headers only).
+	Timeout time.Duration
 }
 
 // OPA is the policy engine run by OPA's own plugin manager: its bundles,
@@ -79,6 +86,14 @@ type OPA struct {
 	listening atomic.Pointer[opabundle.Plugin] // the bundle plugin reporting to bundleStatus
 	statusMu  sync.Mutex
 	status    map[string]*opabundle.Status // as the bundle plugin last reported
+	failing   map[string]*failures         // by bundle
+}
+
+// failures counts a bundle's consecutive failed attempts, which OPA's
+// status does not: one per request the bundle plugin reports.
+type failures struct {
+	count       int
+	since, last time.Time
 }
 
 // opaPolicy is the query prepared against one activation.
@@ -95,7 +110,7 @@ type opaPolicy struct {
 // JSON), as the OPA SDK and `opa run` do, without starting them. OPA
 // validates the document; its warnings (unknown keys) are logged.
 func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
-	limits := newLimiter(o.Limits, o.MaxFileBytes)
+	limits := newLimiter(serviceClient{limits: o.Limits, probe: o.Probe, timeout: o.Timeout}, o.MaxFileBytes)
 	doc, err := rewrite(doc, limits, o.PersistenceDirectory)
 	if err != nil {
 		return nil, err
@@ -132,7 +147,7 @@ func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
 		return nil, err
 	}
 	m.Register(discovery.Name, d)
-	e := &OPA{manager: m, query: o.Query, status: map[string]*opabundle.Status{}, logs: logs.Lookup(m),
+	e := &OPA{manager: m, query: o.Query, status: map[string]*opabundle.Status{}, failing: map[string]*failures{}, logs: logs.Lookup(m),
 		prints: printLog{log: o.Log, max: DefaultPrintMaxBytes}}
 	e.listenToBundles()
 	// A discovery bundle creates the bundle plugin later: listen to it as
@@ -464,10 +479,33 @@ func (e *OPA) bundleStatus(st map[string]*opabundle.Status) {
 	e.statusMu.Lock()
 	defer e.statusMu.Unlock()
 	for name, s := range st {
+		if prev := e.status[name]; prev == nil || !s.LastRequest.Equal(prev.LastRequest) {
+			e.countAttempt(name, s)
+		}
 		c := *s
 		e.status[name] = &c
 	}
 }
+
+// countAttempt counts a new request of the bundle plugin for bundle name.
+func (e *OPA) countAttempt(name string, s *opabundle.Status) {
+	f := e.failing[name]
+	if f == nil {
+		f = &failures{}
+		e.failing[name] = f
+	}
+	if !failed(s) {
+		f.count = 0
+		return
+	}
+	if f.count == 0 {
+		f.since = s.LastRequest
+	}
+	f.count++
+	f.last = s.LastRequest
+}
+
+func failed(s *opabundle.Status) bool { return s.Code != "" || s.Message != "" || len(s.Errors) > 0 }
 
 // BundleState is one configured bundle, for /readyz.
 type BundleState struct {
@@ -482,6 +520,13 @@ type BundleState struct {
 	LastDownload time.Time
 	// LastError is the bundle plugin's last error, "" after a success.
 	LastError string
+	// Failures counts the failed attempts since the last success, the
+	// first at FailingSince; LastFailure is the latest failure ever.
+	Failures     int
+	FailingSince time.Time
+	LastFailure  time.Time
+	// LastActivation is when a revision was last activated.
+	LastActivation time.Time
 }
 
 // Bundles returns the state of every configured bundle, sorted by name.
@@ -505,13 +550,28 @@ func (e *OPA) Bundles(ctx context.Context) []BundleState {
 			st.Revision, _ = bundle.ReadBundleRevisionFromStore(ctx, e.manager.Store, txn, name)
 		}
 		if s := e.status[name]; s != nil {
-			st.LastDownload = s.LastSuccessfulDownload
-			if s.Code != "" || s.Message != "" || len(s.Errors) > 0 {
-				st.LastError = strings.TrimSpace(s.Code + ": " + s.Message + " " + fmt.Sprint(s.Errors))
+			st.LastDownload, st.LastActivation = s.LastSuccessfulDownload, s.LastSuccessfulActivation
+			if f := e.failing[name]; f != nil {
+				st.Failures, st.FailingSince, st.LastFailure = f.count, f.since, f.last
+			}
+			if failed(s) {
+				st.LastError = lastError(s)
 			}
 		}
 		st.Persisted = st.Active && st.LastDownload.IsZero()
 		out = append(out, st)
 	}
 	return out
+}
+
+// lastError is the bundle plugin's error, with the HTTP status it got.
+func lastError(s *opabundle.Status) string {
+	msg := s.Code + ": " + s.Message
+	if len(s.Errors) > 0 {
+		msg += " " + fmt.Sprint(s.Errors)
+	}
+	if s.HTTPCode != "" {
+		msg += " (HTTP " + string(s.HTTPCode) + ")"
+	}
+	return msg
 }

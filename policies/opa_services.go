@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/config"
 	"github.com/open-policy-agent/opa/v1/plugins"
@@ -20,6 +22,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/util"
 
 	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/internal/probe"
 )
 
 // limitedPrefix names tollgate's auth plugins standing for services.
@@ -33,7 +36,7 @@ const limitedPrefix = "tollgate.limits."
 // bundle is checked before OPA reads it. Documents are changed in memory,
 // never the team's file.
 type limiter struct {
-	limits  bundles.Limits
+	client  serviceClient
 	maxFile int64 // size_limit_bytes where a bundle sets none, 0 to leave OPA's
 	manager *plugins.Manager
 
@@ -42,8 +45,8 @@ type limiter struct {
 	pending map[string]any    // auth plugins not registered yet: name → credentials
 }
 
-func newLimiter(limits bundles.Limits, maxFile int64) *limiter {
-	return &limiter{limits: limits, maxFile: maxFile, names: map[string]string{}, pending: map[string]any{}}
+func newLimiter(client serviceClient, maxFile int64) *limiter {
+	return &limiter{client: client, maxFile: maxFile, names: map[string]string{}, pending: map[string]any{}}
 }
 
 // limit rewrites a configuration document (services and bundles).
@@ -76,7 +79,7 @@ func (l *limiter) checkFile(resource any) error {
 	if err != nil || u.Scheme != "file" {
 		return nil
 	}
-	if err := l.limits.CheckFile(u.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := l.client.limits.CheckFile(u.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s: %w", s, err)
 	}
 	return nil
@@ -145,6 +148,13 @@ func (l *limiter) plugin(service string, creds any) (string, error) {
 	return name, nil
 }
 
+// serviceClient is what tollgate adds to every service's HTTP client.
+type serviceClient struct {
+	limits  bundles.Limits
+	probe   probe.Recorder
+	timeout time.Duration
+}
+
 // register registers on l.manager the auth plugins named since the last
 // call; start starts them, for a manager that is already running.
 func (l *limiter) register(ctx context.Context, start bool) error {
@@ -164,7 +174,7 @@ func (l *limiter) register(ctx context.Context, start bool) error {
 		if err != nil {
 			return fmt.Errorf("services.%s.credentials: %w", service, err)
 		}
-		p := &limitedService{name: name, manager: l.manager, inner: inner, creds: c, limits: l.limits}
+		p := &limitedService{name: name, manager: l.manager, inner: inner, creds: c, client: l.client}
 		l.manager.Register(name, p)
 		if start {
 			p.Start(ctx)
@@ -215,7 +225,7 @@ type limitedService struct {
 	manager *plugins.Manager
 	inner   rest.HTTPAuthPlugin // OPA's plugin for the service's credentials
 	creds   rest.Config         // the credentials as written
-	limits  bundles.Limits
+	client  serviceClient
 	// mu serializes the calls into inner, which every client of the
 	// service (bundle downloads, status, decision logs) shares and OPA's
 	// plugins do not guard: oauth2's Prepare writes its token cache.
@@ -230,7 +240,10 @@ func (p *limitedService) NewClient(c rest.Config) (*http.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	hc.Transport = p.limits.Transport(hc.Transport)
+	hc.Transport = p.client.limits.Transport(probed{hc.Transport, p.client.probe})
+	if p.client.timeout > 0 {
+		hc.Timeout = p.client.timeout
+	}
 	// As for policy.source: net/http alone follows a redirect from https
 	// to http and sends Authorization to another port or a subdomain.
 	hc.CheckRedirect = bundles.CheckRedirectDropping(slices.Collect(maps.Keys(c.Headers))...)
@@ -251,3 +264,29 @@ func (p *limitedService) Start(context.Context) error {
 func (p *limitedService) Stop(context.Context) {}
 
 func (p *limitedService) Reconfigure(context.Context, any) {}
+
+// probed records each request's latency and whether the server answered
+// (200, or 304 not modified) to rec; a bundle refused afterwards (too
+// large, unsigned, invalid) is no failure of the server's.
+type probed struct {
+	base http.RoundTripper
+	rec  probe.Recorder
+}
+
+func (t probed) RoundTrip(req *http.Request) (*http.Response, error) {
+	base := cmp.Or[http.RoundTripper](t.base, http.DefaultTransport)
+	if t.rec == nil {
+		return base.RoundTrip(req)
+	}
+	done := probe.Start(t.rec)
+	resp, err := base.RoundTrip(req)
+	switch {
+	case err != nil:
+		done(req.Context(), err)
+	case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotModified:
+		done(req.Context(), fmt.Errorf("%s answered %s", bundles.RedactURL(req.URL.String()), resp.Status))
+	default:
+		done(req.Context(), nil)
+	}
+	return resp, err
+}

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"runtime"
 	"time"
 
@@ -30,8 +31,11 @@ func (r *Runtime) registerMetrics() {
 	r.stores.registerMetrics(r.reg)
 	r.reg.MustRegister(r.backends.collectors()...)
 	engine, poller, cache := r.engine, r.poller, r.cache
-	if engine != nil { // the opa path's metrics are OPA's bundle status (not yet exported)
+	switch {
+	case engine != nil:
 		r.reg.MustRegister(policyCollector{engine: engine, poller: poller})
+	case r.opa != nil:
+		r.reg.MustRegister(opaCollector{r.opa})
 	}
 	r.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -118,4 +122,37 @@ func unixOrZero(t time.Time) float64 {
 		return 0
 	}
 	return float64(t.UnixNano()) / 1e9
+}
+
+// opaCollector reports, in the same series, the bundles OPA's plugins
+// activated: loaded once every bundle is; failures, the most of any
+// bundle; times, the latest of any.
+type opaCollector struct{ e *policies.OPA }
+
+func (c opaCollector) Describe(ch chan<- *prometheus.Desc) { policyCollector{}.Describe(ch) }
+
+func (c opaCollector) Collect(ch chan<- prometheus.Metric) {
+	loaded := 0.0
+	if c.e.Ready() {
+		loaded = 1
+		ch <- prometheus.MustNewConstMetric(policyInfoDesc, prometheus.GaugeValue, 1, c.e.Revision())
+	}
+	ch <- prometheus.MustNewConstMetric(policyLoadedDesc, prometheus.GaugeValue, loaded)
+	failures := 0
+	var success, failure time.Time
+	for _, b := range c.e.Bundles(context.Background()) {
+		failures = max(failures, b.Failures)
+		if b.LastActivation.After(success) {
+			success = b.LastActivation
+		}
+		if b.LastFailure.After(failure) {
+			failure = b.LastFailure
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(policyFailingDesc, prometheus.GaugeValue, float64(failures))
+	ch <- prometheus.MustNewConstMetric(policySuccessDesc, prometheus.GaugeValue, unixOrZero(success))
+	ch <- prometheus.MustNewConstMetric(policyLastFailDesc, prometheus.GaugeValue, unixOrZero(failure))
+	entries, bytes := c.e.CacheStats()
+	ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(entries))
+	ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(bytes))
 }

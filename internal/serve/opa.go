@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/internal/probe"
 	"github.com/tollgate/tollgate/internal/yamlconf"
 	"github.com/tollgate/tollgate/policies"
 )
@@ -16,12 +17,12 @@ import (
 // under persistence_directory before returning, then downloads in the
 // background; until every bundle is active, every request is refused
 // (503). A check starts nothing: OPA has validated the document.
-func (r *Runtime) openOPA() error {
+//
+// section names where doc came from in errors: "opa", or "policy.source"
+// for the short form (config.ShortFormOPA); rec records its requests;
+// timeout, when set, bounds each request, body included.
+func (r *Runtime) openOPA(doc []byte, section string, rec probe.Recorder, timeout time.Duration) error {
 	cfg := r.cfg
-	doc, err := cfg.OPADocument()
-	if err != nil {
-		return cfg.Invalid(err)
-	}
 	dc := cfg.Policy.DecisionCache
 	e, err := policies.OpenOPA(doc, policies.OPAOptions{
 		ID: instanceID(), Query: cfg.Policy.Query,
@@ -29,25 +30,24 @@ func (r *Runtime) openOPA() error {
 		MaxFileBytes: int64(cfg.Policy.MaxBundleBytes), Limits: cfg.Policy.BundleLimits(),
 		PersistenceDirectory: filepath.Join(cfg.StateDir, "opa"),
 		Log:                  r.log.With("policy", "opa"),
+		Probe:                rec,
+		Timeout:              timeout,
 	})
 	if err != nil {
-		return cfg.Invalid(yamlconf.Prefix("opa", err))
+		return cfg.Invalid(yamlconf.Prefix(section, err))
 	}
 	r.opa = e
 	if r.opts.Check {
 		return nil
 	}
 	if err := e.Start(r.bg); err != nil {
-		return cfg.Invalid(yamlconf.Prefix("opa", err))
+		return cfg.Invalid(yamlconf.Prefix(section, err))
 	}
 	r.closers = append(r.closers, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		e.Stop(ctx)
 	})
-	if !e.Ready() {
-		r.log.Error("no policy yet: every token request is refused until every bundle is activated")
-	}
 	return nil
 }
 
@@ -66,7 +66,11 @@ func opaStatus(ctx context.Context, e *policies.OPA) []string {
 		default:
 			line += fmt.Sprintf("revision %s (downloaded %s)", b.Revision, b.LastDownload.UTC().Format(time.RFC3339))
 		}
-		if b.LastError != "" {
+		switch {
+		case b.Failures > 0 && b.LastError != "":
+			line += fmt.Sprintf("; reload failing: %d attempts since %s, last error: %s",
+				b.Failures, b.FailingSince.UTC().Format(time.RFC3339), bundles.RedactURLs(b.LastError))
+		case b.LastError != "":
 			line += "; last error: " + bundles.RedactURLs(b.LastError)
 		}
 		lines = append(lines, line)

@@ -14,7 +14,6 @@ import (
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/internal/config"
-	"github.com/tollgate/tollgate/internal/probe"
 	"github.com/tollgate/tollgate/internal/yamlconf"
 	"github.com/tollgate/tollgate/policies"
 )
@@ -25,12 +24,25 @@ import (
 func (r *Runtime) openPolicy(ctx context.Context) error {
 	cfg := r.cfg
 	if cfg.OPA != nil {
-		return r.openOPA()
+		doc, err := cfg.OPADocument()
+		if err != nil {
+			return cfg.Invalid(err)
+		}
+		if err := r.openOPA(doc, "opa", nil, 0); err != nil {
+			return err
+		}
+		if !r.opts.Check && !r.opa.Ready() {
+			r.log.Error("no policy yet: every token request is refused until every bundle is activated")
+		}
+		return nil
+	}
+	if bundles.IsURL(cfg.Policy.Source) {
+		return r.openShortForm(ctx)
 	}
 	dc := cfg.Policy.DecisionCache
 	r.engine = policies.NewEngine(*dc.Size, dc.TTL, policies.CacheMaxBytes(int64(dc.MaxBytes)),
 		policies.PrintLog(r.log, policies.DefaultPrintMaxBytes))
-	poller, err := newPolicyPoller(cfg, r.engine, r.log, r.backends.factory("bundle"))
+	poller, err := newPolicyPoller(cfg, r.engine, r.log)
 	if err != nil {
 		return cfg.Invalid(err)
 	}
@@ -44,24 +56,13 @@ func (r *Runtime) openPolicy(ctx context.Context) error {
 	return nil
 }
 
-// loadPolicy loads the first revision. A local source that does not load,
-// verify or compile is a configuration error. A bundle server may be down
-// while the broker starts: serve then denies every request (503, fail
-// closed) and keeps polling; a check reports it instead (unless offline).
+// loadPolicy loads the first revision of a local source: one that does not
+// load, verify or compile is a configuration error. (A URL is the short
+// form of opa:, see openShortForm.)
 func (r *Runtime) loadPolicy(ctx context.Context) error {
-	isURL := r.poller.Source.IsURL()
-	if isURL && r.opts.Check && r.opts.Offline {
-		return nil
-	}
-	err := r.poller.Once(ctx)
-	if err == nil {
-		return nil
-	}
-	if !isURL || r.opts.Check {
+	if err := r.poller.Once(ctx); err != nil {
 		return r.cfg.Invalid(yamlconf.Prefix("policy.source", err))
 	}
-	r.log.Error("no policy yet: every token request is refused until the bundle loads",
-		"source", bundles.RedactURL(r.cfg.Policy.Source), "err", err)
 	return nil
 }
 
@@ -159,16 +160,13 @@ var instanceID = sync.OnceValue(func() string {
 // newPolicyPoller builds the loader of cfg.Policy.Source: every new revision
 // is compiled and prepared off the request path, then swapped in atomically;
 // one that fails to fetch, verify or compile never replaces the last good one.
-func newPolicyPoller(cfg *config.Config, engine *policies.Engine, log *slog.Logger, probes probe.Factory) (*bundles.Poller, error) {
+func newPolicyPoller(cfg *config.Config, engine *policies.Engine, log *slog.Logger) (*bundles.Poller, error) {
 	pc := cfg.Policy
 	src, err := cfg.PolicySource()
 	if err != nil {
 		return nil, err
 	}
 	shown := bundles.RedactURL(pc.Source)
-	if src.IsURL() { // a file or directory is no backend
-		src.Probe = probes.For(shown)
-	}
 	return &bundles.Poller{
 		Source:   src,
 		MinDelay: pc.Polling.MinDelay,

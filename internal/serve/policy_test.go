@@ -28,7 +28,7 @@ func TestPolicyPollerSwapsGoodRevisionsAndKeepsTheLastGood(t *testing.T) {
 	e := policies.NewEngine(10, time.Minute)
 	cfg := &config.Config{Policy: config.PolicyConfig{Source: dir, Query: policies.DefaultQuery,
 		Polling: config.PollingConfig{MinDelay: 20 * time.Millisecond, MaxDelay: 20 * time.Millisecond, Timeout: time.Second}}}
-	p, err := newPolicyPoller(cfg, e, slog.New(slog.DiscardHandler), nil)
+	p, err := newPolicyPoller(cfg, e, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,8 @@ func TestPolicyPollerSwapsGoodRevisionsAndKeepsTheLastGood(t *testing.T) {
 
 // TestBundleBearerTokenOnlyGoesToTheConfiguredOrigin: a bundle server that
 // redirects elsewhere (another port, another host) does not get the token
-// sent there; a redirect within the origin keeps it.
+// sent there; a redirect within the origin keeps it. A URL policy.source
+// runs as the OPA configuration it maps onto.
 func TestBundleBearerTokenOnlyGoesToTheConfiguredOrigin(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package registry.authz\nallowed contains {\"type\": \"repository\", \"name\": \"x\", \"action\": \"pull\"} if true\n"), 0o644)
@@ -116,13 +117,19 @@ func TestBundleBearerTokenOnlyGoesToTheConfiguredOrigin(t *testing.T) {
 			mu.Unlock()
 			cfg := &config.Config{Policy: config.PolicyConfig{Source: origin.URL + c.path, Query: policies.DefaultQuery, BearerToken: "t0ken",
 				Polling: config.PollingConfig{MinDelay: time.Second, MaxDelay: time.Second, Timeout: 5 * time.Second}}}
-			p, err := newPolicyPoller(cfg, policies.NewEngine(10, time.Minute), slog.New(slog.DiscardHandler), nil)
+			doc, err := cfg.ShortFormOPA()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := p.Once(context.Background()); err != nil {
+			e, err := policies.OpenOPA(doc, policies.OPAOptions{ID: "t", PersistenceDirectory: t.TempDir()})
+			if err != nil {
 				t.Fatal(err)
 			}
+			if err := e.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer e.Stop(context.Background())
+			waitFor(t, "the bundle to be activated", e.Ready)
 			mu.Lock()
 			defer mu.Unlock()
 			got, asked := seen[c.server]

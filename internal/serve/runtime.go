@@ -52,8 +52,11 @@ type Runtime struct {
 	stop    context.CancelFunc // ends bg
 	closers []func()           // in reverse order of opening
 
-	engine     *policies.Engine // nil with opa
-	opa        *policies.OPA    // nil with policy.source
+	engine *policies.Engine // nil with opa
+	opa    *policies.OPA    // nil with a local policy.source
+	// source is a URL policy.source, redacted, run as OPA's configuration
+	// (config.ShortFormOPA); "" otherwise.
+	source     string
 	poller     *bundles.Poller
 	authorizer authz.Authorizer
 	cache      *identity.CredentialCache
@@ -217,7 +220,11 @@ func (r *Runtime) ready() error {
 // readyDetail is /readyz's body: the policy and the shared state.
 func (r *Runtime) readyDetail() []string {
 	if r.opa != nil {
-		return append(opaStatus(r.bg, r.opa), r.stores.status()...)
+		lines := opaStatus(r.bg, r.opa)
+		if r.source != "" {
+			lines = append([]string{"policy source: " + r.source}, lines...)
+		}
+		return append(lines, r.stores.status()...)
 	}
 	return append(policyStatus(r.poller, r.engine), r.stores.status()...)
 }

@@ -249,7 +249,7 @@ func TestRemoteBundleRevisionsGoLiveUnderLoad(t *testing.T) {
 
 	bs.publish(broken3, "r3")
 	bs.waitFetches(t, 3) // three polls at least: the broken revision was fetched and refused
-	if code, body := readyz(t, b); code != http.StatusOK || !strings.Contains(body, "policy revision: r2") || !strings.Contains(body, "policy reload failing") {
+	if code, body := readyz(t, b); code != http.StatusOK || !strings.Contains(body, "bundle tollgate: revision r2") || !strings.Contains(body, "reload failing") {
 		t.Errorf("/readyz while r3 is broken: %d\n%s", code, body)
 	}
 
@@ -344,7 +344,7 @@ func TestSignedBundleBuiltByOPA(t *testing.T) {
 		bs.publish(map[string][]byte{"tampered": tampered, "unsigned": unsigned}[c.name], c.name)
 		bs.waitFetches(t, 2)
 		code, body := readyz(t, b)
-		if code != http.StatusOK || !strings.Contains(body, "policy revision: v1") || !strings.Contains(body, c.want) {
+		if code != http.StatusOK || !strings.Contains(body, "bundle tollgate: revision v1") || !strings.Contains(body, c.want) {
 			t.Errorf("/readyz with a %s bundle published: %d\n%s", c.name, code, body)
 		}
 		if carolPulls() {
@@ -463,7 +463,7 @@ func TestBundleURLSecretsNeverShown(t *testing.T) {
 	bs.fail(http.StatusBadGateway)
 	bs.waitFetches(t, 2)
 	_, body = readyz(t, b)
-	if !strings.Contains(body, "policy reload failing") {
+	if !strings.Contains(body, "reload failing") {
 		t.Errorf("/readyz does not show the failure:\n%s", body)
 	}
 	secretFree(t, "/readyz with the bundle server failing", body)
