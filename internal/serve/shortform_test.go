@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/util"
@@ -116,4 +117,54 @@ keys:
 	if !strings.HasPrefix(shortLines, wantLines) || !strings.HasPrefix(docs, "bundle tollgate: revision rev-1 (downloaded T)") {
 		t.Errorf("/readyz of the short form:\n%s\nwant, as the documented opa: section's:\n%s", shortLines, wantLines)
 	}
+}
+
+// The policy metrics of a URL source come from OPA's bundle status, in the
+// series the alerts read: no policy and failures counted while the server
+// fails, loaded and no failure once it serves the bundle.
+func TestShortFormPolicyMetricsFollowTheBundle(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(opaTestPolicy), 0o644)
+	var bundle bytes.Buffer
+	if err := bundles.Build(context.Background(), dir, "rev-9", nil, &bundle); err != nil {
+		t.Fatal(err)
+	}
+	var up atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		w.Write(bundle.Bytes())
+	}))
+	defer srv.Close()
+	path := testConfig(t)
+	raw, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte(strings.Replace(string(raw), "  source: policy\n",
+		"  source: "+srv.URL+"/b.tar.gz\n  polling: {min_delay: 1s, max_delay: 1s, timeout: 1s}\n", 1)), 0o600)
+	rt := newTestRuntime(t, path)
+
+	has := func(series ...string) func() bool {
+		return func() bool {
+			got := strings.Join(scrape(t, rt), "\n")
+			for _, s := range series {
+				if !strings.Contains(got, s) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	counted := regexp.MustCompile(`(?m)^tollgate_policy_reload_failures [1-9]`)
+	waitFor(t, "no policy and failures counted", func() bool {
+		return has("tollgate_policy_loaded 0")() && counted.MatchString(strings.Join(scrape(t, rt), "\n"))
+	})
+	for _, s := range scrape(t, rt) {
+		if s == "tollgate_policy_last_reload_failure_timestamp_seconds 0" {
+			t.Error("failures counted without their time")
+		}
+	}
+	up.Store(true)
+	waitFor(t, "the bundle loaded", has("tollgate_policy_loaded 1", "tollgate_policy_reload_failures 0",
+		`tollgate_policy_revision_info{revision="rev-9"} 1`))
 }
