@@ -224,9 +224,10 @@ type ThrottleConfig struct {
 	MaxDeviceStartsPerAddress int `yaml:"max_device_starts_per_address"`
 }
 
-// PollingConfig paces the reloading of a policy source. A URL is polled at
-// a random delay between min_delay and max_delay, backing off to max_delay
-// after failures; a local source is checked every min_delay.
+// PollingConfig paces the reloading of a policy source. A URL is polled by
+// OPA's bundle plugin (ShortFormOPA) at a random delay between min_delay
+// and max_delay in whole seconds, backing off to max_delay after failures;
+// a local source is checked every min_delay.
 type PollingConfig struct {
 	MinDelay time.Duration `yaml:"min_delay"`
 	MaxDelay time.Duration `yaml:"max_delay"`
