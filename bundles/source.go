@@ -270,8 +270,8 @@ func checkRedirect(req *http.Request, via []*http.Request, headers []string) err
 		return fmt.Errorf("refused a redirect from https to %s", req.URL.Scheme)
 	}
 	req.Header.Del("Referer")
-	first := origin(via[0].URL)
-	away := func(r *http.Request) bool { return origin(r.URL) != first }
+	first := Origin(via[0].URL)
+	away := func(r *http.Request) bool { return Origin(r.URL) != first }
 	if away(req) || slices.ContainsFunc(via, away) {
 		req.Header.Del("Authorization")
 		for _, h := range headers {
@@ -281,8 +281,8 @@ func checkRedirect(req *http.Request, via []*http.Request, headers []string) err
 	return nil
 }
 
-// origin is a URL's scheme, host and port, the port made explicit.
-func origin(u *url.URL) string {
+// Origin is a URL's scheme, host and port, the port made explicit.
+func Origin(u *url.URL) string {
 	port := u.Port()
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]

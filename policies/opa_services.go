@@ -240,7 +240,8 @@ func (p *limitedService) NewClient(c rest.Config) (*http.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	hc.Transport = p.client.limits.Transport(probed{hc.Transport, p.client.probe})
+	guard := newCredentialGuard(hc.Transport, c.URL, slices.Collect(maps.Keys(c.Headers)))
+	hc.Transport = p.client.limits.Transport(probed{guard, p.client.probe})
 	if p.client.timeout > 0 {
 		hc.Timeout = p.client.timeout
 	}
