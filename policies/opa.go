@@ -79,6 +79,7 @@ type OPA struct {
 	mu      sync.Mutex // prepares one policy at a time
 	current atomic.Pointer[opaPolicy]
 
+	log    *slog.Logger
 	prints printLog      // print() output, logged at debug level
 	logs   *logs.Plugin  // OPA's decision_logs plugin, nil when not configured
 	reqs   atomic.Uint64 // decisions logged: req_id, as OPA's server counts requests
@@ -147,7 +148,7 @@ func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
 		return nil, err
 	}
 	m.Register(discovery.Name, d)
-	e := &OPA{manager: m, query: o.Query, status: map[string]*opabundle.Status{}, failing: map[string]*failures{}, logs: logs.Lookup(m),
+	e := &OPA{manager: m, query: o.Query, log: o.Log, status: map[string]*opabundle.Status{}, failing: map[string]*failures{}, logs: logs.Lookup(m),
 		prints: printLog{log: o.Log, max: DefaultPrintMaxBytes}}
 	e.listenToBundles()
 	// A discovery bundle creates the bundle plugin later: listen to it as
@@ -241,8 +242,23 @@ func checkPersistence(m *plugins.Manager) error {
 	return nil
 }
 
-// Stop stops the plugins (flushing decision logs as OPA does).
-func (e *OPA) Stop(ctx context.Context) { e.manager.Stop(ctx) }
+// Stop stops the plugins (flushing decision logs as OPA does), returning
+// when ctx is done at the latest: OPA's decision-log plugin waits for an
+// upload in flight under a context of its own, for as long as a hanging
+// collector keeps it (each queued chunk up to the service's
+// response_header_timeout_seconds). The plugins go on stopping behind.
+func (e *OPA) Stop(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.manager.Stop(ctx)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		e.log.Warn("stopping OPA's plugins took longer than allowed: decisions not uploaded yet are abandoned", "err", ctx.Err())
+	}
+}
 
 // Ready reports whether every configured bundle has been activated at least
 // once, as OPA's /health?bundles does. Before, Authorize refuses: a policy
