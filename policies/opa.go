@@ -53,6 +53,10 @@ type OPAOptions struct {
 	// Limits bound every bundle a service answers with, before OPA reads
 	// it: its total size and number of files (OPA bounds neither).
 	Limits bundles.Limits
+	// DecisionLogBufferBytes becomes decision_logs.reporting.
+	// buffer_size_limit_bytes where the document does not bound the
+	// buffer; DefaultDecisionLogBufferBytes when 0.
+	DecisionLogBufferBytes int64
 	// PersistenceDirectory is where persisted bundles go when the document
 	// names no persistence_directory: OPA's own default, .opa in the
 	// working directory, is / under systemd, read-only and shared.
@@ -65,6 +69,12 @@ type OPAOptions struct {
 	// included (OPA bounds the wait for the headers only).
 	Timeout time.Duration
 }
+
+// DefaultDecisionLogBufferBytes bounds the decision logs waiting for
+// upload, where the document does not: OPA's default is no bound, and a
+// collector that fails or hangs makes every decision stay in memory
+// (about 125 bytes each, compressed): 64 MiB holds about half a million.
+const DefaultDecisionLogBufferBytes = 64 << 20
 
 // OPA is the policy engine run by OPA's own plugin manager: its bundles,
 // services, keys, persistence, decision logs and status are configured by
@@ -112,7 +122,7 @@ type opaPolicy struct {
 // validates the document; its warnings (unknown keys) are logged.
 func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
 	limits := newLimiter(serviceClient{limits: o.Limits, probe: o.Probe, timeout: o.Timeout}, o.MaxFileBytes)
-	doc, err := rewrite(doc, limits, o.PersistenceDirectory)
+	doc, err := rewrite(doc, limits, o.PersistenceDirectory, cmpOr(o.DecisionLogBufferBytes, DefaultDecisionLogBufferBytes))
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +160,7 @@ func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
 	m.Register(discovery.Name, d)
 	e := &OPA{manager: m, query: o.Query, log: o.Log, status: map[string]*opabundle.Status{}, failing: map[string]*failures{}, logs: logs.Lookup(m),
 		prints: printLog{log: o.Log, max: DefaultPrintMaxBytes}}
+	warnImmediateUploads(e.logs, o.Log)
 	e.listenToBundles()
 	// A discovery bundle creates the bundle plugin later: listen to it as
 	// soon as the manager reports its status. Not in the manager's status
@@ -178,10 +189,12 @@ func cmpOr(a, b int64) int64 {
 }
 
 // rewrite converts doc to JSON, sets persistence_directory when it is
-// absent and persist is given, and puts tollgate's limits in front of its
+// absent and persist is given, puts tollgate's limits in front of its
 // services and bundles (limiter.limit: OPA's default size_limit_bytes,
-// 1 GiB a file, is no bound at all).
-func rewrite(doc []byte, limits *limiter, persist string) ([]byte, error) {
+// 1 GiB a file, is no bound at all), and bounds the decision-log buffer
+// to dlBuffer bytes where the document leaves it unbounded
+// (boundDecisionLogs).
+func rewrite(doc []byte, limits *limiter, persist string, dlBuffer int64) ([]byte, error) {
 	var v map[string]any
 	if err := util.Unmarshal(doc, &v); err != nil {
 		return nil, fmt.Errorf("opa configuration: %w", err)
@@ -193,6 +206,7 @@ func rewrite(doc []byte, limits *limiter, persist string) ([]byte, error) {
 	if v["persistence_directory"] == nil && persist != "" {
 		v["persistence_directory"] = persist
 	}
+	boundDecisionLogs(v, dlBuffer)
 	if err := limits.limit(v); err != nil {
 		return nil, err
 	}

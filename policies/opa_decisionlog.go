@@ -3,6 +3,7 @@ package policies
 import (
 	"cmp"
 	"context"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -10,7 +11,9 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/plugins"
 	opabundle "github.com/open-policy-agent/opa/v1/plugins/bundle"
+	"github.com/open-policy-agent/opa/v1/plugins/logs"
 	"github.com/open-policy-agent/opa/v1/server"
 	"github.com/open-policy-agent/opa/v1/server/types"
 	"github.com/open-policy-agent/opa/v1/storage"
@@ -137,4 +140,41 @@ func allowedResult(in *authz.Input, d authz.Decision) any {
 	}
 	v, _ := ast.JSON(set)
 	return v
+}
+
+// boundDecisionLogs sets decision_logs.reporting.buffer_size_limit_bytes to
+// limit where OPA would leave its size buffer (the default buffer_type)
+// unbounded: it keeps every decision a failing collector did not take.
+// The event buffer has a limit of its own (10,000 events), and OPA refuses
+// a byte limit beside max_decisions_per_second.
+func boundDecisionLogs(doc map[string]any, limit int64) {
+	dl, ok := doc["decision_logs"].(map[string]any)
+	if !ok || limit <= 0 {
+		return
+	}
+	r, ok := dl["reporting"].(map[string]any)
+	if dl["reporting"] == nil {
+		r, ok = map[string]any{}, true
+		dl["reporting"] = r
+	}
+	if !ok || r["buffer_size_limit_bytes"] != nil || r["max_decisions_per_second"] != nil {
+		return
+	}
+	if t, _ := r["buffer_type"].(string); t == "" || t == "size" {
+		r["buffer_size_limit_bytes"] = limit
+	}
+}
+
+// warnImmediateUploads says what decision_logs.reporting.trigger:
+// immediate costs in OPA (v1.22): each full chunk is uploaded by a
+// goroutine of its own, one at a time, so a collector that hangs keeps
+// each up to the service's response_header_timeout_seconds (10 s by
+// default) while new chunks queue behind, each goroutine holding its
+// chunk outside the bounded buffer. tollgate cannot bound that from
+// outside; periodic uploads do not pile up.
+func warnImmediateUploads(p *logs.Plugin, log *slog.Logger) {
+	if p == nil || p.Config().Reporting.Trigger == nil || *p.Config().Reporting.Trigger != plugins.TriggerImmediate {
+		return
+	}
+	log.Warn("decision_logs.reporting.trigger: immediate: while the collector hangs, OPA keeps one goroutine and one chunk in memory per upload_size_limit_bytes of decisions, unbounded; trigger: periodic with a short min_delay_seconds is bounded by buffer_size_limit_bytes")
 }
