@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -65,15 +66,24 @@ func (l loggedDecision) granted(line int) ([][]string, bool, error) {
 			return nil, false, fmt.Errorf("line %d: result is not a list of {type, name, action}: %w", line, err)
 		}
 	}
+	// The scopes by type and name: the log is input, and matching every
+	// entry against every scope is quadratic in the length of a line.
+	type resource struct{ typ, name string }
+	scopes := make(map[resource][]int, len(l.Input.Scopes))
+	for i, s := range l.Input.Scopes {
+		r := resource{s.Type, s.Name}
+		scopes[r] = append(scopes[r], i)
+	}
 	d := authz.Decision{Allowed: make([]map[string]bool, len(l.Input.Scopes))}
 	for _, a := range allowed {
-		for i, s := range l.Input.Scopes {
-			if s.Type == a.Type && s.Name == a.Name && a.Action != "" {
-				if d.Allowed[i] == nil {
-					d.Allowed[i] = map[string]bool{}
-				}
-				d.Allowed[i][a.Action] = true
+		if a.Action == "" {
+			continue
+		}
+		for _, i := range scopes[resource{a.Type, a.Name}] {
+			if d.Allowed[i] == nil {
+				d.Allowed[i] = map[string]bool{}
 			}
+			d.Allowed[i][a.Action] = true
 		}
 	}
 	return grantedActions(d, *l.Input), true, nil
@@ -87,14 +97,20 @@ func grantedActions(d authz.Decision, in authz.Input) [][]string {
 	return out
 }
 
+// maxReplayLine bounds a decision-log line: inputs with many claims are
+// long, and the scanner holds one line in memory.
+const maxReplayLine = 16 << 20
+
 // Replay decides every input of the decision log r with p, in order, and
 // calls fn with the recorded and the new decision. Lines without an input
 // (other log lines) are skipped and counted; a line that is not JSON is an
 // error.
 func (p *Policy) Replay(ctx context.Context, r io.Reader, fn func(Replayed) error) (skipped int, err error) {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 16<<20) // inputs with many claims are long
-	for line := 1; sc.Scan(); line++ {
+	sc.Buffer(make([]byte, 0, 64*1024), maxReplayLine)
+	line := 0
+	for sc.Scan() {
+		line++
 		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
 			continue
 		}
@@ -119,8 +135,11 @@ func (p *Policy) Replay(ctx context.Context, r io.Reader, fn func(Replayed) erro
 			return skipped, err
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return skipped, fmt.Errorf("reading the decision log: %w", err)
+	switch err := sc.Err(); {
+	case errors.Is(err, bufio.ErrTooLong):
+		return skipped, fmt.Errorf("decision log line %d: longer than %d MiB", line+1, maxReplayLine>>20)
+	case err != nil:
+		return skipped, fmt.Errorf("reading the decision log after line %d: %w", line, err)
 	}
 	return skipped, nil
 }

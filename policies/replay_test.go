@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -184,5 +185,15 @@ func TestReplayReadsOPADecisionLogs(t *testing.T) {
 	skipped, err := changed.Replay(ctx, bytes.NewReader(log.Bytes()), func(policies.Replayed) error { return nil })
 	if err != nil || skipped != 1 {
 		t.Fatalf("a log line that is no decision: skipped %d, %v", skipped, err)
+	}
+}
+
+// A line longer than the scanner takes is named by its number.
+func TestReplayNamesTheLineTooLong(t *testing.T) {
+	p, _, _ := defaultAndChanged(t)
+	log := "{}\n{\"input\": {\"service\": \"" + strings.Repeat("a", 17<<20) + "\"}}\n"
+	_, err := p.Replay(context.Background(), strings.NewReader(log), func(policies.Replayed) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("got %v, want an error naming line 2", err)
 	}
 }

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -81,11 +84,15 @@ func printChange(w io.Writer, rep policies.Replayed, format string) error {
 	if rep.Input.Identity.Anonymous {
 		who = "anonymous"
 	}
-	groups := strings.Join(rep.Input.Identity.Groups, ", ")
-	if groups == "" {
-		groups = "none"
+	groups := make([]string, len(rep.Input.Identity.Groups))
+	for i, g := range rep.Input.Identity.Groups {
+		groups[i] = printable(g)
 	}
-	fmt.Fprintf(w, "line %d: %s via %s (groups: %s), service %s\n", rep.Line, who, rep.Input.Identity.Connector, groups, rep.Input.Service)
+	if len(groups) == 0 {
+		groups = []string{"none"}
+	}
+	fmt.Fprintf(w, "line %d: %s via %s (groups: %s), service %s\n", rep.Line, printable(who),
+		printable(rep.Input.Identity.Connector), strings.Join(groups, ", "), printable(rep.Input.Service))
 	for i, s := range rep.Input.Scopes {
 		before, after := "error", "error"
 		if rep.BeforeOK {
@@ -98,10 +105,10 @@ func printChange(w io.Writer, rep policies.Replayed, format string) error {
 		if before != after {
 			mark = "*"
 		}
-		fmt.Fprintf(w, "  %s %-40s was: %-20s now: %s\n", mark, s.String(), before, after)
+		fmt.Fprintf(w, "  %s %-40s was: %-20s now: %s\n", mark, printable(s.String()), before, after)
 	}
 	if afterErr != "" {
-		fmt.Fprintf(w, "  error now: %s\n", afterErr)
+		fmt.Fprintf(w, "  error now: %s\n", printable(afterErr))
 	}
 	in, err := json.Marshal(rep.Input)
 	if err != nil {
@@ -115,5 +122,17 @@ func actionsText(actions []string) string {
 	if len(actions) == 0 {
 		return "(nothing)"
 	}
-	return strings.Join(actions, ",")
+	return printable(strings.Join(actions, ",")) // the recorded ones are the log's
+}
+
+// printable returns s as it is, or quoted when it holds a character a
+// terminal would act on (ESC, BEL, ...): the log records what requests
+// sent, and a reviewer reads it on a terminal.
+func printable(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) || r == utf8.RuneError {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }

@@ -71,3 +71,24 @@ func TestPolicyTestAgainstLogPrintsChangedDecisions(t *testing.T) {
 		t.Fatalf("--format json: %v %+v\n%s", err, change, out)
 	}
 }
+
+// A decision log is written from requests: a subject, connector, group or
+// repository name with terminal escapes (ESC, BEL) must reach the
+// reviewer's terminal quoted, never raw.
+func TestPolicyTestAgainstLogQuotesControlCharacters(t *testing.T) {
+	line := `{"input": {"service": "reg\u0007", "identity": {"subject": "evil\u001b]0;PWNED\u0007\u001b[31mred", "connector": "x\u001b[2J",` +
+		` "groups": ["g\u001b[1m"], "anonymous": false}, "scopes": [{"type": "repository", "name": "library/r0\u001b[0m", "actions": ["pull"]}],` +
+		` "client": {"ip": "1.2.3.4"}}, "result": [{"type": "repository", "name": "library/r0\u001b[0m", "action": "pull\u001b[8m"}]}` + "\n"
+	logFile := filepath.Join(t.TempDir(), "decisions.log")
+	os.WriteFile(logFile, []byte(line), 0o644)
+	out, err := run(t, "", "policy", "test", "../../policies/default", "--against-log", logFile)
+	if exitCode(err) != exitTestsFailed || !strings.Contains(out, "line 1:") {
+		t.Fatalf("exit %d (%v)\n%s", exitCode(err), err, out)
+	}
+	if strings.ContainsAny(out, "\x1b\x07") {
+		t.Errorf("control characters printed raw: %q", out)
+	}
+	if !strings.Contains(out, `"evil\x1b]0;PWNED\a\x1b[31mred"`) {
+		t.Errorf("the subject is not shown quoted: %q", out)
+	}
+}
