@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/internal/ownedfs"
 	"github.com/tollgate/tollgate/internal/probe"
 )
 
@@ -225,32 +225,44 @@ func (e *OPA) Start(ctx context.Context) error {
 	return e.manager.Start(ctx)
 }
 
-// checkPersistence refuses a persistence directory that another user could
-// write to: the bundle plugin activates what it finds there before any
-// download, and checks no signature on a bundle configured without one.
+// checkPersistence refuses a persistence directory that another user
+// could write to, or move away and replace: the bundle plugin activates
+// what it finds there before any download, and checks no signature on a
+// bundle configured without one. The rules are development mode's for its
+// state directory (ownedfs); OPA makes what does not exist yet.
 func checkPersistence(m *plugins.Manager) error {
 	dir, err := m.Config.GetPersistenceDirectory()
+	if err == nil {
+		dir, err = filepath.Abs(dir)
+	}
 	if err != nil {
 		return fmt.Errorf("persistence_directory: %w", err)
 	}
+	uid := os.Geteuid()
+	shared, err := ownedfs.Ancestors(dir, uid)
+	if err != nil {
+		return fmt.Errorf("persistence_directory %w: a bundle planted there would be the policy", err)
+	}
 	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if path == dir && errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		fi, err := os.Lstat(path)
+		fi, err := d.Info() // of a link itself: WalkDir follows none, not even dir
 		if err != nil {
 			return err
 		}
-		st, _ := fi.Sys().(*syscall.Stat_t)
-		switch {
-		case fi.Mode().Perm()&0o002 != 0:
-			return fmt.Errorf("%s is writable by every user: a planted bundle would be the policy (chmod o-w)", path)
-		case st != nil && st.Uid != 0 && int(st.Uid) != os.Geteuid():
-			return fmt.Errorf("%s belongs to another user (uid %d): a planted bundle would be the policy", path, st.Uid)
+		if why, fix := ownedfs.Foreign(fi, uid); why != "" {
+			return fmt.Errorf("%s%s: %s (a bundle planted there would be the policy)", path, why, fix)
+		}
+		if path == dir && shared && fi.Mode().Perm()&0o077 != 0 {
+			return fmt.Errorf("%s is in %s, which every user can write, so it must be mode 0700 (it is %#o)", dir, filepath.Dir(dir), fi.Mode().Perm())
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err != nil {
 		return fmt.Errorf("persistence_directory: %w", err)
 	}
 	return nil

@@ -115,7 +115,80 @@ func TestOPAPersistenceDirectoryWritableByOthersIsRefused(t *testing.T) {
 	if err == nil {
 		t.Fatalf("a persistence directory of mode 0777 was used; ready with the planted policy: %v", e.Ready())
 	}
-	if !strings.Contains(err.Error(), "writable by every user") {
+	if !strings.Contains(err.Error(), "other users can write it (mode 0777)") {
 		t.Errorf("refused for another reason: %v", err)
+	}
+}
+
+// startPersisting opens and starts an OPA engine persisting under persist
+// and returns the error that refused it, or nil.
+func startPersisting(t *testing.T, persist string) error {
+	t.Helper()
+	doc := fmt.Sprintf("services:\n  s: {url: 'http://127.0.0.1:1'}\nbundles:\n  authz: {service: s, resource: /b.tar.gz, persist: true}\npersistence_directory: %s\n", persist)
+	e, err := policies.OpenOPA([]byte(doc), policies.OPAOptions{ID: "t"})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+	e.Stop(context.Background())
+	return nil
+}
+
+// Whoever can write the persistence directory, or move it away and put
+// another in its place, chooses the policy: its group, the owner of a
+// directory above it, or a link's target. Each is refused with its reason
+// (the check is development mode's for its state directory).
+func TestOPAPersistenceDirectoryOthersControlIsRefused(t *testing.T) {
+	if os.Geteuid() != 0 && os.Getenv("CI") != "true" {
+		t.Skip("handing a directory to another user needs root")
+	}
+	const other = 65534
+	cases := []struct {
+		name string
+		make func(t *testing.T) string
+		want string
+	}{
+		{"group-writable", func(t *testing.T) string {
+			d := filepath.Join(t.TempDir(), "opa")
+			os.Mkdir(d, 0o700)
+			os.Chmod(d, 0o770)
+			return d
+		}, "other users can write it (mode 0770)"},
+		{"group-writable bundle inside", func(t *testing.T) string {
+			d := filepath.Join(t.TempDir(), "opa")
+			os.MkdirAll(filepath.Join(d, "bundles", "authz"), 0o700)
+			os.WriteFile(filepath.Join(d, "bundles", "authz", "bundle.tar.gz"), nil, 0o600)
+			os.Chmod(filepath.Join(d, "bundles", "authz", "bundle.tar.gz"), 0o660)
+			return d
+		}, "bundle.tar.gz: other users can write it (mode 0660)"},
+		{"inside another user's directory", func(t *testing.T) string {
+			parent := filepath.Join(t.TempDir(), "theirs")
+			os.Mkdir(parent, 0o755)
+			os.Chown(parent, other, other)
+			d := filepath.Join(parent, "opa")
+			os.Mkdir(d, 0o700)
+			return d
+		}, "which belongs to another user (uid 65534)"},
+		{"a symbolic link", func(t *testing.T) string {
+			target := t.TempDir()
+			d := filepath.Join(t.TempDir(), "opa")
+			os.Symlink(target, d)
+			return d
+		}, "is a symbolic link"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := startPersisting(t, c.make(t))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want %q", err, c.want)
+			}
+		})
+	}
+	if err := startPersisting(t, filepath.Join(t.TempDir(), "opa")); err != nil {
+		t.Errorf("a directory of our own (made at start) is refused: %v", err)
 	}
 }

@@ -6,7 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
+
+	"github.com/tollgate/tollgate/internal/ownedfs"
 )
 
 // checkDevState refuses a development state directory that another user
@@ -21,15 +22,15 @@ import (
 // usually the checkout, whose group can change what is run anyway.
 func checkDevState(dir string) error {
 	uid := os.Geteuid()
-	shared, err := checkAncestors(dir, uid)
+	shared, err := ownedfs.Ancestors(dir, uid)
 	if err != nil {
-		return err
+		return fmt.Errorf("state directory %w: choose another --state-dir", err)
 	}
 	fi, err := os.Lstat(dir)
 	if err != nil {
 		return err
 	}
-	if why, _ := foreign(fi, uid); why != "" {
+	if why, _ := ownedfs.Foreign(fi, uid); why != "" {
 		return fmt.Errorf("state directory %s%s: remove it or choose another --state-dir", dir, why)
 	}
 	if perm := fi.Mode().Perm(); shared && perm&0o077 != 0 {
@@ -50,7 +51,7 @@ func checkDevState(dir string) error {
 			if err != nil {
 				return err
 			}
-			if why, fix := foreign(fi, uid); why != "" {
+			if why, fix := ownedfs.Foreign(fi, uid); why != "" {
 				return fmt.Errorf("%s%s: %s, or choose another --state-dir", p, why, fix)
 			}
 			return nil
@@ -60,53 +61,4 @@ func checkDevState(dir string) error {
 		}
 	}
 	return nil
-}
-
-// checkAncestors refuses a state directory that another user can move
-// away and replace: every directory above it must be owned by us or root,
-// and writable by every user only with the sticky bit (like /tmp). It
-// reports whether the parent is such a shared directory.
-func checkAncestors(dir string, uid int) (shared bool, err error) {
-	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		if err != nil {
-			return false, err
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return false, fmt.Errorf("state directory %s: the owner of %s is unknown: choose another --state-dir", dir, d)
-		}
-		if int(st.Uid) != uid && st.Uid != 0 {
-			return false, fmt.Errorf("state directory %s is inside %s, which belongs to another user (uid %d), who can replace it: choose another --state-dir", dir, d, st.Uid)
-		}
-		everyone := fi.Mode().Perm()&0o002 != 0
-		if everyone && fi.Mode()&fs.ModeSticky == 0 {
-			return false, fmt.Errorf("state directory %s is inside %s: every user can write it and it has no sticky bit, so anyone can replace the state directory: choose another --state-dir", dir, d)
-		}
-		if d == filepath.Dir(dir) {
-			shared = everyone
-		}
-		if d == filepath.Dir(d) {
-			return shared, nil
-		}
-	}
-}
-
-// foreign says why the file fi describes (from Lstat) is not ours alone,
-// and how to fix that, or returns "" when it is.
-func foreign(fi fs.FileInfo, uid int) (why, fix string) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	switch {
-	case fi.Mode()&fs.ModeSymlink != 0:
-		return " is a symbolic link, which development mode does not follow", "remove it (or put what it points to in its place)"
-	case !ok:
-		return ": its owner is unknown", "remove it"
-	case int(st.Uid) != uid:
-		return fmt.Sprintf(" is owned by uid %d, not you (uid %d)", st.Uid, uid), "remove it"
-	case fi.Mode().Perm()&0o022 != 0:
-		return fmt.Sprintf(": other users can write it (mode %#o)", fi.Mode().Perm()), "remove it, or chmod go-w it if you made it"
-	case !fi.Mode().IsRegular() && !fi.IsDir():
-		return " is not a regular file or directory", "remove it"
-	}
-	return "", ""
 }
