@@ -138,14 +138,22 @@ func (c *Config) PolicySource() (*bundles.Source, error) {
 	return src, nil
 }
 
-// OPADocument is the opa section as a document for OPA's parser; nil
-// without one.
+// OPADocument is the opa section as a document for OPA's parser, with
+// ${VAR} replaced as `opa run` does (expandOPAEnv); nil without one.
 func (c *Config) OPADocument() ([]byte, error) {
 	if c.OPA == nil {
 		return nil, nil
 	}
 	doc, err := yaml.Marshal(c.OPA)
 	if err != nil {
+		return nil, yamlconf.Prefix("opa", err)
+	}
+	var n yaml.Node // a copy: c.OPA names lines in later errors
+	if err := yaml.Unmarshal(doc, &n); err != nil {
+		return nil, yamlconf.Prefix("opa", err)
+	}
+	expandOPAEnv(&n)
+	if doc, err = yaml.Marshal(&n); err != nil {
 		return nil, yamlconf.Prefix("opa", err)
 	}
 	return doc, nil
