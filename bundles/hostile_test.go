@@ -253,3 +253,17 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+// Every URL in a message is redacted, wherever it stands: quoted by Go's
+// url.Error, after a field name, or several in one line.
+func TestRedactURLs(t *testing.T) {
+	for in, want := range map[string]string{
+		`Bundle load failed: Get "http://u:***@h:1/b?access_token=QS/x?sig=S": dial tcp h:1: refused`: `Bundle load failed: Get "http://xxxxx@h:1/b?xxxxx": dial tcp h:1: refused`,
+		"url=https://u:pw@h/b from 'oci://reg/x?t=1'":                                                 "url=https://xxxxx@h/b from 'oci://reg/x?xxxxx'",
+		"no URL here: key=value?x=1":                                                                  "no URL here: key=value?x=1",
+	} {
+		if got := bundles.RedactURLs(in); got != want {
+			t.Errorf("RedactURLs(%q)\n = %q\nwant %q", in, got, want)
+		}
+	}
+}
