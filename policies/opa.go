@@ -6,11 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -34,7 +31,6 @@ import (
 
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/bundles"
-	"github.com/tollgate/tollgate/internal/ownedfs"
 	"github.com/tollgate/tollgate/internal/probe"
 )
 
@@ -219,53 +215,10 @@ func (e *OPA) Manager() *plugins.Manager { return e.manager }
 // Start starts OPA's plugins: the bundle plugin activates what it
 // persisted, then downloads in the background.
 func (e *OPA) Start(ctx context.Context) error {
-	if err := checkPersistence(e.manager); err != nil {
+	if err := e.checkPersistence(); err != nil {
 		return err
 	}
 	return e.manager.Start(ctx)
-}
-
-// checkPersistence refuses a persistence directory that another user
-// could write to, or move away and replace: the bundle plugin activates
-// what it finds there before any download, and checks no signature on a
-// bundle configured without one. The rules are development mode's for its
-// state directory (ownedfs); OPA makes what does not exist yet.
-func checkPersistence(m *plugins.Manager) error {
-	dir, err := m.Config.GetPersistenceDirectory()
-	if err == nil {
-		dir, err = filepath.Abs(dir)
-	}
-	if err != nil {
-		return fmt.Errorf("persistence_directory: %w", err)
-	}
-	uid := os.Geteuid()
-	shared, err := ownedfs.Ancestors(dir, uid)
-	if err != nil {
-		return fmt.Errorf("persistence_directory %w: a bundle planted there would be the policy", err)
-	}
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if path == dir && errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info() // of a link itself: WalkDir follows none, not even dir
-		if err != nil {
-			return err
-		}
-		if why, fix := ownedfs.Foreign(fi, uid); why != "" {
-			return fmt.Errorf("%s%s: %s (a bundle planted there would be the policy)", path, why, fix)
-		}
-		if path == dir && shared && fi.Mode().Perm()&0o077 != 0 {
-			return fmt.Errorf("%s is in %s, which every user can write, so it must be mode 0700 (it is %#o)", dir, filepath.Dir(dir), fi.Mode().Perm())
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("persistence_directory: %w", err)
-	}
-	return nil
 }
 
 // Stop stops the plugins (flushing decision logs as OPA does), returning

@@ -139,9 +139,10 @@ func startPersisting(t *testing.T, persist string) error {
 }
 
 // Whoever can write the persistence directory, or move it away and put
-// another in its place, chooses the policy: its group, the owner of a
-// directory above it, or a link's target. Each is refused with its reason
-// (the check is development mode's for its state directory).
+// another in its place, chooses the policy: the owner of a directory above
+// it, a link's target, what another user put in it. Each is refused with
+// its reason (the check is development mode's for its state directory).
+// A directory OPA made group-writable under umask 002 is made g-w.
 func TestOPAPersistenceDirectoryOthersControlIsRefused(t *testing.T) {
 	if os.Geteuid() != 0 && os.Getenv("CI") != "true" {
 		t.Skip("handing a directory to another user needs root")
@@ -152,19 +153,20 @@ func TestOPAPersistenceDirectoryOthersControlIsRefused(t *testing.T) {
 		make func(t *testing.T) string
 		want string
 	}{
-		{"group-writable", func(t *testing.T) string {
-			d := filepath.Join(t.TempDir(), "opa")
-			os.Mkdir(d, 0o700)
-			os.Chmod(d, 0o770)
-			return d
-		}, "other users can write it (mode 0770)"},
-		{"group-writable bundle inside", func(t *testing.T) string {
+		{"a group-writable bundle file", func(t *testing.T) string {
 			d := filepath.Join(t.TempDir(), "opa")
 			os.MkdirAll(filepath.Join(d, "bundles", "authz"), 0o700)
 			os.WriteFile(filepath.Join(d, "bundles", "authz", "bundle.tar.gz"), nil, 0o600)
 			os.Chmod(filepath.Join(d, "bundles", "authz", "bundle.tar.gz"), 0o660)
 			return d
 		}, "bundle.tar.gz: other users can write it (mode 0660)"},
+		{"a bundle planted by another user", func(t *testing.T) string {
+			d := filepath.Join(t.TempDir(), "opa")
+			os.MkdirAll(filepath.Join(d, "bundles", "authz"), 0o700)
+			os.WriteFile(filepath.Join(d, "bundles", "authz", "bundle.tar.gz"), nil, 0o600)
+			os.Chown(filepath.Join(d, "bundles", "authz", "bundle.tar.gz"), other, other)
+			return d
+		}, "bundle.tar.gz is owned by uid 65534"},
 		{"inside another user's directory", func(t *testing.T) string {
 			parent := filepath.Join(t.TempDir(), "theirs")
 			os.Mkdir(parent, 0o755)
@@ -188,7 +190,45 @@ func TestOPAPersistenceDirectoryOthersControlIsRefused(t *testing.T) {
 			}
 		})
 	}
+	t.Run("group-writable, ours", func(t *testing.T) {
+		d := filepath.Join(t.TempDir(), "opa")
+		inner := filepath.Join(d, "bundles", "authz")
+		os.MkdirAll(inner, 0o700)
+		os.Chmod(d, 0o770)
+		os.Chmod(inner, 0o775)
+		if err := startPersisting(t, d); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{d, inner} {
+			if fi, _ := os.Stat(p); fi.Mode().Perm()&0o022 != 0 {
+				t.Errorf("%s left mode %#o", p, fi.Mode().Perm())
+			}
+		}
+	})
+	t.Run("in a directory every user can write (a Kubernetes emptyDir)", func(t *testing.T) {
+		parent := t.TempDir()
+		os.Chmod(parent, 0o777)
+		if err := startPersisting(t, filepath.Join(parent, "opa")); err != nil {
+			t.Errorf("refused: %v", err)
+		}
+	})
 	if err := startPersisting(t, filepath.Join(t.TempDir(), "opa")); err != nil {
 		t.Errorf("a directory of our own (made at start) is refused: %v", err)
 	}
+}
+
+// Without a persisted bundle OPA reads nothing from the persistence
+// directory: one another user controls is no reason to refuse.
+func TestOPAPersistenceDirectoryUncheckedWithoutPersist(t *testing.T) {
+	d := t.TempDir()
+	os.Chmod(d, 0o777)
+	doc := fmt.Sprintf("services:\n  s: {url: 'http://127.0.0.1:1'}\nbundles:\n  authz: {service: s, resource: /b.tar.gz}\npersistence_directory: %s\n", d)
+	e, err := policies.OpenOPA([]byte(doc), policies.OPAOptions{ID: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatalf("refused without persist: %v", err)
+	}
+	e.Stop(context.Background())
 }

@@ -18,7 +18,12 @@ import (
 // such a shared directory: then dir itself must be mode 0700. A
 // group-writable ancestor is accepted: it is usually a checkout or a
 // service's home, whose group can change what is run anyway.
+//
+// A directory above that every user can write without the sticky bit is
+// reported last, wrapping ErrWritableByEveryone, after every other check
+// passed: a caller that must accept it (a Kubernetes emptyDir) loses none.
 func Ancestors(dir string, uid int) (shared bool, err error) {
+	var everyones error
 	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
 		fi, err := os.Stat(d)
 		switch {
@@ -35,16 +40,26 @@ func Ancestors(dir string, uid int) (shared bool, err error) {
 			return false, fmt.Errorf("%s is inside %s, which belongs to another user (uid %d), who can replace it", dir, d, st.Uid)
 		}
 		everyone := fi.Mode().Perm()&0o002 != 0
-		if everyone && fi.Mode()&fs.ModeSticky == 0 {
-			return false, fmt.Errorf("%s is inside %s: every user can write it and it has no sticky bit, so anyone can replace it", dir, d)
+		if everyone && fi.Mode()&fs.ModeSticky == 0 && everyones == nil {
+			everyones = fmt.Errorf("%s is inside %s: %w", dir, d, ErrWritableByEveryone)
 		}
 		if d == filepath.Dir(dir) {
 			shared = everyone
 		}
 		if d == filepath.Dir(d) {
-			return shared, nil
+			return shared, everyones
 		}
 	}
+}
+
+// ErrWritableByEveryone is a directory every user can write, without the
+// sticky bit (like /tmp has): anyone can rename what is in it.
+var ErrWritableByEveryone = errors.New("every user can write it and it has no sticky bit, so anyone can replace it")
+
+// Owns reports whether uid owns the file fi describes.
+func Owns(fi fs.FileInfo, uid int) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == uid
 }
 
 // Foreign says why the file fi describes (from Lstat) is not uid's alone,
