@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -311,4 +312,110 @@ func randomCIClaims(r *rand.Rand) map[string]any {
 		"ref_protected": pick(r, []string{"true", "false"}),
 		"kubernetes.io": map[string]any{"namespace": pick(r, []string{"default", "other"})},
 	}
+}
+
+// TestDeclaredCacheKeyHolds: a policy that declares decision_cache
+// {"repository_key": "namespace"} promises that a repository's decision
+// depends on its name only up to the first "/", for every connector not
+// excepted. Checked by plain evaluation, without the cache: each random
+// input against the same input with every repository renamed within its
+// namespace must grant the same actions per scope.
+func TestDeclaredCacheKeyHolds(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	bs := map[string]*bundles.Bundle{}
+	def, err := bundles.LoadFS(policies.DefaultFS(), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def.Data = differentialData()
+	bs["default"] = def
+	dirs, _ := filepath.Glob("examples/*/authz.rego")
+	for _, path := range dirs {
+		b, err := bundles.LoadDir(filepath.Dir(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs[filepath.Base(filepath.Dir(path))] = b
+	}
+	declared := 0
+	for name, b := range bs {
+		except, ok := declaredNamespaceKey(t, b)
+		if !ok {
+			continue
+		}
+		declared++
+		t.Run(name, func(t *testing.T) {
+			pq := plainQuery(t, b)
+			r := rand.New(rand.NewPCG(seed, 1))
+			for i := range differentialInputs {
+				in := randomInput(r)
+				if except[in.Identity.Connector] {
+					continue
+				}
+				// A name asked twice is renamed alike, and two names never
+				// to one: the cache key keeps which scopes share a name
+				// (their grants merge).
+				renamed, names := in, map[string]string{}
+				renamed.Scopes = slices.Clone(in.Scopes)
+				for j, s := range renamed.Scopes {
+					if ns, _, nested := strings.Cut(s.Name, "/"); nested && s.Type == "repository" {
+						if names[s.Name] == "" {
+							names[s.Name] = fmt.Sprintf("%s/r%d%s", ns, len(names), pick(r, []string{"", "/app", "/a/b"}))
+						}
+						renamed.Scopes[j].Name = names[s.Name]
+					}
+				}
+				if a, b := perScope(t, pq, in), perScope(t, pq, renamed); !slices.Equal(a, b) {
+					js, _ := json.Marshal(in)
+					t.Fatalf("seed %d, input %d: %s\ngrants %q, but renamed within their namespaces (%v) %q", seed, i, js, a, renamed.Scopes, b)
+				}
+			}
+		})
+	}
+	if declared == 0 {
+		t.Fatal("no policy declares decision_cache; the default policy should")
+	}
+}
+
+// declaredNamespaceKey reads b's decision_cache declaration.
+func declaredNamespaceKey(t *testing.T, b *bundles.Bundle) (map[string]bool, bool) {
+	t.Helper()
+	opts := []func(*rego.Rego){rego.Query("x := data.registry.authz.decision_cache"), rego.Store(inmem.NewFromObject(b.Data))}
+	for _, m := range b.Modules {
+		opts = append(opts, rego.ParsedModule(m))
+	}
+	rs, err := rego.New(opts...).Eval(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) == 0 {
+		return nil, false
+	}
+	doc, _ := rs[0].Bindings["x"].(map[string]any)
+	if doc["repository_key"] != "namespace" {
+		return nil, false
+	}
+	except := map[string]bool{}
+	list, _ := doc["except_connectors"].([]any)
+	for _, c := range list {
+		except[c.(string)] = true
+	}
+	return except, true
+}
+
+// perScope is what plain evaluation grants on each requested scope, by
+// its index: the names are left out, so renamed scopes compare.
+func perScope(t *testing.T, pq rego.PreparedEvalQuery, in authz.Input) []string {
+	t.Helper()
+	grants, _ := plainDecision(t, pq, in)
+	var out []string
+	for i, s := range in.Scopes {
+		for _, a := range differentialActions {
+			if slices.Contains(grants, policies.GrantKey(s.Type, s.Name, a)) {
+				out = append(out, fmt.Sprintf("%d:%s", i, a))
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/bundles"
+	"github.com/tollgate/tollgate/scope"
 )
 
 // DefaultQuery is the package the policy's rules live in.
@@ -41,6 +42,7 @@ type Policy struct {
 	b       *bundles.Bundle
 	// uncacheable, when set, says why no decision of this policy is cached.
 	uncacheable string
+	shape       keyShape // what decisions are cached under, as the policy declares
 }
 
 // Revision returns the revision id of the policy.
@@ -79,7 +81,17 @@ func Compile(ctx context.Context, b *bundles.Bundle, query string) (*Policy, err
 	if err != nil {
 		return nil, fmt.Errorf("policy revision %s: %w", b.Revision, err)
 	}
-	return &Policy{revision: b.Revision, digest: b.Digest, query: query, prepared: pq, b: b, uncacheable: Uncacheable(b)}, nil
+	var shape keyShape
+	if definesRule(b, ref, KeyShapeRule) {
+		shapeOpts := []func(*rego.Rego){rego.Store(store)}
+		for _, m := range b.Modules {
+			shapeOpts = append(shapeOpts, rego.ParsedModule(m))
+		}
+		if shape, err = readKeyShape(ctx, query, shapeOpts...); err != nil {
+			return nil, fmt.Errorf("policy revision %s: %w", b.Revision, err)
+		}
+	}
+	return &Policy{revision: b.Revision, digest: b.Digest, query: query, prepared: pq, b: b, uncacheable: Uncacheable(b), shape: shape}, nil
 }
 
 // UncacheableReason says why decisions of this policy are never cached
@@ -247,7 +259,7 @@ func (e *Engine) Authorize(ctx context.Context, in authz.Input) (authz.Decision,
 	}
 	var key [sha256.Size]byte
 	if e.cache != nil && p.uncacheable == "" {
-		key = cacheKey(p.digest, &in)
+		key = cacheKey(p.digest, &in, p.shape)
 		if d, ok := e.cache.get(key); ok {
 			return authz.Decision{Allowed: d.allowed, TokenTTL: d.ttl, Revision: p.revision, Cached: true}, nil
 		}
@@ -346,7 +358,7 @@ func (p *Policy) Explain(ctx context.Context, in authz.Input) ([]string, error) 
 // cacheKey digests everything a cached decision may depend on except the
 // client: the revision, the service, the whole identity and the scopes.
 // Policies that read input.client are never cached (see Uncacheable).
-func cacheKey(revision string, in *authz.Input) [sha256.Size]byte {
+func cacheKey(revision string, in *authz.Input, shape keyShape) [sha256.Size]byte {
 	h := sha256.New()
 	var n [4]byte
 	field := func(s string) {
@@ -374,12 +386,30 @@ func cacheKey(revision string, in *authz.Input) [sha256.Size]byte {
 	} else {
 		field("")
 	}
-	for _, s := range in.Scopes {
+	for i, s := range in.Scopes {
 		field(s.Type)
-		field(s.Name)
+		field(shape.scopeName(s.Type, s.Name, id.Connector))
+		if shape.namespace {
+			// Grants go to scopes by name, so scopes that share a name
+			// share them: the key says which earlier scope, if any, this
+			// one repeats, or team/a,team/a would answer team/a,team/b.
+			binary.BigEndian.PutUint32(n[:], uint32(firstNamed(in.Scopes, i)))
+			h.Write(n[:])
+		}
 		field(strings.Join(s.Actions, ","))
 	}
 	var out [sha256.Size]byte
 	h.Sum(out[:0])
 	return out
+}
+
+// firstNamed is the index of the first scope with the type and name of
+// scopes[i] (i itself when none before it has them).
+func firstNamed(scopes []scope.Scope, i int) int {
+	for j := range i {
+		if scopes[j].Type == scopes[i].Type && scopes[j].Name == scopes[i].Name {
+			return j
+		}
+	}
+	return i
 }

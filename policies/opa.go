@@ -111,6 +111,7 @@ type opaPolicy struct {
 	key         string                       // what decisions are cached under
 	prepared    rego.PreparedEvalQuery
 	uncacheable string
+	shape       keyShape // what decisions are cached under, as the policy declares
 }
 
 // OpenOPA builds the plugin manager and OPA's plugins from doc (YAML or
@@ -287,7 +288,7 @@ func (e *OPA) decide(ctx context.Context, txn storage.Transaction, p *opaPolicy,
 	cacheable := e.cache != nil && p.uncacheable == ""
 	var key [sha256.Size]byte
 	if cacheable {
-		key = cacheKey(p.key, in)
+		key = cacheKey(p.key, in, p.shape)
 		if d, ok := e.cache.get(key); ok {
 			return authz.Decision{Allowed: d.allowed, TokenTTL: d.ttl, Revision: p.revision, Cached: true}, nil
 		}
@@ -372,8 +373,12 @@ func (e *OPA) policy(ctx context.Context, txn storage.Transaction, m metrics.Met
 	if err != nil {
 		return nil, fmt.Errorf("policy revision %s: %w", rev, err)
 	}
+	shape, err := readKeyShape(ctx, e.query, rego.Compiler(compiler), rego.Store(e.manager.Store), rego.Transaction(txn))
+	if err != nil {
+		return nil, fmt.Errorf("policy revision %s: %w", rev, err)
+	}
 	p := &opaPolicy{gen: gen, revision: rev, bundles: byName, key: fmt.Sprintf("%d\x00%s", gen, rev), prepared: pq,
-		uncacheable: uncacheable(compiler.Modules)}
+		uncacheable: uncacheable(compiler.Modules), shape: shape}
 	e.current.Store(p)
 	return p, nil
 }

@@ -39,6 +39,14 @@
 # which derived both from one set of [scope, action, why] tuples).
 package registry.authz
 
+# What a decision on a repository depends on, for tollgate's decision cache
+# (policies/README.md, "Decision cache"): its name only up to the first "/"
+# (project_of, and the "<subject>/" prefix of personal namespaces), so one
+# cached decision answers team/app and team/web alike. Except a robot's:
+# its scopes name whole repositories. The differential test
+# (policies/differential_test.go) holds this policy to it.
+decision_cache := {"repository_key": "namespace", "except_connectors": ["robot"]}
+
 role_actions := {
 	"admin": {"pull", "push", "delete"},
 	"maintainer": {"pull", "push"},
