@@ -1,7 +1,11 @@
 package policies_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,5 +105,48 @@ func TestMalformedCacheDeclarationsAreRefused(t *testing.T) {
 		if _, err := policies.Compile(context.Background(), b, policies.DefaultQuery); err == nil || !strings.Contains(err.Error(), "decision_cache") {
 			t.Errorf("%s: Compile = %v, want an error naming decision_cache", decl, err)
 		}
+	}
+}
+
+// The opa: path reads the declaration from what the bundle plugin
+// activated, as Compile does from a bundle.
+func TestOPAPathHonoursTheDeclaredNamespaceKey(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte(publicLibrary), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var tarball bytes.Buffer
+	if err := bundles.Build(context.Background(), dir, "ns-1", nil, &tarball); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(tarball.Bytes()) }))
+	t.Cleanup(srv.Close)
+	doc := fmt.Sprintf("services:\n  s: {url: %s}\nbundles:\n  authz: {service: s, resource: /b.tar.gz}\n", srv.URL)
+	e, err := policies.OpenOPA([]byte(doc), policies.OPAOptions{ID: "t", CacheSize: 100, CacheTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop(context.Background())
+	for deadline := time.Now().Add(30 * time.Second); !e.Ready(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the bundle was not activated: %+v", e.Bundles(ctx))
+		}
+	}
+	askOPA := func(name string) authz.Decision {
+		d, err := e.Authorize(ctx, authz.Input{Service: "r", Scopes: []scope.Scope{repo(name, "pull")},
+			Identity: identity.Identity{Subject: "x", Connector: "local", Claims: map[string]any{}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	askOPA("library/a")
+	if d := askOPA("library/b"); !d.Cached || !d.Allowed[0]["pull"] {
+		t.Errorf("library/b after library/a on the opa: path: %+v, want the cached pull", d)
 	}
 }
