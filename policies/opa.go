@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -64,6 +65,10 @@ type OPAOptions struct {
 	// Timeout, when set, bounds each request to a service, its body
 	// included (OPA bounds the wait for the headers only).
 	Timeout time.Duration
+	// DecisionLog, when set, receives every decision-log event as one JSON
+	// line, as OPA's console logger writes it, after OPA's mask and drop
+	// policies (policy.decision_log: see opa_decisionlogfile.go).
+	DecisionLog io.Writer
 }
 
 // DefaultDecisionLogBufferBytes bounds the decision logs waiting for
@@ -123,6 +128,13 @@ func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
 	if err != nil {
 		return nil, err
 	}
+	factories := map[string]plugins.Factory{}
+	if o.DecisionLog != nil {
+		if doc, err = withDecisionLog(doc); err != nil {
+			return nil, err
+		}
+		factories[DecisionLogPlugin] = decisionLogFactory{w: o.DecisionLog}
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -150,7 +162,8 @@ func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
 	if err := json.Unmarshal(doc, &boot); err != nil {
 		return nil, err
 	}
-	d, err := discovery.New(m, discovery.BootConfig(boot), discovery.Hooks(hooks.New(limits)))
+	d, err := discovery.New(m, discovery.BootConfig(boot), discovery.Hooks(hooks.New(limits)),
+		discovery.Factories(factories))
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,7 @@ func (r *Runtime) openOPA(doc []byte, section string, rec probe.Recorder, timeou
 		Log:                  r.log.With("policy", "opa"),
 		Probe:                rec,
 		Timeout:              timeout,
+		DecisionLog:          r.decisionLog,
 	})
 	if err != nil {
 		return cfg.Invalid(yamlconf.Prefix(section, err))

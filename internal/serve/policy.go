@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/internal/config"
 	"github.com/tollgate/tollgate/internal/yamlconf"
@@ -66,14 +65,10 @@ func (r *Runtime) loadPolicy(ctx context.Context) error {
 	return nil
 }
 
-// openDecisionLog puts the decision log, when enabled, in front of the
-// engine.
-func (r *Runtime) openDecisionLog() error {
-	var policy authz.Authorizer = r.engine
-	if r.opa != nil {
-		policy = r.opa
-	}
-	r.authorizer = policy
+// openDecisionLogWriter opens policy.decision_log's writer, when enabled,
+// before the policy: OPA's decision_logs plugin is built with it
+// (OPAOptions.DecisionLog).
+func (r *Runtime) openDecisionLogWriter() error {
 	dl := r.cfg.Policy.DecisionLog
 	if !dl.Enabled {
 		return nil
@@ -86,8 +81,23 @@ func (r *Runtime) openDecisionLog() error {
 	if f, ok := w.(*logFile); ok {
 		r.decisionFile = f
 	}
-	r.authorizer = policies.NewDecisionLog(policy, w, r.cfg.Policy.Query, map[string]string{"id": instanceID(), "version": r.opts.Version})
+	r.decisionLog = w
 	return nil
+}
+
+// openDecisionLog sets the authorizer: the policy, behind
+// policies.DecisionLog for a local source when policy.decision_log is on.
+// A policy run by OPA (opa:, a URL) writes the log through OPA's
+// decision_logs plugin instead, which was given the writer.
+func (r *Runtime) openDecisionLog() {
+	if r.opa != nil {
+		r.authorizer = r.opa
+		return
+	}
+	r.authorizer = r.engine
+	if r.decisionLog != nil {
+		r.authorizer = policies.NewDecisionLog(r.engine, r.decisionLog, r.cfg.Policy.Query, map[string]string{"id": instanceID(), "version": r.opts.Version})
+	}
 }
 
 // openDecisionLog opens the decision log: "stdout" or a file, appended to.

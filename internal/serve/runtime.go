@@ -68,6 +68,8 @@ type Runtime struct {
 	// decisionFile is the decision log's file (nil for stdout or off):
 	// a reload opens it again, for log rotation.
 	decisionFile *logFile
+	// decisionLog is policy.decision_log's writer, nil when off.
+	decisionLog io.Writer
 
 	current atomic.Pointer[generation]
 	tlsCert atomic.Pointer[tls.Certificate]
@@ -98,12 +100,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Runtime, error
 // open builds every part of r, in the order a broken part is best reported.
 func (r *Runtime) open(ctx context.Context) error {
 	cfg := r.cfg
+	if err := r.openDecisionLogWriter(); err != nil {
+		return cfg.Invalid(err)
+	}
 	if err := r.openPolicy(ctx); err != nil {
 		return err
 	}
-	if err := r.openDecisionLog(); err != nil {
-		return cfg.Invalid(err)
-	}
+	r.openDecisionLog()
 	stores, err := openSharedStores(ctx, r.bg, cfg, r.log, r.opts.Check, r.backends.factory("redis"))
 	if err != nil {
 		return cfg.Invalid(err)
