@@ -96,6 +96,11 @@ func withDecisionLog(doc []byte) ([]byte, error) {
 	if dl["plugin"] != nil {
 		return nil, errors.New("decision_logs.plugin: OPA hands events to one plugin only, and policy.decision_log is one: keep one of them")
 	}
+	// Without plugin and console, OPA uploads to the first service; with a
+	// plugin named, it uploads only to a service named.
+	if v["decision_logs"] != nil && dl["service"] == nil && dl["console"] != true && v["services"] != nil {
+		return nil, errors.New("decision_logs.service: name the service to upload to: with policy.decision_log on, OPA no longer defaults to the first service")
+	}
 	dl["plugin"] = DecisionLogPlugin
 	v["decision_logs"] = dl
 	ps, _ := v["plugins"].(map[string]any)
