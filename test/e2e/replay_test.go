@@ -16,8 +16,9 @@ import (
 var changedLine = regexp.MustCompile(`(?m)^line \d+: `)
 
 // policy test --against-log reads the decision logs the served broker
-// writes, both its own (policy.decision_log) and OPA's decision_logs
-// plugin's console output under opa: (lines among the broker's log): a
+// writes, both its own (policy.decision_log of a local source) and OPA's
+// decision_logs plugin's console output under opa: (lines among the
+// broker's log, or policy.decision_log's file): a
 // changed policy reports exactly the decision it changes, and exits 2
 // unless --allow-changes.
 func TestAgainstLogReplaysTheBrokersDecisionLogs(t *testing.T) {
@@ -27,6 +28,7 @@ func TestAgainstLogReplaysTheBrokersDecisionLogs(t *testing.T) {
 	changed := filepath.Join(t.TempDir(), "changed")
 	writePolicy(t, changed, strings.Replace(testPolicyData, `"bob": "guest"`, `"bob": "developer"`, 1))
 	fileLog := filepath.Join(t.TempDir(), "decisions.jsonl")
+	pluginLog := filepath.Join(t.TempDir(), "opa-decisions.jsonl")
 	for _, c := range []struct {
 		name string
 		o    brokerOptions
@@ -36,6 +38,9 @@ func TestAgainstLogReplaysTheBrokersDecisionLogs(t *testing.T) {
 			func(*broker) string { return fileLog }},
 		{"opa decision_logs console", brokerOptions{opa: fmt.Sprintf("opa:\n  bundles:\n    authz: {resource: %q}\n  decision_logs: {console: true}\n", "file://"+bundleDir)},
 			func(b *broker) string { return b.proc.log }},
+		{"opa with policy.decision_log", brokerOptions{opa: fmt.Sprintf("opa:\n  bundles:\n    authz: {resource: %q}\n", "file://"+bundleDir),
+			policy: fmt.Sprintf("  decision_log: {enabled: true, path: %q}\n", pluginLog)},
+			func(*broker) string { return pluginLog }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := startBrokerWith(t, c.o)
