@@ -101,6 +101,10 @@ func withDecisionLog(doc []byte) ([]byte, error) {
 	if v["decision_logs"] != nil && dl["service"] == nil && dl["console"] != true && v["services"] != nil {
 		return nil, errors.New("decision_logs.service: name the service to upload to: with policy.decision_log on, OPA no longer defaults to the first service")
 	}
+	// OPA checks the service's name only when no plugin is named.
+	if name, ok := dl["service"].(string); ok && !hasService(v["services"], name) {
+		return nil, fmt.Errorf("decision_logs.service: no service %q", name)
+	}
 	dl["plugin"] = DecisionLogPlugin
 	v["decision_logs"] = dl
 	ps, _ := v["plugins"].(map[string]any)
@@ -110,4 +114,21 @@ func withDecisionLog(doc []byte) ([]byte, error) {
 	ps[DecisionLogPlugin] = map[string]any{}
 	v["plugins"] = ps
 	return json.Marshal(v)
+}
+
+// hasService reports whether OPA's services (a map by name, or a list of
+// services with a name) hold name.
+func hasService(services any, name string) bool {
+	switch ss := services.(type) {
+	case map[string]any:
+		_, ok := ss[name]
+		return ok
+	case []any:
+		for _, s := range ss {
+			if m, _ := s.(map[string]any); m["name"] == name {
+				return true
+			}
+		}
+	}
+	return false
 }

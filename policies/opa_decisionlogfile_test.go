@@ -79,7 +79,9 @@ func TestDecisionLogPluginRefusesWhatItWouldChange(t *testing.T) {
 	for doc, wantErr := range map[string]string{
 		base:                                   "",
 		base + "decision_logs: {service: s}\n": "",
-		base + "decision_logs: {console: true}\n":               "",
+		base + "decision_logs: {console: true}\n": "",
+		base + "decision_logs: {service: t}\n":    "decision_logs.service: no service",
+		"services: [{name: s, url: http://127.0.0.1:1}]\nbundles:\n  authz: {service: s, resource: /b.tar.gz}\ndecision_logs: {service: s}\n": "",
 		base + "decision_logs: {mask_decision: /system/m}\n":    "decision_logs.service",
 		base + "decision_logs: {plugin: x}\nplugins: {x: {}}\n": "decision_logs.plugin",
 	} {
