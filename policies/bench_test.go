@@ -2,7 +2,11 @@ package policies_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,6 +20,16 @@ import (
 // defaultPolicyWith compiles the shipped default policy over generated data:
 // users users spread over projects projects, each a developer somewhere.
 func defaultPolicyWith(b *testing.B, users, projects int) *policies.Policy {
+	b.Helper()
+	p, err := policies.Compile(context.Background(), defaultBundleWith(b, users, projects), policies.DefaultQuery)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// defaultBundleWith is the bundle defaultPolicyWith compiles.
+func defaultBundleWith(b *testing.B, users, projects int) *bundles.Bundle {
 	b.Helper()
 	bundle, err := bundles.LoadFS(policies.DefaultFS(), "default")
 	if err != nil {
@@ -36,11 +50,7 @@ func defaultPolicyWith(b *testing.B, users, projects int) *policies.Policy {
 		"system_admins": map[string]any{"users": []any{"admin"}, "groups": []any{"registry-admins"}},
 	}}
 	bundle.Revision = fmt.Sprintf("bench-%d-%d", users, projects)
-	p, err := policies.Compile(context.Background(), bundle, policies.DefaultQuery)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return p
+	return bundle
 }
 
 func benchInput(user, project int) authz.Input {
@@ -110,6 +120,76 @@ func BenchmarkDefaultPolicyDistinct(b *testing.B) {
 					b.Fatalf("decision %+v, %v", d, err)
 				}
 				i++
+			}
+		})
+	}
+}
+
+// openDefaultOPA serves the same policy and data as defaultPolicyWith from
+// a file:// bundle directory, through OPA's plugin manager (policies.OPA).
+func openDefaultOPA(b *testing.B, bundle *bundles.Bundle, cacheSize int, ttl time.Duration) *policies.OPA {
+	b.Helper()
+	dir := b.TempDir()
+	src, err := fs.ReadFile(policies.DefaultFS(), "authz.rego")
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, err := json.Marshal(bundle.Data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	manifest := fmt.Sprintf(`{"revision": %q}`, bundle.Revision)
+	for name, body := range map[string][]byte{"authz.rego": src, "data.json": data, ".manifest": []byte(manifest)} {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	doc := fmt.Sprintf("bundles:\n  tollgate: {resource: 'file://%s'}\n", dir)
+	e, err := policies.OpenOPA([]byte(doc), policies.OPAOptions{ID: "bench", CacheSize: cacheSize, CacheTTL: ttl,
+		PersistenceDirectory: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.Stop(ctx) })
+	for deadline := time.Now().Add(10 * time.Second); !e.Ready(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("bundle not activated")
+		}
+	}
+	return e
+}
+
+// BenchmarkDefaultPolicyOPA is BenchmarkDefaultPolicy on the OPA path: the
+// same policy, data and inputs, served as a local bundle by OPA's plugins.
+func BenchmarkDefaultPolicyOPA(b *testing.B) {
+	ctx := context.Background()
+	for _, users := range []int{100, 10_000} {
+		bundle := defaultBundleWith(b, users, 1000)
+		b.Run(fmt.Sprintf("users=%d/uncached", users), func(b *testing.B) {
+			e := openDefaultOPA(b, bundle, 0, 0)
+			in := benchInput(users-1, (users-1)%1000)
+			b.ReportAllocs()
+			for b.Loop() {
+				d, err := e.Authorize(ctx, in)
+				if err != nil || !d.Allowed[0]["push"] {
+					b.Fatalf("decision %+v, %v", d, err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("users=%d/cached", users), func(b *testing.B) {
+			e := openDefaultOPA(b, bundle, 1000, time.Minute)
+			in := benchInput(users-1, (users-1)%1000)
+			_, _ = e.Authorize(ctx, in)
+			b.ReportAllocs()
+			for b.Loop() {
+				d, err := e.Authorize(ctx, in)
+				if err != nil || !d.Cached {
+					b.Fatalf("decision %+v, %v", d, err)
+				}
 			}
 		})
 	}

@@ -87,7 +87,8 @@ type OPA struct {
 	// gen counts activations: the manager's compiler trigger bumps it, and
 	// a policy prepared for an older generation is prepared again.
 	gen     atomic.Uint64
-	mu      sync.Mutex // prepares one policy at a time
+	ready   atomic.Bool // the bundle plugin's state is OK, see Ready
+	mu      sync.Mutex  // prepares one policy at a time
 	current atomic.Pointer[opaPolicy]
 
 	log    *slog.Logger
@@ -175,7 +176,14 @@ func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
 	// A discovery bundle creates the bundle plugin later: listen to it as
 	// soon as the manager reports its status. Not in the manager's status
 	// goroutine, which the plugin lookup could wait for.
-	m.RegisterPluginStatusListener("tollgate", func(map[string]*plugins.Status) { go e.listenToBundles() })
+	// The manager calls its listeners before UpdatePluginStatus returns, so
+	// ready follows the bundle plugin's state without asking the manager's
+	// status goroutine on every request (a channel round trip and a copy).
+	m.RegisterPluginStatusListener("tollgate", func(st map[string]*plugins.Status) {
+		s := st[opabundle.Name]
+		e.ready.Store(s != nil && s.State == plugins.StateOK)
+		go e.listenToBundles()
+	})
 	if e.query == "" {
 		e.query = DefaultQuery
 	}
@@ -256,10 +264,7 @@ func (e *OPA) Stop(ctx context.Context) {
 // Ready reports whether every configured bundle has been activated at least
 // once, as OPA's /health?bundles does. Before, Authorize refuses: a policy
 // built from part of its bundles might miss a deny.
-func (e *OPA) Ready() bool {
-	s := e.manager.PluginStatus()[opabundle.Name]
-	return s != nil && s.State == plugins.StateOK
-}
+func (e *OPA) Ready() bool { return e.ready.Load() }
 
 // Authorize evaluates the policy for in against what the bundle plugin
 // activated. An error means deny.
@@ -267,6 +272,9 @@ func (e *OPA) Authorize(ctx context.Context, in authz.Input) (authz.Decision, er
 	if !e.Ready() {
 		e.logNoPolicy(ctx, &in)
 		return authz.Decision{}, authz.ErrNoPolicy
+	}
+	if d, ok := e.cached(&in); ok {
+		return d, nil
 	}
 	// The read transaction first: an activation commits, compiler trigger
 	// included, under the store's write lock, so from here on the compiler,
@@ -293,6 +301,26 @@ func (e *OPA) Authorize(ctx context.Context, in authz.Input) (authz.Decision, er
 		return authz.Decision{}, fmt.Errorf("policy revision %s: %w", p.revision, err)
 	}
 	return d, nil
+}
+
+// cached answers from the decision cache without a store transaction, as
+// Engine does: entries are keyed by generation and purged on activation, so
+// a hit under the current generation was evaluated against it. With
+// decision logs, a cached decision is logged with the store's bundles: it
+// goes the long way.
+func (e *OPA) cached(in *authz.Input) (authz.Decision, bool) {
+	if e.cache == nil || e.logs != nil {
+		return authz.Decision{}, false
+	}
+	p := e.current.Load()
+	if p == nil || p.gen != e.gen.Load() || p.uncacheable != "" {
+		return authz.Decision{}, false
+	}
+	d, ok := e.cache.get(cacheKey(p.key, in, p.shape))
+	if !ok {
+		return authz.Decision{}, false
+	}
+	return authz.Decision{Allowed: d.allowed, TokenTTL: d.ttl, Revision: p.revision, Cached: true}, true
 }
 
 // decide answers from the decision cache or evaluates p.
