@@ -419,7 +419,7 @@ func (e *OPA) policy(ctx context.Context, txn storage.Transaction, m metrics.Met
 		return nil, fmt.Errorf("policy revision %s: %w", rev, err)
 	}
 	p := &opaPolicy{gen: gen, revision: rev, bundles: byName, key: fmt.Sprintf("%d\x00%s", gen, rev), prepared: pq,
-		uncacheable: uncacheable(compiler.Modules), shape: shape}
+		uncacheable: uncacheable(servedModules(compiler.Modules)), shape: shape}
 	e.current.Store(p)
 	return p, nil
 }
