@@ -69,6 +69,10 @@ type OPAOptions struct {
 	// line, as OPA's console logger writes it, after OPA's mask and drop
 	// policies (policy.decision_log: see opa_decisionlogfile.go).
 	DecisionLog io.Writer
+	// DigestRevisions names the policy of a bundle without a manifest
+	// revision by a digest of its content, in decision logs too, as a
+	// local policy.source always was (contentRevision).
+	DigestRevisions bool
 }
 
 // DefaultDecisionLogBufferBytes bounds the decision logs waiting for
@@ -83,6 +87,7 @@ const DefaultDecisionLogBufferBytes = 64 << 20
 type OPA struct {
 	manager *plugins.Manager
 	query   string
+	digests bool // OPAOptions.DigestRevisions
 	cache   *decisionCache
 	// gen counts activations: the manager's compiler trigger bumps it, and
 	// a policy prepared for an older generation is prepared again.
@@ -169,7 +174,7 @@ func OpenOPA(doc []byte, o OPAOptions) (*OPA, error) {
 		return nil, err
 	}
 	m.Register(discovery.Name, d)
-	e := &OPA{manager: m, query: o.Query, log: o.Log, status: map[string]*opabundle.Status{}, failing: map[string]*failures{}, logs: logs.Lookup(m),
+	e := &OPA{manager: m, query: o.Query, log: o.Log, digests: o.DigestRevisions, status: map[string]*opabundle.Status{}, failing: map[string]*failures{}, logs: logs.Lookup(m),
 		prints: printLog{log: o.Log, max: DefaultPrintMaxBytes}}
 	warnImmediateUploads(e.logs, o.Log)
 	e.listenToBundles()
@@ -374,6 +379,11 @@ func (e *OPA) Revision() string {
 		return ""
 	}
 	defer e.manager.Store.Abort(ctx, txn)
+	if e.digests && e.Ready() {
+		if p, err := e.policy(ctx, txn, nil); err == nil {
+			return p.revision // the digest, prepared as the next request would
+		}
+	}
 	rev, _, _ := e.revisions(ctx, txn)
 	return rev
 }
@@ -402,6 +412,14 @@ func (e *OPA) policy(ctx context.Context, txn storage.Transaction, m metrics.Met
 	rev, byName, err := e.revisions(ctx, txn)
 	if err != nil {
 		return nil, err
+	}
+	if rev == "" && e.digests {
+		if rev, err = contentRevision(ctx, e.manager.Store, txn); err != nil {
+			return nil, err
+		}
+		for name := range byName { // the decision log names it too
+			byName[name] = server.BundleInfo{Revision: rev}
+		}
 	}
 	// With decision logs, an error carries its stack_trace, as OPA's server
 	// logs it; it costs only when there is an error.

@@ -95,7 +95,7 @@ func TestOPAReloadsAConfigMapMount(t *testing.T) {
 	}
 
 	writeConfigMapVersion(t, dir, "2", "b", "two")
-	if err := e.Reload(ctx); err != nil {
+	if err := e.Reload(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !pull("b") || pull("a") || e.Revision() != "two" {
@@ -106,7 +106,7 @@ func TestOPAReloadsAConfigMapMount(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "..2026_3", "authz.rego"), []byte("package registry.authz\nallowed contains"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Reload(ctx); err == nil {
+	if err := e.Reload(ctx, nil); err == nil {
 		t.Error("a broken version reloaded without error")
 	}
 	if !pull("b") || e.Revision() != "two" {

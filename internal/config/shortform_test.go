@@ -3,6 +3,8 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -48,11 +50,40 @@ func TestShortFormOPASplitsTheURL(t *testing.T) {
 			t.Errorf("%s:\n got %s\nwant %s", c.source, got, c.want)
 		}
 	}
-	cfg, err := Load(writeConfig(t, validConfig))
-	if err != nil {
+}
+
+// A local source is a file:// bundle triggered by hand (tollgate triggers
+// it when the files change), read through ..data on a ConfigMap mount.
+func TestShortFormOPAOfALocalSource(t *testing.T) {
+	plain, mount := t.TempDir(), t.TempDir()
+	wd, _ := os.Getwd()
+	if err := os.Mkdir(filepath.Join(mount, "..2026_11_30"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cfg.ShortFormOPA(); err == nil {
-		t.Error("a directory source was written as OPA's services and bundles")
+	if err := os.Symlink("..2026_11_30", filepath.Join(mount, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	for source, want := range map[string]string{
+		plain:                            "file://" + plain,
+		filepath.Join(plain, "b.tar.gz"): "file://" + filepath.Join(plain, "b.tar.gz"),
+		mount:                            "file://" + mount + "/..data/",
+		"policy":                         "file://" + filepath.Join(wd, "policy"),
+	} {
+		cfg := &Config{Policy: PolicyConfig{Source: source}}
+		raw, err := cfg.ShortFormOPA()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Services map[string]any
+			Bundles  map[string]struct{ Resource, Trigger, Service string }
+		}
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			t.Fatal(err)
+		}
+		b := doc.Bundles[ShortFormName]
+		if b.Resource != want || b.Trigger != "manual" || b.Service != "" || doc.Services != nil {
+			t.Errorf("%s: %s, want resource %s, trigger manual and no service", source, raw, want)
+		}
 	}
 }

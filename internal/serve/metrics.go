@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tollgate/tollgate/broker"
-	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/policies"
 )
 
@@ -30,13 +29,8 @@ func (r *Runtime) registerMetrics() {
 	}, func() float64 { return 1 }))
 	r.stores.registerMetrics(r.reg)
 	r.reg.MustRegister(r.backends.collectors()...)
-	engine, poller, cache := r.engine, r.poller, r.cache
-	switch {
-	case engine != nil:
-		r.reg.MustRegister(policyCollector{engine: engine, poller: poller})
-	case r.opa != nil:
-		r.reg.MustRegister(opaCollector{r.opa})
-	}
+	cache := r.cache
+	r.reg.MustRegister(opaCollector{r.opa})
 	r.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -50,12 +44,6 @@ func (r *Runtime) registerMetrics() {
 	)
 }
 
-// policyCollector reports the policy in force at scrape time.
-type policyCollector struct {
-	engine *policies.Engine
-	poller *bundles.Poller
-}
-
 var (
 	policyInfoDesc     = prometheus.NewDesc("tollgate_policy_revision_info", "The policy revision in force (value 1); absent without a policy.", []string{"revision"}, nil)
 	policyLoadedDesc   = prometheus.NewDesc("tollgate_policy_loaded", "1 when a policy is loaded, 0 when every request is refused.", nil, nil)
@@ -65,28 +53,6 @@ var (
 	cacheEntriesDesc   = prometheus.NewDesc("tollgate_policy_decision_cache_entries", "Decisions in the decision cache.", nil, nil)
 	cacheBytesDesc     = prometheus.NewDesc("tollgate_policy_decision_cache_bytes", "Memory the decision cache accounts for (at most policy.decision_cache.max_bytes).", nil, nil)
 )
-
-func (c policyCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{policyInfoDesc, policyLoadedDesc, policyFailingDesc, policySuccessDesc, policyLastFailDesc, cacheEntriesDesc, cacheBytesDesc} {
-		ch <- d
-	}
-}
-
-func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
-	loaded := 0.0
-	if p := c.engine.Current(); p != nil {
-		loaded = 1
-		ch <- prometheus.MustNewConstMetric(policyInfoDesc, prometheus.GaugeValue, 1, p.Revision())
-	}
-	ch <- prometheus.MustNewConstMetric(policyLoadedDesc, prometheus.GaugeValue, loaded)
-	st := c.poller.Status()
-	ch <- prometheus.MustNewConstMetric(policyFailingDesc, prometheus.GaugeValue, float64(st.Failures))
-	ch <- prometheus.MustNewConstMetric(policySuccessDesc, prometheus.GaugeValue, unixOrZero(st.LastSuccess))
-	ch <- prometheus.MustNewConstMetric(policyLastFailDesc, prometheus.GaugeValue, unixOrZero(st.LastErrorAt))
-	entries, bytes := c.engine.CacheStats()
-	ch <- prometheus.MustNewConstMetric(cacheEntriesDesc, prometheus.GaugeValue, float64(entries))
-	ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(bytes))
-}
 
 // certCollector reports when each signing certificate in force expires.
 // Labels are bounded: the configured services and their key ids.
@@ -124,12 +90,16 @@ func unixOrZero(t time.Time) float64 {
 	return float64(t.UnixNano()) / 1e9
 }
 
-// opaCollector reports, in the same series, the bundles OPA's plugins
-// activated: loaded once every bundle is; failures, the most of any
+// opaCollector reports the policy in force at scrape time: the bundles
+// OPA's plugins activated, loaded once every bundle is; failures, the most of any
 // bundle; times, the latest of any.
 type opaCollector struct{ e *policies.OPA }
 
-func (c opaCollector) Describe(ch chan<- *prometheus.Desc) { policyCollector{}.Describe(ch) }
+func (c opaCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{policyInfoDesc, policyLoadedDesc, policyFailingDesc, policySuccessDesc, policyLastFailDesc, cacheEntriesDesc, cacheBytesDesc} {
+		ch <- d
+	}
+}
 
 func (c opaCollector) Collect(ch chan<- prometheus.Metric) {
 	loaded := 0.0

@@ -20,19 +20,27 @@ import (
 //
 // section names where doc came from in errors: "opa", or "policy.source"
 // for the short form (config.ShortFormOPA); rec records its requests;
-// timeout, when set, bounds each request, body included.
-func (r *Runtime) openOPA(doc []byte, section string, rec probe.Recorder, timeout time.Duration) error {
+// timeout, when set, bounds each request, body included. local is a local
+// policy.source's short form: a bundle without a manifest revision is
+// named by its content, as it always was, and nothing is persisted (the
+// files are the copy), so state_dir is not needed.
+func (r *Runtime) openOPA(doc []byte, section string, rec probe.Recorder, timeout time.Duration, local bool) error {
 	cfg := r.cfg
 	dc := cfg.Policy.DecisionCache
+	persist := filepath.Join(cfg.StateDir, "opa")
+	if local {
+		persist = ""
+	}
 	e, err := policies.OpenOPA(doc, policies.OPAOptions{
 		ID: instanceID(), Query: cfg.Policy.Query,
 		CacheSize: *dc.Size, CacheTTL: dc.TTL, CacheMaxBytes: int64(dc.MaxBytes),
 		MaxFileBytes: int64(cfg.Policy.MaxBundleBytes), Limits: cfg.Policy.BundleLimits(),
-		PersistenceDirectory: filepath.Join(cfg.StateDir, "opa"),
+		PersistenceDirectory: persist,
 		Log:                  r.log.With("policy", "opa"),
 		Probe:                rec,
 		Timeout:              timeout,
 		DecisionLog:          r.decisionLog,
+		DigestRevisions:      local,
 	})
 	if err != nil {
 		return cfg.Invalid(yamlconf.Prefix(section, err))
@@ -57,7 +65,11 @@ func (r *Runtime) openOPA(doc []byte, section string, rec probe.Recorder, timeou
 // services, which is never shown.
 func opaStatus(ctx context.Context, e *policies.OPA) []string {
 	var lines []string
-	for _, b := range e.Bundles(ctx) {
+	bs := e.Bundles(ctx)
+	for _, b := range bs {
+		if b.Active && b.Revision == "" && len(bs) == 1 {
+			b.Revision = e.Revision() // a local source's digest
+		}
 		line := fmt.Sprintf("bundle %s: ", b.Name)
 		switch {
 		case !b.Active:

@@ -3,12 +3,12 @@ package serve
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,58 +19,55 @@ import (
 	"github.com/tollgate/tollgate/policies"
 )
 
-func TestPolicyPollerSwapsGoodRevisionsAndKeepsTheLastGood(t *testing.T) {
-	dir := t.TempDir()
+// TestLocalPolicySourceReloadsAndKeepsTheLastGood: a local policy.source
+// runs as a manual file:// bundle of OPA's, triggered when the files
+// change. A good revision goes live; a broken one is logged, counted in
+// /readyz and the metrics, and the last good one keeps serving until the
+// files are fixed.
+func TestLocalPolicySourceReloadsAndKeepsTheLastGood(t *testing.T) {
+	path := testConfig(t)
+	body, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte(strings.Replace(string(body), "  source: policy\n", "  source: policy\n  polling: {min_delay: 20ms, max_delay: 20ms}\n", 1)), 0o600)
 	rego := func(action string) string {
 		return "package registry.authz\nallowed contains {\"type\": \"repository\", \"name\": \"x\", \"action\": \"" + action + "\"} if true\n"
 	}
-	os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego("pull")), 0o644)
-	e := policies.NewEngine(10, time.Minute)
-	cfg := &config.Config{Policy: config.PolicyConfig{Source: dir, Query: policies.DefaultQuery,
-		Polling: config.PollingConfig{MinDelay: 20 * time.Millisecond, MaxDelay: 20 * time.Millisecond, Timeout: time.Second}}}
-	p, err := newPolicyPoller(cfg, e, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
+	file := filepath.Join(filepath.Dir(path), "policy", "authz.rego")
+	rt := newTestRuntime(t, path)
+	first := rt.PolicyRevision()
+	if !strings.HasPrefix(first, "sha256:") {
+		t.Fatalf("revision %q: want the digest of a bundle without a manifest revision", first)
 	}
-	if err := p.Once(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	first := e.Current().Revision()
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go p.Run(ctx)
 
 	waitRevision := func(cond func(string) bool) string {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
 		for time.Now().Before(deadline) {
-			if r := e.Current().Revision(); cond(r) {
+			if r := rt.PolicyRevision(); cond(r) {
 				return r
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		t.Fatalf("revision stayed %s", e.Current().Revision())
+		t.Fatalf("revision stayed %s", rt.PolicyRevision())
 		return ""
 	}
-	os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego("push")), 0o644)
+	os.WriteFile(file, []byte(rego("push")), 0o644)
 	second := waitRevision(func(r string) bool { return r != first })
 
 	// A broken policy is logged, counted and ignored: the last good one stays.
-	os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package registry.authz\nallowed contains if {"), 0o644)
-	deadline := time.Now().Add(5 * time.Second)
-	for p.Status().Failures == 0 && time.Now().Before(deadline) {
+	os.WriteFile(file, []byte("package registry.authz\nallowed contains if {"), 0o644)
+	failing := func() bool { return slices.Contains(scrape(t, rt), "tollgate_policy_reload_failures 1") }
+	for deadline := time.Now().Add(5 * time.Second); !failing() && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if r := e.Current().Revision(); r != second || p.Status().Failures == 0 {
-		t.Fatalf("after a broken policy: revision %s (want %s), status %+v", r, second, p.Status())
+	if r := rt.PolicyRevision(); r != second || !failing() {
+		t.Fatalf("after a broken policy: revision %s (want %s), metrics %v", r, second, scrape(t, rt))
 	}
-	detail := strings.Join(policyStatus(p, e), "\n")
-	if !strings.Contains(detail, "policy revision: "+second) || !strings.Contains(detail, "policy reload failing") {
+	detail := strings.Join(rt.readyDetail(), "\n")
+	if !strings.Contains(detail, "bundle tollgate: revision "+second) || !strings.Contains(detail, "reload failing: 1 attempts") {
 		t.Fatalf("readyz detail does not show the failure:\n%s", detail)
 	}
 	// Fixed again: picked up.
-	os.WriteFile(filepath.Join(dir, "p.rego"), []byte(rego("delete")), 0o644)
+	os.WriteFile(file, []byte(rego("delete")), 0o644)
 	waitRevision(func(r string) bool { return r != second })
 }
 

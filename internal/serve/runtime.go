@@ -18,7 +18,6 @@ import (
 
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/broker"
-	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/internal/config"
 	"github.com/tollgate/tollgate/internal/yamlconf"
@@ -52,12 +51,10 @@ type Runtime struct {
 	stop    context.CancelFunc // ends bg
 	closers []func()           // in reverse order of opening
 
-	engine *policies.Engine // nil with opa
-	opa    *policies.OPA    // nil with a local policy.source
-	// source is a URL policy.source, redacted, run as OPA's configuration
-	// (config.ShortFormOPA); "" otherwise.
+	opa *policies.OPA
+	// source is policy.source (a URL redacted), run as OPA's configuration
+	// (config.ShortFormOPA); "" with opa:.
 	source     string
-	poller     *bundles.Poller
 	authorizer authz.Authorizer
 	cache      *identity.CredentialCache
 	stores     *sharedStores
@@ -164,13 +161,7 @@ func (r *Runtime) TLSConfig() *tls.Config {
 
 // PolicyRevision is the revision of the policy in force ("" without one).
 func (r *Runtime) PolicyRevision() string {
-	if r.opa != nil {
-		return r.opa.Revision()
-	}
-	if p := r.engine.Current(); p != nil {
-		return p.Revision()
-	}
-	return ""
+	return r.opa.Revision()
 }
 
 // Drain makes /readyz answer 503 while in-flight requests finish.
@@ -208,13 +199,7 @@ func loadCert(cfg *config.Config) (*tls.Certificate, error) {
 
 // ready is /readyz's test: a policy is loaded.
 func (r *Runtime) ready() error {
-	if r.opa != nil {
-		if !r.opa.Ready() {
-			return authz.ErrNoPolicy
-		}
-		return nil
-	}
-	if r.engine.Current() == nil {
+	if !r.opa.Ready() {
 		return authz.ErrNoPolicy
 	}
 	return nil
@@ -222,14 +207,11 @@ func (r *Runtime) ready() error {
 
 // readyDetail is /readyz's body: the policy and the shared state.
 func (r *Runtime) readyDetail() []string {
-	if r.opa != nil {
-		lines := opaStatus(r.bg, r.opa)
-		if r.source != "" {
-			lines = append([]string{"policy source: " + r.source}, lines...)
-		}
-		return append(lines, r.stores.status()...)
+	lines := opaStatus(r.bg, r.opa)
+	if r.source != "" {
+		lines = append([]string{"policy source: " + r.source}, lines...)
 	}
-	return append(policyStatus(r.poller, r.engine), r.stores.status()...)
+	return append(lines, r.stores.status()...)
 }
 
 // keysValid checks that every service can sign now, naming its keys.

@@ -21,7 +21,7 @@ func (r *Runtime) openShortForm(ctx context.Context) error {
 		return cfg.Invalid(err)
 	}
 	shown := bundles.RedactURL(cfg.Policy.Source)
-	if err := r.openOPA(doc, "policy.source", r.backends.factory("bundle").For(shown), cfg.Policy.Polling.Timeout); err != nil {
+	if err := r.openOPA(doc, "policy.source", r.backends.factory("bundle").For(shown), cfg.Policy.Polling.Timeout, false); err != nil {
 		return err
 	}
 	r.source = shown
