@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/test/testenv"
@@ -128,55 +127,6 @@ func TestBundleBombsAreRefusedWithinTheLimits(t *testing.T) {
 				})
 			}
 		}
-	}
-}
-
-// TestPollerDoesNotDownloadARefusedBundleAgain: a refused bundle is not
-// fetched again while the server offers the same ETag, and the poller backs
-// off; a new version is fetched at once.
-func TestPollerDoesNotDownloadARefusedBundleAgain(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		data []byte
-		want string
-	}{
-		{"bomb", testenv.Bomb(t, 2, 48), "limit"},
-		{"not a tarball", []byte("garbage"), "archive read failed"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			bs := &bundleServer{}
-			bs.publish(c.data, `"refused"`)
-			ts := httptest.NewServer(bs)
-			defer ts.Close()
-			p := &bundles.Poller{
-				Source:   &bundles.Source{Location: ts.URL},
-				MinDelay: 10 * time.Millisecond,
-				MaxDelay: 40 * time.Millisecond,
-				Apply:    func(context.Context, *bundles.Bundle) error { return nil },
-			}
-			ctx := context.Background()
-			for range 3 {
-				if err := p.Once(ctx); err == nil || !strings.Contains(err.Error(), c.want) {
-					t.Fatalf("poll: %v, want an error containing %q", err, c.want)
-				}
-			}
-			if n := bs.full.Load(); n != 1 {
-				t.Fatalf("the refused bundle was downloaded %d times, want once", n)
-			}
-			if st := p.Status(); st.Failures != 3 || st.Revision != "" {
-				t.Fatalf("status %+v, want 3 failures and no revision", st)
-			}
-			if d := p.Delay(); d < p.MaxDelay/2 {
-				t.Fatalf("delay after three refusals %v, want a backoff to at least %v", d, p.MaxDelay/2)
-			}
-			bs.publish(build(t, policyDir(t, "pull"), "r2", nil), `"r2"`)
-			if err := p.Once(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if st := p.Status(); st.Revision != "r2" || st.Failures != 0 {
-				t.Fatalf("status after a good bundle: %+v", st)
-			}
-		})
 	}
 }
 

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"log/slog"
-	"math/rand/v2" // jitter only; nothing secret
+	"fmt" // jitter only; nothing secret
 	"net"
 	"net/http"
 	"net/url"
@@ -14,14 +12,12 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/keys"
 
-	"github.com/tollgate/tollgate/internal/atomicfile"
 	"github.com/tollgate/tollgate/internal/probe"
 )
 
@@ -41,7 +37,7 @@ type Source struct {
 	Limits Limits
 	// Probe records each download from a URL: its latency, and whether the
 	// server answered with the bundle (200, or 304 not modified). A bundle
-	// too large, unsigned or invalid is the Poller's failure, not the
+	// too large, unsigned or invalid is the bundle's failure, not the
 	// server's.
 	Probe probe.Recorder
 }
@@ -288,126 +284,4 @@ func Origin(u *url.URL) string {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
 	return u.Scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
-}
-
-// Status is the state of a Poller, for /readyz and metrics.
-type Status struct {
-	Revision    string
-	LastSuccess time.Time
-	LastError   string
-	LastErrorAt time.Time
-	Failures    int // consecutive
-}
-
-// Poller loads a Source again and again and hands every new revision to
-// Apply. A bundle that fails to fetch, verify or Apply (compile) is logged
-// and counted; the last good one stays in force. URLs are polled with ETags
-// at a jittered delay between MinDelay and MaxDelay, backing off to MaxDelay
-// after failures; local sources are checked cheaply for changes every MinDelay.
-type Poller struct {
-	Source             *Source
-	MinDelay, MaxDelay time.Duration
-	Apply              func(context.Context, *Bundle) error
-	Log                *slog.Logger
-
-	mu     sync.Mutex
-	status Status
-	// etag names the last version fetched; refused says why it was
-	// refused, nil when it is the one in force. Only Once uses them.
-	etag    string
-	refused error
-	stamp   string
-}
-
-// Status returns the poller's state.
-func (p *Poller) Status() Status {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.status
-}
-
-// Once fetches and applies the bundle once, as at start.
-func (p *Poller) Once(ctx context.Context) error {
-	if !p.Source.IsURL() {
-		stamp, err := p.localStamp()
-		if err != nil {
-			return p.fail(err)
-		}
-		if stamp == p.stamp && p.Status().Revision != "" {
-			return nil
-		}
-		p.stamp = stamp // a broken version is not retried until it changes
-	}
-	b, etag, err := p.Source.Fetch(ctx, p.etag)
-	if errors.Is(err, ErrNotModified) {
-		if p.refused != nil {
-			// The server still offers the version that was refused: it is
-			// not downloaded again, and still counts, so polls back off.
-			return p.fail(p.refused)
-		}
-		return nil
-	}
-	if err == nil {
-		err = p.Apply(ctx, b)
-	}
-	if err != nil {
-		if etag != "" {
-			p.etag, p.refused = etag, err
-		}
-		return p.fail(err)
-	}
-	p.mu.Lock()
-	p.etag, p.refused = etag, nil
-	p.status = Status{Revision: b.Revision, LastSuccess: time.Now(), LastError: p.status.LastError, LastErrorAt: p.status.LastErrorAt}
-	p.mu.Unlock()
-	return nil
-}
-
-func (p *Poller) fail(err error) error {
-	p.mu.Lock()
-	p.status.LastError, p.status.LastErrorAt = err.Error(), time.Now()
-	p.status.Failures++
-	p.mu.Unlock()
-	return err
-}
-
-func (p *Poller) localStamp() (string, error) {
-	if _, err := os.Stat(p.Source.Location); err != nil {
-		return "", err
-	}
-	return atomicfile.Stamp(p.Source.Location), nil
-}
-
-// Run polls until ctx ends.
-func (p *Poller) Run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(p.Delay()):
-		}
-		if err := p.Once(ctx); err != nil && ctx.Err() == nil && p.Log != nil {
-			p.Log.Error("policy bundle not loaded; keeping the last good one",
-				"source", RedactURL(p.Source.Location), "revision_in_force", p.Status().Revision, "failures", p.Status().Failures, "err", err)
-		}
-	}
-}
-
-// Delay is how long Run waits before the next poll: for a URL a uniformly
-// jittered delay between MinDelay and MaxDelay, so replicas do not poll in
-// step; after failures an exponential backoff from MinDelay, capped at
-// MaxDelay and jittered over its upper half. Local sources are cheap to
-// check and wait MinDelay.
-func (p *Poller) Delay() time.Duration {
-	if !p.Source.IsURL() || p.MaxDelay <= p.MinDelay {
-		return p.MinDelay
-	}
-	if f := p.Status().Failures; f > 0 {
-		d := p.MaxDelay
-		if f < 30 && p.MinDelay<<f < p.MaxDelay {
-			d = p.MinDelay << f
-		}
-		return max(p.MinDelay, d/2+rand.N(d/2+1))
-	}
-	return p.MinDelay + rand.N(p.MaxDelay-p.MinDelay+1)
 }
