@@ -16,7 +16,6 @@ import (
 
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/bundles"
-	"github.com/tollgate/tollgate/internal/config"
 	"github.com/tollgate/tollgate/policies"
 	"github.com/tollgate/tollgate/scope"
 	"github.com/tollgate/tollgate/test/testenv"
@@ -173,31 +172,8 @@ func TestShortFormDecisionLogFileReopenedOnReload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	read := func(p string) string {
-		t.Helper()
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
-	decide("before")
-	rotated := logPath + ".1"
-	if err := os.Rename(logPath, rotated); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Reload(cfg); err != nil {
-		t.Fatal(err)
-	}
-	decide("after")
-	old, cur := read(rotated), read(logPath)
-	if !strings.Contains(old, `"before"`) || strings.Contains(old, `"after"`) || !strings.Contains(cur, `"after"`) || strings.Count(cur, "\n") != 1 {
-		t.Fatalf("rotated file:\n%s\nnew file:\n%s", old, cur)
-	}
+	rotateAndReload(t, rt, path, logPath, decide)
+	cur := readFile(t, logPath)
 	ev := consoleEvents(t, cur)["registry.example.com"]
 	if ev == nil || ev["type"] != "openpolicyagent.org/decision_logs" || ev["path"] != "registry/authz/allowed" ||
 		fmt.Sprint(ev["bundles"]) != "map[tollgate:map[revision:rev-3]]" || strings.Contains(cur, "alice@example.com") {

@@ -179,14 +179,23 @@ func TestDecisionLogReopenedOnReload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lines := func(p string) string {
-		t.Helper()
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
+	rotated := rotateAndReload(t, rt, path, logPath, decide)
+	if err := os.Rename(logPath, rotated); err != nil {
+		t.Fatal(err)
 	}
+	rt.ReloadFailed(errors.New("config.yaml: broken"))
+	decide("after-failed-reload")
+	if cur := readFile(t, logPath); !strings.Contains(cur, `"after-failed-reload"`) {
+		t.Fatalf("new file after a failed reload:\n%s", cur)
+	}
+}
+
+// rotateAndReload decides "before", renames the decision log away as
+// logrotate does, reloads the configuration and decides "after": the
+// renamed file must hold only "before", a new file at logPath only
+// "after". It returns the renamed file's path.
+func rotateAndReload(t *testing.T, rt *Runtime, path, logPath string, decide func(repo string)) string {
+	t.Helper()
 	decide("before")
 	rotated := logPath + ".1"
 	if err := os.Rename(logPath, rotated); err != nil {
@@ -200,17 +209,18 @@ func TestDecisionLogReopenedOnReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	decide("after")
-	if old, cur := lines(rotated), lines(logPath); !strings.Contains(old, `"before"`) || strings.Contains(old, `"after"`) ||
+	if old, cur := readFile(t, rotated), readFile(t, logPath); !strings.Contains(old, `"before"`) || strings.Contains(old, `"after"`) ||
 		!strings.Contains(cur, `"after"`) || strings.Count(cur, "\n") != 1 {
 		t.Fatalf("rotated file:\n%s\nnew file:\n%s", old, cur)
 	}
+	return rotated
+}
 
-	if err := os.Rename(logPath, rotated); err != nil {
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
 		t.Fatal(err)
 	}
-	rt.ReloadFailed(errors.New("config.yaml: broken"))
-	decide("after-failed-reload")
-	if cur := lines(logPath); !strings.Contains(cur, `"after-failed-reload"`) {
-		t.Fatalf("new file after a failed reload:\n%s", cur)
-	}
+	return string(b)
 }
