@@ -17,6 +17,7 @@ import (
 
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/internal/config"
+	"github.com/tollgate/tollgate/internal/logwrite"
 	"github.com/tollgate/tollgate/internal/serve"
 )
 
@@ -93,10 +94,21 @@ func check(c *cli.Context, cfg *config.Config) error {
 	return nil
 }
 
+// logBufferBytes bounds the log lines waiting to be written: about four
+// thousand token lines; a log call waits when they fill it.
+const logBufferBytes = 1 << 20
+
 // runServe runs the broker until ctx ends or SIGINT/SIGTERM; the
 // development banner goes to out, logs to logOut.
 func runServe(ctx context.Context, cfg *config.Config, dev *devSetup, out, logOut io.Writer) error {
 	started := time.Now()
+	if f, ok := logOut.(*os.File); ok {
+		// One write for many lines under load, none in a request's path
+		// (internal/logwrite); everything is out when serve returns.
+		lw := logwrite.New(f, logBufferBytes)
+		defer lw.Close()
+		logOut = lw
+	}
 	log := newLogger(cfg.Log, logOut)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

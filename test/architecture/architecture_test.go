@@ -39,6 +39,7 @@ var rules = []rule{
 	{"internal/yamlconf", with(above, leafNever...), "internal helpers are leaves"},
 	{"internal/probe", with(above, leafNever...), "internal helpers are leaves"},
 	{"internal/ownedfs", with(above, leafNever...), "internal helpers are leaves"},
+	{"internal/logwrite", with(above, leafNever...), "internal helpers are leaves"},
 	{"internal/credhelper", with(above, clientNever...), "the client side speaks the wire contract, not the broker's code"},
 	{"internal/devicelogin", with(above, clientNever...), "the client side speaks the wire contract, not the broker's code"},
 }

@@ -139,10 +139,7 @@ func TestDeviceLogin(t *testing.T) {
 		}
 		expectAccess(t, body.AccessToken, pushPull)
 
-		logData, _ := os.ReadFile(b.proc.log)
-		if !strings.Contains(string(logData), `"session_id":"`+sid+`"`) {
-			t.Errorf("the decision log does not name session %s", sid)
-		}
+		logData := []byte(b.proc.logWith(t, `"session_id":"`+sid+`"`)) // the token line names the session
 		store := filepath.Join(b.dir, "state", "sessions.json")
 		stored, err := os.ReadFile(store)
 		if err != nil || !strings.Contains(string(stored), sid) {
@@ -445,7 +442,5 @@ func TestDeviceLoginGraceServesLastValidatedIdentity(t *testing.T) {
 		t.Fatalf("refresh within the grace: %d %s", status, raw)
 	}
 	expectAccess(t, body.AccessToken, nil) // not the push nora had at login
-	if logData, _ := os.ReadFile(b.proc.log); !strings.Contains(string(logData), "serving the last validated identity") {
-		t.Error("the broker did not log that it served the last validated identity")
-	}
+	b.proc.logWith(t, "serving the last validated identity")
 }

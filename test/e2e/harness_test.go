@@ -8,6 +8,8 @@
 package e2e
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -132,6 +134,22 @@ func (p *process) tail() string {
 		data = data[len(data)-max:]
 	}
 	return fmt.Sprintf("--- %s log (%s), last %d bytes ---\n%s", p.name, p.log, len(data), data)
+}
+
+// logWith returns the process's log once it holds want. A line reaches
+// the file shortly after the request that logged it, not before the
+// response (internal/logwrite): read the log after a request through this.
+func (p *process) logWith(t testing.TB, want string) string {
+	t.Helper()
+	var log []byte
+	waitUntil(t, p, fmt.Sprintf("%q in the log", want), func() error {
+		log, _ = os.ReadFile(p.log)
+		if !bytes.Contains(log, []byte(want)) {
+			return errors.New("not logged")
+		}
+		return nil
+	})
+	return string(log)
 }
 
 // waitUntil polls check until it returns nil, the process dies, or 20

@@ -170,8 +170,8 @@ func TestOPASectionGrantsTokensEndToEnd(t *testing.T) {
 	if refused.Load() != 0 {
 		t.Errorf("the bundle server refused %d requests: the bearer credentials were not sent", refused.Load())
 	}
-	logged, _ := os.ReadFile(b.proc.log)
-	if strings.Contains(string(logged), opaBundleToken) || strings.Contains(body, opaBundleToken) {
+	logged := b.settledLog(t)
+	if strings.Contains(logged, opaBundleToken) || strings.Contains(body, opaBundleToken) {
 		t.Errorf("the bundle service's bearer token shows in the log or /readyz")
 	}
 }

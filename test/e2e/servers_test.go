@@ -64,6 +64,26 @@ func (b *broker) realm() string { return fmt.Sprintf("http://localhost:%d/token"
 
 func (b *broker) url(path string) string { return fmt.Sprintf("http://localhost:%d%s", b.port, path) }
 
+// settledLog returns the broker's log with the lines of every request
+// answered so far: it asks once more, with a request id of its own, and
+// waits for that request's line (lines are written in order, shortly after
+// their response; internal/logwrite). For checks that something is absent.
+func (b *broker) settledLog(t testing.TB) string {
+	t.Helper()
+	id := "settle-" + rand.Text()
+	req, err := http.NewRequest(http.MethodGet, b.url("/token"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Request-ID", id)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return b.proc.logWith(t, `"request_id":"`+id+`"`)
+}
+
 // tollgate runs a tollgate subcommand that must succeed.
 func tollgate(t testing.TB, stdin string, args ...string) string {
 	t.Helper()
