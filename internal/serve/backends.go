@@ -22,12 +22,14 @@ type backendMetrics struct {
 
 	mu    sync.Mutex
 	known map[string]*probe.Health // by backend and name, for every Recorder made
+	refs  map[string]int           // by backend and name: live connectors using it
 }
 
 func newBackendMetrics(checks probe.Schedule) *backendMetrics {
 	return &backendMetrics{
 		checks: checks,
 		known:  map[string]*probe.Health{},
+		refs:   map[string]int{},
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tollgate_backend_request_duration_seconds",
 			Help:    "Calls to a backend (ldap: a search or bind; oidc: a discovery and JWKS fetch; redis: a command; bundle: a download), by outcome: ok (it answered, refusals included), error, timeout. Calls whose client hung up are not counted.",
@@ -62,6 +64,57 @@ func (m *backendMetrics) factory(backend string) probe.Factory {
 		}
 		return r
 	}
+}
+
+// connectorProbes is the probe factory of one connector, and release,
+// which drops the series it made once no live connector uses them: a
+// connector removed by a reload leaves no tollgate_backend_up behind (an
+// alert on a directory that was down when it was removed would fire for
+// ever). A connector opened again by a reload takes its series over before
+// the old one releases them, so they keep their values.
+func (m *backendMetrics) connectorProbes() (probes func(backend string) probe.Factory, release func()) {
+	if m == nil {
+		return m.factory, func() {}
+	}
+	var mu sync.Mutex
+	var made [][2]string
+	probes = func(backend string) probe.Factory {
+		f := m.factory(backend)
+		return func(name string) probe.Recorder {
+			m.mu.Lock()
+			m.refs[backend+"\x00"+name]++
+			m.mu.Unlock()
+			mu.Lock()
+			made = append(made, [2]string{backend, name})
+			mu.Unlock()
+			return f(name)
+		}
+	}
+	release = func() {
+		mu.Lock()
+		mine := made
+		made = nil
+		mu.Unlock()
+		for _, bn := range mine {
+			m.unref(bn[0], bn[1])
+		}
+	}
+	return probes, release
+}
+
+// unref drops a connector's use of a backend's series, and the series
+// with the last use.
+func (m *backendMetrics) unref(backend, name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := backend + "\x00" + name
+	if m.refs[key]--; m.refs[key] > 0 {
+		return
+	}
+	delete(m.refs, key)
+	delete(m.known, key)
+	m.up.DeleteLabelValues(backend, name)
+	m.latency.DeletePartialMatch(prometheus.Labels{"backend": backend, "name": name})
 }
 
 // health is the Health of this backend, and whether it had a Recorder

@@ -2,12 +2,14 @@ package serve
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tollgate/tollgate/internal/config"
 	"github.com/tollgate/tollgate/internal/probe"
 )
 
@@ -73,4 +75,71 @@ func gather(t *testing.T, reg *prometheus.Registry) string {
 		}
 	}
 	return b.String()
+}
+
+// TestRemovedConnectorLeavesNoSeries: a reload that removes a connector
+// removes its backend's series (an alert on a directory that was down when
+// it was removed would otherwise fire for ever); one that changes the
+// connector keeps them.
+func TestRemovedConnectorLeavesNoSeries(t *testing.T) {
+	t.Setenv("TOLLGATE_TEST_BIND", "secret")
+	path := testConfig(t)
+	base := readFile(t, path)
+	corp := func(poolSize int) string {
+		return strings.Replace(base, "identity:\n", fmt.Sprintf(`identity:
+  - name: corp
+    type: ldap
+    url: ldap://127.0.0.1:1
+    bind_dn: cn=reader,dc=example,dc=org
+    bind_password_env: TOLLGATE_TEST_BIND
+    user_base: ou=people,dc=example,dc=org
+    user_filter: "(uid={user})"
+    pool_size: %d
+`, poolSize), 1)
+	}
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rt *Runtime
+	reload := func() {
+		t.Helper()
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(corp(2))
+	rt = newTestRuntime(t, path)
+	has := func() bool {
+		for _, s := range scrape(t, rt) {
+			if strings.Contains(s, `name="corp"`) {
+				return true
+			}
+		}
+		return false
+	}
+	if !has() {
+		t.Fatalf("no series for the LDAP connector corp:\n%s", strings.Join(scrape(t, rt), "\n"))
+	}
+	write(corp(3))
+	reload()
+	if !has() {
+		t.Fatal("a reload that changed corp removed its series")
+	}
+	write(base)
+	reload()
+	if has() {
+		t.Errorf("corp was removed by a reload, its series stay:\n%s", strings.Join(scrape(t, rt), "\n"))
+	}
+	write(corp(2))
+	reload()
+	if !has() {
+		t.Fatal("corp added again has no series")
+	}
 }

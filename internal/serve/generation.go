@@ -24,16 +24,19 @@ type generation struct {
 // did not change, with its caches, pooled connections and fetched OIDC keys:
 // a reload while an identity provider is down must not lose them.
 type liveConnector struct {
-	key    string // config.ConnectorKey: its type, base directory and text
-	conn   identity.Connector
-	cancel context.CancelFunc
+	key     string // config.ConnectorKey: its type, base directory and text
+	conn    identity.Connector
+	cancel  context.CancelFunc
+	release func() // drops its backends' metric series (connectorProbes)
 }
 
 // retire stops the connectors of old that next does not keep, after the
-// longest a request may take (requests in flight finish on them).
+// longest a request may take (requests in flight finish on them). Their
+// backends' metric series go at once: they are no longer configured.
 func retire(old, next map[string]*liveConnector, after time.Duration) {
 	for name, lc := range old {
 		if next[name] != lc {
+			lc.release()
 			time.AfterFunc(after, lc.cancel)
 		}
 	}
@@ -49,13 +52,15 @@ func (r *Runtime) connectors(cfg *config.Config, prev map[string]*liveConnector)
 		lc := prev[c.Name]
 		if lc == nil || lc.key != key {
 			cctx, cancel := context.WithCancel(r.bg)
-			conn, err := cfg.OpenConnector(config.ConnectorEnv{Ctx: cctx, Log: r.log, Cache: r.cache, Check: r.opts.Check, Probes: r.backends.factory}, i)
+			probes, release := r.backends.connectorProbes()
+			conn, err := cfg.OpenConnector(config.ConnectorEnv{Ctx: cctx, Log: r.log, Cache: r.cache, Check: r.opts.Check, Probes: probes}, i)
 			if err != nil {
 				cancel()
+				release()
 				retire(next, prev, 0) // stop what this attempt built
 				return nil, nil, err
 			}
-			lc = &liveConnector{key: key, conn: conn, cancel: cancel}
+			lc = &liveConnector{key: key, conn: conn, cancel: cancel, release: release}
 		}
 		next[c.Name] = lc
 		conns = append(conns, lc.conn)
