@@ -3,6 +3,8 @@ package policies
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -177,4 +179,13 @@ func warnImmediateUploads(p *logs.Plugin, log *slog.Logger) {
 		return
 	}
 	log.Warn("decision_logs.reporting.trigger: immediate: while the collector hangs, OPA keeps one goroutine and one chunk in memory per upload_size_limit_bytes of decisions, unbounded; trigger: periodic with a short min_delay_seconds is bounded by buffer_size_limit_bytes")
+}
+
+// newDecisionID returns a random (version 4) UUID, as OPA's decision ids are.
+func newDecisionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

@@ -34,15 +34,28 @@ func (r Replayed) Changed() bool {
 	return r.BeforeOK && !slices.EqualFunc(r.Before, r.After, slices.Equal)
 }
 
-// loggedDecision is what replay reads of a decision-log line: tollgate's
-// (NewDecisionLog) and OPA's (decision_id, path, input, result; also its
-// console logger's lines) share these fields. OPA's result is the rule's
-// value as queried: the allowed set (path .../allowed), or the package's
-// document with an allowed field (path .../authz).
+// loggedDecision is what replay reads of a decision-log line. Two lines
+// share these fields: OPA's (decision_id, path, input, result; its console
+// line, which policy.decision_log writes now) and the older line
+// tollgate's own decision log wrote before policy.decision_log went
+// through OPA's plugin (decision 0014), which users keep in archives
+// (testdata/decisions-old.jsonl; docs/opa.md lists how it differs). OPA's
+// result is the rule's value as queried: the allowed set (path
+// .../allowed), or the package's document with an allowed field (path
+// .../authz). The error is OPA's message, OPA's object, or the old line's
+// {code, message}: any of them is a recorded error.
 type loggedDecision struct {
 	Input  *authz.Input    `json:"input"`
 	Result json.RawMessage `json:"result"`
 	Error  json.RawMessage `json:"error"`
+}
+
+// allowedEntry is one element of the allowed set: an action granted on a
+// resource.
+type allowedEntry struct {
+	Type   string `json:"type"`
+	Name   string `json:"name"`
+	Action string `json:"action"`
 }
 
 // granted turns a logged result into the grants the broker signed.

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -115,21 +117,47 @@ func replayChanges(t *testing.T, p *policies.Policy, log []byte) (changed []int,
 	return changed, total
 }
 
-// TestReplayReportsExactlyTheChangedDecisions: 1,200 decisions recorded by
-// the broker's decision log under the default policy, replayed through a
-// changed one, report exactly the decisions that deciding each input with
-// both policies finds changed, and none through the unchanged policy.
+// oldLogLine is decision i as tollgate's own decision log wrote it before
+// policy.decision_log went through OPA's plugin (testdata/decisions-old.jsonl
+// holds lines that writer wrote): OPA's field names, the granted actions as
+// {type, name, action} per scope, cached and request_id at the top level.
+func oldLogLine(t *testing.T, i int, in authz.Input, d authz.Decision) []byte {
+	t.Helper()
+	result := []map[string]string{}
+	for j, actions := range d.Allowed {
+		for _, a := range slices.Sorted(maps.Keys(actions)) {
+			result = append(result, map[string]string{"type": in.Scopes[j].Type, "name": in.Scopes[j].Name, "action": a})
+		}
+	}
+	line, err := json.Marshal(map[string]any{
+		"decision_id": fmt.Sprintf("00000000-0000-4000-8000-%012d", i), "labels": map[string]string{"id": "test"},
+		"bundles": map[string]any{"tollgate": map[string]string{"revision": d.Revision}}, "path": "registry/authz/allowed",
+		"input": in, "result": result, "requested_by": in.Client.IP, "timestamp": "2026-11-29T12:00:00Z",
+		"metrics": map[string]int64{"timer_server_handler_ns": 1000}, "cached": d.Cached, "request_id": fmt.Sprint("req-", i),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(line, '\n')
+}
+
+// TestReplayReportsExactlyTheChangedDecisions: 1,200 decisions recorded in
+// the broker's older decision-log line under the default policy, replayed
+// through a changed one, report exactly the decisions that deciding each
+// input with both policies finds changed, and none through the unchanged
+// policy.
 func TestReplayReportsExactlyTheChangedDecisions(t *testing.T) {
 	old, changed, _ := defaultAndChanged(t)
 	inputs := replayInputs(1200)
 	e := policies.NewEngine(1000, 0)
 	e.Swap(old)
 	var log bytes.Buffer
-	dl := policies.NewDecisionLog(e, &log, policies.DefaultQuery, map[string]string{"id": "test"})
-	for _, in := range inputs {
-		if _, err := dl.Authorize(context.Background(), in); err != nil {
+	for i, in := range inputs {
+		d, err := e.Authorize(context.Background(), in)
+		if err != nil {
 			t.Fatal(err)
 		}
+		log.Write(oldLogLine(t, i, in, d))
 	}
 	want := directChanges(t, old, changed, inputs)
 	if len(want) < 50 || len(want) > len(inputs)-50 {
@@ -147,7 +175,7 @@ func TestReplayReportsExactlyTheChangedDecisions(t *testing.T) {
 // TestReplayReadsOPADecisionLogs: the lines OPA writes when it serves the
 // same policy (result: the allowed set for path registry/authz/allowed, the
 // package's document for registry/authz), among other log lines, replay as
-// the broker's do.
+// the broker's older lines do.
 func TestReplayReadsOPADecisionLogs(t *testing.T) {
 	old, changed, b := defaultAndChanged(t)
 	inputs := replayInputs(300)
@@ -185,6 +213,38 @@ func TestReplayReadsOPADecisionLogs(t *testing.T) {
 	skipped, err := changed.Replay(ctx, bytes.NewReader(log.Bytes()), func(policies.Replayed) error { return nil })
 	if err != nil || skipped != 1 {
 		t.Fatalf("a log line that is no decision: skipped %d, %v", skipped, err)
+	}
+}
+
+// TestReplayReadsTheOldTollgateLine: lines tollgate's own decision log wrote
+// (testdata/decisions-old.jsonl, under the default policy, the first before
+// a policy was loaded) replay as they were decided: the error as a recorded
+// error, which a policy that decides changes, the grants as granted, the
+// denial as nothing granted. An error in OPA's console line (its message)
+// is a recorded error too.
+func TestReplayReadsTheOldTollgateLine(t *testing.T) {
+	p, _, _ := defaultAndChanged(t)
+	log, err := os.ReadFile("testdata/decisions-old.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log = append(log, `{"decision_id":"a6199170-9525-4cfe-afe3-507552010278","path":"registry/authz/allowed",`+
+		`"input":{"service":"registry.test","identity":{"subject":"dave","connector":"local"},"scopes":[{"type":"repository","name":"team/app","actions":["pull"]}]},`+
+		`"error":"one or more bundles are not activated: authz","type":"openpolicyagent.org/decision_logs","level":"info","msg":"Decision Log","time":"2026-11-30T01:23:45Z"}`+"\n"...)
+	var got []string
+	skipped, err := p.Replay(context.Background(), bytes.NewReader(log), func(r policies.Replayed) error {
+		got = append(got, fmt.Sprintf("%d %s recorded:%v %v now:%v changed:%v", r.Line, r.Input.Identity.Subject, r.BeforeOK, r.Before, r.After, r.Changed()))
+		return nil
+	})
+	want := []string{
+		"1 alice recorded:false [] now:[[pull push]] changed:true",
+		"2 alice recorded:true [[pull push]] now:[[pull push]] changed:false",
+		"3 bob recorded:true [[pull]] now:[[pull]] changed:false",
+		"4 carol recorded:true [[]] now:[[]] changed:false",
+		"5 dave recorded:false [] now:[[]] changed:true",
+	}
+	if err != nil || skipped != 0 || !slices.Equal(got, want) {
+		t.Fatalf("replay: %v (%d skipped)\ngot  %q\nwant %q", err, skipped, got, want)
 	}
 }
 

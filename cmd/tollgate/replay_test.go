@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,36 +10,16 @@ import (
 	"testing"
 
 	"github.com/tollgate/tollgate/authz"
-	"github.com/tollgate/tollgate/bundles"
-	"github.com/tollgate/tollgate/identity"
-	"github.com/tollgate/tollgate/policies"
-	"github.com/tollgate/tollgate/scope"
 )
 
 // policy test --against-log prints the recorded decisions a changed policy
 // decides differently, with their input, and fails unless --allow-changes.
+// The log is three lines the broker's older decision log wrote under the
+// default policy (alice, bob, carol asking team/app:pull,push), as archives
+// from earlier releases hold; OPA's line is replayed by the policies tests
+// and, from a served broker, by the e2e tests.
 func TestPolicyTestAgainstLogPrintsChangedDecisions(t *testing.T) {
-	b, err := bundles.LoadDir("../../policies/default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := policies.Compile(context.Background(), b, policies.DefaultQuery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := policies.NewEngine(0, 0)
-	e.Swap(p)
-	var log bytes.Buffer
-	dl := policies.NewDecisionLog(e, &log, policies.DefaultQuery, nil)
-	for _, user := range []string{"alice", "bob", "carol"} {
-		in := authz.Input{Service: "registry.test", Identity: identity.Identity{Subject: user, Name: user, Groups: []string{}, Connector: "local", Claims: map[string]any{}},
-			Scopes: []scope.Scope{{Type: "repository", Name: "team/app", Actions: []string{"pull", "push"}}}}
-		if _, err := dl.Authorize(context.Background(), in); err != nil {
-			t.Fatal(err)
-		}
-	}
-	logFile := filepath.Join(t.TempDir(), "decisions.log")
-	os.WriteFile(logFile, log.Bytes(), 0o644)
+	logFile := "testdata/decisions-old.jsonl"
 
 	out, err := run(t, "", "policy", "test", "../../policies/default", "--against-log", logFile)
 	if err != nil || !strings.Contains(out, "0 of 3 decisions") {

@@ -15,12 +15,12 @@ import (
 // changedLine starts each decision --against-log reports.
 var changedLine = regexp.MustCompile(`(?m)^line \d+: `)
 
-// policy test --against-log reads the decision logs the served broker
-// writes, both its own (policy.decision_log of a local source) and OPA's
-// decision_logs plugin's console output under opa: (lines among the
-// broker's log, or policy.decision_log's file): a
-// changed policy reports exactly the decision it changes, and exits 2
-// unless --allow-changes.
+// policy test --against-log reads the decision logs a served broker
+// writes, all in OPA's console line: policy.decision_log of a local source,
+// OPA's console output under opa: (lines among the broker's log), and
+// policy.decision_log under opa: (the older line tollgate wrote itself is
+// replayed by the policies and cmd tests). A changed policy reports exactly
+// the decision it changes, and exits 2 unless --allow-changes.
 func TestAgainstLogReplaysTheBrokersDecisionLogs(t *testing.T) {
 	needTollgate(t)
 	bundleDir := filepath.Join(t.TempDir(), "bundle")
