@@ -4,55 +4,24 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/plugins/logs"
 
 	"github.com/tollgate/tollgate/policies"
-	"github.com/tollgate/tollgate/test/testenv"
+	"github.com/tollgate/tollgate/test/opatest"
 )
-
-// troubledCollector serves the signed bundle and, at /logs, a decision-log
-// collector that answers 500 (hang false) or never answers (hang true)
-// until the test ends. It counts the uploads it was asked.
-func troubledCollector(t *testing.T, hang bool) (url, public string, uploads *atomic.Int64) {
-	t.Helper()
-	private, public := testenv.WriteES256KeyPair(t, t.TempDir())
-	bundle, _ := signedBundleServer(t, private)
-	uploads = &atomic.Int64{}
-	release := make(chan struct{})
-	mux := http.NewServeMux()
-	mux.HandleFunc("/logs", func(w http.ResponseWriter, r *http.Request) {
-		uploads.Add(1)
-		if hang {
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
-			return
-		}
-		http.Error(w, "collector down", http.StatusInternalServerError)
-	})
-	mux.Handle("/", bundle.Config.Handler)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(release) }) // before srv.Close, which waits for handlers
-	return srv.URL, public, uploads
-}
 
 // An OPA engine stopped with a deadline returns by it, though OPA's
 // decision-log plugin waits for an upload to a collector that hangs.
 func TestOPAStopKeepsItsBudgetWhenTheCollectorHangs(t *testing.T) {
 	for _, trigger := range []string{"periodic", "immediate"} {
 		t.Run(trigger, func(t *testing.T) {
-			url, public, uploads := troubledCollector(t, true)
-			doc := opaConfig(t, url, public, t.TempDir()) + `decision_logs:
+			collector, public := bundleAndCollector(t, opatest.Hang)
+			doc := opaConfig(t, collector.URL, public, t.TempDir()) + `decision_logs:
   service: bundles
   resource: /logs
   reporting: {min_delay_seconds: 1, max_delay_seconds: 1, upload_size_limit_bytes: 4096, trigger: ` + trigger + `}
@@ -73,7 +42,7 @@ func TestOPAStopKeepsItsBudgetWhenTheCollectorHangs(t *testing.T) {
 				if _, err := e.Authorize(context.Background(), opaTestInput); err != nil {
 					t.Fatal(err)
 				}
-				if uploads.Load() > 0 {
+				if collector.Uploads() > 0 {
 					more++
 				} else if i > 20000 {
 					t.Fatal("no upload attempted")
@@ -128,12 +97,12 @@ func TestOPADecisionLogBufferIsBoundedWhenTheCollectorFails(t *testing.T) {
 	const limit = 32 << 10
 	for _, c := range []struct {
 		name    string
-		hang    bool
+		mode    opatest.Mode
 		trigger string
-	}{{"hangs", true, "periodic"}, {"fails", false, "periodic"}, {"fails", false, "immediate"}} {
+	}{{"hangs", opatest.Hang, "periodic"}, {"fails", opatest.Fail, "periodic"}, {"fails", opatest.Fail, "immediate"}} {
 		t.Run(c.name+"/"+c.trigger, func(t *testing.T) {
-			url, public, uploads := troubledCollector(t, c.hang)
-			doc := opaConfig(t, url, public, t.TempDir()) + `decision_logs:
+			collector, public := bundleAndCollector(t, c.mode)
+			doc := opaConfig(t, collector.URL, public, t.TempDir()) + `decision_logs:
   service: bundles
   resource: /logs
   reporting: {min_delay_seconds: 1, max_delay_seconds: 1, upload_size_limit_bytes: 4096, trigger: ` + c.trigger + `}
@@ -175,10 +144,10 @@ func TestOPADecisionLogBufferIsBoundedWhenTheCollectorFails(t *testing.T) {
 			if n := settledGoroutines(before + 20); n > before+20 {
 				t.Errorf("goroutines grew from %d to %d", before, n)
 			}
-			if uploads.Load() == 0 {
+			if collector.Uploads() == 0 {
 				t.Error("no upload attempted")
 			}
-			t.Logf("%d uploads attempted, %d bytes buffered, goroutines %d -> %d", uploads.Load(), size, before, runtime.NumGoroutine())
+			t.Logf("%d uploads attempted, %d bytes buffered, goroutines %d -> %d", collector.Uploads(), size, before, runtime.NumGoroutine())
 		})
 	}
 }

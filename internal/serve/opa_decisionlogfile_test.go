@@ -18,6 +18,7 @@ import (
 	"github.com/tollgate/tollgate/bundles"
 	"github.com/tollgate/tollgate/policies"
 	"github.com/tollgate/tollgate/scope"
+	"github.com/tollgate/tollgate/test/opatest"
 	"github.com/tollgate/tollgate/test/testenv"
 )
 
@@ -43,21 +44,8 @@ func consoleEvents(t *testing.T, log string) map[string]map[string]any {
 // error as its message), after the same mask and drop policies; the
 // document's upload to a collector goes on beside it.
 func TestDecisionLogFileLineIsOPAsConsoleLine(t *testing.T) {
-	private, public := testenv.WriteES256KeyPair(t, t.TempDir())
-	bundle, _ := signedBundleServer(t, private)
-	collector := &decisionCollector{}
-	mux := http.NewServeMux()
-	mux.Handle("/logs", collector)
-	mux.Handle("/", bundle.Config.Handler)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	cfgFile := writeConfig(t, opaConfig(t, srv.URL, public, t.TempDir())+`labels: {team: registry}
-decision_logs:
-  console: true
-  service: bundles
-  resource: /logs
-  reporting: {min_delay_seconds: 1, max_delay_seconds: 1}
-`)
+	collector, public := bundleAndCollector(t, opatest.Keep)
+	cfgFile := writeConfig(t, opaConfig(t, collector.URL, public, t.TempDir())+"labels: {team: registry}\n"+uploadEverySecond+"  console: true\n")
 	doc, _ := os.ReadFile(cfgFile)
 	in := opaTestInput
 	in.Identity.Claims = map[string]any{"email": "alice@example.com", "sub": "alice"}
@@ -114,7 +102,7 @@ decision_logs:
 	if strings.Contains(ours.String(), "alice@example.com") || !strings.Contains(ours.String(), `"erased":["/input/identity/claims/email"]`) {
 		t.Errorf("the mask policy was not applied:\n%s", ours.String())
 	}
-	waitFor(t, "the upload beside the file", func() bool { return collector.event(true, "boom") != nil })
+	waitFor(t, "the upload beside the file", func() bool { return decisionEvent(collector, true, "boom") != nil })
 }
 
 // startOPARunLogged is startOPARun with what opa prints readable while it

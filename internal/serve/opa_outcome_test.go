@@ -4,34 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/tollgate/tollgate/authz"
 	"github.com/tollgate/tollgate/policies"
-	"github.com/tollgate/tollgate/test/testenv"
+	"github.com/tollgate/tollgate/test/opatest"
 )
 
 // loggingOPA is the OPA engine of opaConfig with its decision logs
 // uploaded to a collector every second; bundles, when not empty, are more
 // lines under bundles:.
-func loggingOPA(t *testing.T, bundles string) (*policies.OPA, *decisionCollector) {
+func loggingOPA(t *testing.T, bundles string) (*policies.OPA, *opatest.Collector) {
 	t.Helper()
-	private, public := testenv.WriteES256KeyPair(t, t.TempDir())
-	bundle, _ := signedBundleServer(t, private)
-	collector := &decisionCollector{}
-	mux := http.NewServeMux()
-	mux.Handle("/logs", collector)
-	mux.Handle("/", bundle.Config.Handler)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	doc := strings.Replace(opaConfig(t, srv.URL, public, t.TempDir()), "\nbundles:\n", "\nbundles:\n"+bundles, 1) + `decision_logs:
-  service: bundles
-  resource: /logs
-  reporting: {min_delay_seconds: 1, max_delay_seconds: 1}
-`
+	collector, public := bundleAndCollector(t, opatest.Keep)
+	doc := strings.Replace(opaConfig(t, collector.URL, public, t.TempDir()), "\nbundles:\n", "\nbundles:\n"+bundles, 1) + uploadEverySecond
 	return openTestOPA(t, doc), collector
 }
 
@@ -57,15 +44,14 @@ func TestOPADecisionLogWaitsForTheTokenID(t *testing.T) {
 	if _, err := e.Authorize(context.Background(), opaTestInput); err != nil { // uploaded after both
 		t.Fatal(err)
 	}
-	waitFor(t, "the last decision's upload", func() bool { return collector.event(true, opaTestInput.Service) != nil })
+	waitFor(t, "the last decision's upload", func() bool { return decisionEvent(collector, true, opaTestInput.Service) != nil })
 
 	for service, want := range map[string]string{
 		"signed":  "map[cached:false request_id:req-signed service:signed session_id:session-1 token_id:jti-of-the-token]",
 		"refused": "map[cached:false request_id:req-refused service:refused]",
 	} {
 		n := 0
-		collector.mu.Lock()
-		for _, ev := range collector.events {
+		for _, ev := range collector.Events() {
 			if ev["input"].(map[string]any)["service"] == service {
 				n++
 				if tg := ev["custom"].(map[string]any)[policies.DecisionLogKey]; fmt.Sprint(tg) != want {
@@ -73,7 +59,6 @@ func TestOPADecisionLogWaitsForTheTokenID(t *testing.T) {
 				}
 			}
 		}
-		collector.mu.Unlock()
 		if n != 1 {
 			t.Errorf("%s: %d events uploaded, want 1", service, n)
 		}
@@ -95,7 +80,7 @@ func TestOPARefusalBeforeActivationIsLoggedAsAnError(t *testing.T) {
 		t.Fatalf("with bundle missing not activated: %v, want ErrNoPolicy", err)
 	}
 	var ev map[string]any
-	waitFor(t, "the refusal's upload", func() bool { ev = collector.event(true, opaTestInput.Service); return ev != nil })
+	waitFor(t, "the refusal's upload", func() bool { ev = decisionEvent(collector, true, opaTestInput.Service); return ev != nil })
 	if _, ok := ev["result"]; ok {
 		t.Errorf("a refusal logged a result: %v", ev["result"])
 	}

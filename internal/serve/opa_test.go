@@ -2,7 +2,6 @@ package serve
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +27,7 @@ import (
 	"github.com/tollgate/tollgate/identity"
 	"github.com/tollgate/tollgate/policies"
 	"github.com/tollgate/tollgate/scope"
+	"github.com/tollgate/tollgate/test/opatest"
 	"github.com/tollgate/tollgate/test/testenv"
 )
 
@@ -363,42 +363,32 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// decisionCollector speaks OPA's decision-log upload API: POSTs of gzipped
-// JSON arrays of events. It keeps every event.
-type decisionCollector struct {
-	mu     sync.Mutex
-	events []map[string]any
+// bundleAndCollector serves the bundle of signedBundleServer and, at
+// /logs, a decision-log collector answering as mode says; public is the
+// key that verifies the bundle.
+func bundleAndCollector(t *testing.T, mode opatest.Mode) (c *opatest.Collector, public string) {
+	t.Helper()
+	private, public := testenv.WriteES256KeyPair(t, t.TempDir())
+	bundle, _ := signedBundleServer(t, private)
+	return opatest.Start(t, mode, bundle.Config.Handler), public
 }
 
-func (c *decisionCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	zr, err := gzip.NewReader(r.Body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	var batch []map[string]any
-	if err := json.NewDecoder(zr).Decode(&batch); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	c.mu.Lock()
-	c.events = append(c.events, batch...)
-	c.mu.Unlock()
-}
+// uploadEverySecond is the decision_logs section that uploads to
+// bundleAndCollector's collector.
+const uploadEverySecond = `decision_logs:
+  service: bundles
+  resource: /logs
+  reporting: {min_delay_seconds: 1, max_delay_seconds: 1}
+`
 
-// event returns the first event for input.service for which tollgate is
-// whether it holds tollgate's key, or nil.
-func (c *decisionCollector) event(tollgate bool, service string) map[string]any {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, e := range c.events {
+// decisionEvent returns the first event c kept for service for which
+// tollgate is whether it holds tollgate's key, or nil.
+func decisionEvent(c *opatest.Collector, tollgate bool, service string) map[string]any {
+	return c.Find(func(e map[string]any) bool {
 		custom, _ := e["custom"].(map[string]any)
-		input, _ := e["input"].(map[string]any)
-		if _, ok := custom[policies.DecisionLogKey]; ok == tollgate && input["service"] == service {
-			return e
-		}
-	}
-	return nil
+		_, ok := custom[policies.DecisionLogKey]
+		return ok == tollgate && opatest.Input(e)["service"] == service
+	})
 }
 
 // TestOPADecisionLogsAsOPARunUploadsThem: with the same OPA configuration
@@ -408,21 +398,9 @@ func (c *decisionCollector) event(tollgate bool, service string) map[string]any 
 // times and tollgate's key, also for an evaluation error; neither holds the
 // masked email claim nor the dropped decision.
 func TestOPADecisionLogsAsOPARunUploadsThem(t *testing.T) {
-	private, public := testenv.WriteES256KeyPair(t, t.TempDir())
-	bundle, _ := signedBundleServer(t, private)
-	collector := &decisionCollector{}
-	mux := http.NewServeMux()
-	mux.Handle("/logs", collector)
-	mux.Handle("/", bundle.Config.Handler)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	collector, public := bundleAndCollector(t, opatest.Keep)
 	cfgFile := filepath.Join(t.TempDir(), "opa.yaml")
-	os.WriteFile(cfgFile, []byte(opaConfig(t, srv.URL, public, t.TempDir())+`labels: {team: registry}
-decision_logs:
-  service: bundles
-  resource: /logs
-  reporting: {min_delay_seconds: 1, max_delay_seconds: 1}
-`), 0o644)
+	os.WriteFile(cfgFile, []byte(opaConfig(t, collector.URL, public, t.TempDir())+"labels: {team: registry}\n"+uploadEverySecond), 0o644)
 	doc, _ := os.ReadFile(cfgFile)
 	in := opaTestInput
 	in.Identity.Claims = map[string]any{"email": "alice@example.com", "sub": "alice"}
@@ -453,16 +431,16 @@ decision_logs:
 		resp.Body.Close()
 	}
 	waitFor(t, "both uploads", func() bool {
-		return collector.event(true, "boom") != nil && collector.event(false, "boom") != nil
+		return decisionEvent(collector, true, "boom") != nil && decisionEvent(collector, false, "boom") != nil
 	})
-	if collector.event(true, "dropped") != nil || collector.event(false, "dropped") != nil {
+	if decisionEvent(collector, true, "dropped") != nil || decisionEvent(collector, false, "dropped") != nil {
 		t.Error("a decision the drop policy drops was uploaded")
 	}
-	if a, b := comparableEvent(t, collector.event(true, "boom")), comparableEvent(t, collector.event(false, "boom")); a != b {
+	if a, b := comparableEvent(t, decisionEvent(collector, true, "boom")), comparableEvent(t, decisionEvent(collector, false, "boom")); a != b {
 		t.Errorf("the events of an evaluation error differ:\ntollgate: %s\nopa:      %s", a, b)
 	}
 
-	ours, theirs := collector.event(true, in.Service), collector.event(false, in.Service)
+	ours, theirs := decisionEvent(collector, true, in.Service), decisionEvent(collector, false, in.Service)
 	if tg := ours["custom"].(map[string]any)[policies.DecisionLogKey]; fmt.Sprint(tg) != "map[cached:false request_id:req-7 service:registry.example.com]" {
 		t.Errorf("custom.%s = %v", policies.DecisionLogKey, tg)
 	}

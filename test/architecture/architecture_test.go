@@ -42,6 +42,7 @@ var rules = []rule{
 	{"internal/logwrite", with(above, leafNever...), "internal helpers are leaves"},
 	{"internal/credhelper", with(above, clientNever...), "the client side speaks the wire contract, not the broker's code"},
 	{"internal/devicelogin", with(above, clientNever...), "the client side speaks the wire contract, not the broker's code"},
+	{"test/opatest", with(above, leafNever...), "a fake shared by unit and e2e tests speaks the wire API, not the broker's code"},
 }
 
 // clientNever is what the client side (login, logout, the credential

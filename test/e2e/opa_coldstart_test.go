@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,49 +13,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate/tollgate/test/opatest"
 )
-
-// decisionLogCollector speaks OPA's decision-log upload API (POSTs of
-// gzipped JSON arrays of events) and sends each event to the channel.
-func decisionLogCollector(t *testing.T) (url string, events <-chan map[string]any) {
-	t.Helper()
-	ch := make(chan map[string]any, 1000)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var batch []map[string]any
-		zr, err := gzip.NewReader(r.Body)
-		if err == nil {
-			err = json.NewDecoder(zr).Decode(&batch)
-		}
-		if err != nil {
-			t.Errorf("a decision-log upload OPA's API would refuse: %v", err)
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		for _, e := range batch {
-			ch <- e
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL, ch
-}
-
-// awaitDecision returns the first event from events for which match holds,
-// failing the test after 10 seconds.
-func awaitDecision(t *testing.T, events <-chan map[string]any, what string, match func(e, tollgate map[string]any) bool) map[string]any {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case e := <-events:
-			tg, _ := e["custom"].(map[string]any)["tollgate"].(map[string]any)
-			if match(e, tg) {
-				return e
-			}
-		case <-deadline:
-			t.Fatalf("no decision-log event for %s within 10s", what)
-		}
-	}
-}
 
 func tokenID(t *testing.T, token string) string {
 	t.Helper()
@@ -93,7 +52,7 @@ func TestOPAColdStartWithTheBundleServerDown(t *testing.T) {
 		w.Write(bundle)
 	}))
 	defer bundles.Close()
-	collector, events := decisionLogCollector(t)
+	collector := opatest.Start(t, opatest.Keep, nil)
 	section := fmt.Sprintf(`opa:
   services:
     bundles: {url: %s}
@@ -101,7 +60,7 @@ func TestOPAColdStartWithTheBundleServerDown(t *testing.T) {
   bundles:
     authz: {service: bundles, resource: /bundles/authz.tar.gz, persist: true, polling: {min_delay_seconds: 1, max_delay_seconds: 2}}
   decision_logs: {service: collector, resource: /logs, reporting: {min_delay_seconds: 1, max_delay_seconds: 1}}
-`, bundles.URL, collector)
+`, bundles.URL, collector.URL)
 	want := []access{{"repository", "team/app", []string{"pull", "push"}}}
 	// tokenByRevision asks b for alice's token, checks what it grants and
 	// that its decision was logged with its jti under the revision.
@@ -110,7 +69,7 @@ func TestOPAColdStartWithTheBundleServerDown(t *testing.T) {
 		tok := b.getToken(t, f.service, "alice", "repository:team/app:pull,push")
 		expectAccess(t, tok, want)
 		jti := tokenID(t, tok)
-		e := awaitDecision(t, events, "token "+jti, func(_, tg map[string]any) bool { return tg["token_id"] == jti })
+		e := collector.Await(t, "token "+jti, func(e map[string]any) bool { return opatest.Tollgate(e)["token_id"] == jti })
 		if fmt.Sprint(e["bundles"]) != "map[authz:map[revision:cold-1]]" || e["error"] != nil {
 			t.Errorf("the decision of token %s: %v", jti, e)
 		}
@@ -151,8 +110,8 @@ func TestOPAColdStartWithTheBundleServerDown(t *testing.T) {
 	if code, body := readyz(t, none); code != http.StatusServiceUnavailable || !strings.Contains(body, "bundle authz: not active") {
 		t.Errorf("/readyz with nothing persisted: %d\n%s", code, body)
 	}
-	e := awaitDecision(t, events, "the refusal", func(e, _ map[string]any) bool { return e["error"] != nil })
-	tg := e["custom"].(map[string]any)["tollgate"].(map[string]any)
+	e := collector.Await(t, "the refusal", func(e map[string]any) bool { return e["error"] != nil })
+	tg := opatest.Tollgate(e)
 	if fmt.Sprint(e["error"]) != "map[code:internal_error message:one or more bundles are not activated: authz]" ||
 		e["result"] != nil || e["bundles"] != nil || tg["token_id"] != nil {
 		t.Errorf("the refusal's decision-log event: %v", e)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -14,8 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
+	"github.com/tollgate/tollgate/test/opatest"
 	"github.com/tollgate/tollgate/test/testenv"
 )
 
@@ -25,9 +24,8 @@ const opaBundleToken = "s3cret-bundle-token-e2e"
 
 // opaBundleServer serves bundles by path to whoever sends opaBundleToken,
 // as an OPA bundle service with bearer credentials does; it counts the
-// requests it refused. It takes decision-log uploads (gzipped JSON arrays
-// of events) on /logs, as OPA's upload API does, and sends them to logs.
-func opaBundleServer(t *testing.T, bundles map[string][]byte, logs chan<- map[string]any) (url string, refused *atomic.Int64) {
+// requests it refused. It takes decision-log uploads on /logs, to logs.
+func opaBundleServer(t *testing.T, bundles map[string][]byte, logs *opatest.Collector) (url string, refused *atomic.Int64) {
 	t.Helper()
 	refused = &atomic.Int64{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -37,17 +35,7 @@ func opaBundleServer(t *testing.T, bundles map[string][]byte, logs chan<- map[st
 			refused.Add(1)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 		case r.Method == http.MethodPost && r.URL.Path == "/logs":
-			var events []map[string]any
-			zr, err := gzip.NewReader(r.Body)
-			if err == nil {
-				err = json.NewDecoder(zr).Decode(&events)
-			}
-			if err != nil {
-				t.Errorf("a decision-log upload OPA's API would refuse: %v", err)
-			}
-			for _, e := range events {
-				logs <- e
-			}
+			logs.ServeHTTP(w, r)
 		case !ok:
 			http.NotFound(w, r)
 		default:
@@ -93,7 +81,7 @@ func TestOPASectionGrantsTokensEndToEnd(t *testing.T) {
 		data, _ := os.ReadFile(f)
 		policyFiles[filepath.Base(f)] = string(data)
 	}
-	logs := make(chan map[string]any, 100)
+	logs := opatest.New(t, opatest.Keep)
 	url, refused := opaBundleServer(t, map[string][]byte{
 		"/bundles/policy.tar.gz": buildBundle(t, policyFiles),
 		"/bundles/data.tar.gz": buildBundle(t, map[string]string{
@@ -145,26 +133,16 @@ func TestOPASectionGrantsTokensEndToEnd(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("carol's token request: %d", status)
 	}
-	deadline := time.After(10 * time.Second)
-	for found := false; !found; {
-		select {
-		case e := <-logs:
-			in, _ := e["input"].(map[string]any)
-			id, _ := in["identity"].(map[string]any)
-			if id["subject"] != "carol" {
-				continue
-			}
-			found = true
-			tg, _ := e["custom"].(map[string]any)["tollgate"].(map[string]any)
-			rid, _ := tg["request_id"].(string)
-			host, port, _ := net.SplitHostPort(fmt.Sprint(e["requested_by"]))
-			if e["path"] != "registry/authz/allowed" || host != "127.0.0.1" || port == "" || tg["service"] != f.service ||
-				rid == "" || fmt.Sprint(e["bundles"]) != "map[data:map[revision:d1] policy:map[revision:p1]]" {
-				t.Errorf("carol's decision-log event: %v", e)
-			}
-		case <-deadline:
-			t.Fatal("no decision-log event for carol's request within 10s")
-		}
+	e := logs.Await(t, "carol's request", func(e map[string]any) bool {
+		id, _ := opatest.Input(e)["identity"].(map[string]any)
+		return id["subject"] == "carol"
+	})
+	tg := opatest.Tollgate(e)
+	rid, _ := tg["request_id"].(string)
+	host, port, _ := net.SplitHostPort(fmt.Sprint(e["requested_by"]))
+	if e["path"] != "registry/authz/allowed" || host != "127.0.0.1" || port == "" || tg["service"] != f.service ||
+		rid == "" || fmt.Sprint(e["bundles"]) != "map[data:map[revision:d1] policy:map[revision:p1]]" {
+		t.Errorf("carol's decision-log event: %v", e)
 	}
 
 	if refused.Load() != 0 {
