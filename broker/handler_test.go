@@ -1,7 +1,6 @@
 package broker_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/base64"
@@ -30,6 +29,7 @@ import (
 	"github.com/tollgate/tollgate/identity/htpasswd"
 	"github.com/tollgate/tollgate/identity/identitytest"
 	"github.com/tollgate/tollgate/policies"
+	"github.com/tollgate/tollgate/test/testenv"
 )
 
 // testPolicy grants alice pull,push on team/*, anyone pull on public/*, the
@@ -620,7 +620,7 @@ func (h hangingConnector) Login(ctx context.Context, _, _ string) (identity.Iden
 // backend outage: the request is logged and counted as cancelled, with
 // nothing written, and never as unavailable.
 func TestCancelledRequestIsNotAnOutage(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	reg := prometheus.NewRegistry()
 	hang := hangingConnector{asked: make(chan struct{})}
 	f := newFixture(t, func(o *broker.Options) {
@@ -642,7 +642,7 @@ func TestCancelledRequestIsNotAnOutage(t *testing.T) {
 	for logs.String() == "" && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	lines := logs.lines(t)
+	lines := logLines(t, &logs)
 	if len(lines) != 1 || lines[0]["outcome"] != "cancelled" || lines[0]["status"] != float64(499) || lines[0]["level"] != "INFO" {
 		t.Fatalf("log: %v, want one INFO line with outcome cancelled, status 499", lines)
 	}
@@ -728,30 +728,10 @@ func mustRequest(t *testing.T, u string) *http.Request {
 	return req
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// String returns everything written so far.
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) lines(t *testing.T) []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// logLines parses every line of a JSON log.
+func logLines(t *testing.T, b *testenv.SyncBuffer) []map[string]any {
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("log line %q: %v", l, err)
@@ -762,14 +742,14 @@ func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 }
 
 func TestDecisionLogLineNeverHoldsSecrets(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	f := newFixture(t, func(o *broker.Options) { o.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
 	a := f.get(t, "service=registry.test&scope=repository:team/app:pull,delete&offline_token=true", "Authorization", basic("alice", "alice-secret"))
 	f.get(t, "service=registry.test&scope=repository:team/app:pull", "Authorization", basic("alice", "wrong-secret"))
 	f.get(t, "service=registry.test&scope=repository:team/app:pull")
 	f.post(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {a.body["refresh_token"].(string)}, "service": {svcName}})
 
-	lines := logs.lines(t)
+	lines := logLines(t, &logs)
 	if len(lines) != 4 {
 		t.Fatalf("%d log lines for 4 requests", len(lines))
 	}

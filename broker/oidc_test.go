@@ -24,6 +24,7 @@ import (
 	"github.com/tollgate/tollgate/identity/htpasswd"
 	"github.com/tollgate/tollgate/identity/identitytest"
 	"github.com/tollgate/tollgate/identity/oidc"
+	"github.com/tollgate/tollgate/test/testenv"
 )
 
 // oidcFixture is a broker whose chain holds an htpasswd connector and an
@@ -314,7 +315,7 @@ func (o *oidcFixture) rawToken(t *testing.T, payload string) string {
 // broker answers without one and says so in its log, rather than hand out
 // a refresh token it will refuse.
 func TestRefreshTokenOverTheAcceptedSizeIsNotIssued(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	o := newOIDCFixture(t, func(opts *broker.Options) { opts.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
 	payload := fmt.Sprintf(`{"iss":%q,"sub":"alice","aud":%q,"exp":%d,"x":"%s"}`,
 		o.issuer.URL, svcName, o.now().Add(10*time.Minute).Unix(), strings.Repeat("\xff", 5800))

@@ -13,14 +13,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tollgate/tollgate/broker"
+	"github.com/tollgate/tollgate/test/testenv"
 )
 
 // reuseFixture serves registry.test and notary.test with a 2-second reuse
 // window, on a clock the test moves.
-func reuseFixture(t *testing.T, mutate ...func(*broker.Options)) (*fixture, *clock, *syncBuffer) {
+func reuseFixture(t *testing.T, mutate ...func(*broker.Options)) (*fixture, *clock, *testenv.SyncBuffer) {
 	t.Helper()
 	clk := &clock{t: time.Now()}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	f := newFixture(t, append([]func(*broker.Options){func(o *broker.Options) {
 		o.Now = clk.now
 		o.Logger = slog.New(slog.NewJSONHandler(logs, nil))
@@ -91,7 +92,7 @@ func TestTokenReuseServesTheSameTokenForTheSameClaims(t *testing.T) {
 	}
 
 	// The log says which requests got a reused token, and which token.
-	lines := logs.lines(t)
+	lines := logLines(t, logs)
 	first0, again1, last := lines[0], lines[1], lines[len(lines)-1]
 	if first0["token_reused"] != false || again1["token_reused"] != true || last["token_reused"] != false {
 		t.Fatalf("token_reused in the log: %v, %v, %v", first0["token_reused"], again1["token_reused"], last["token_reused"])

@@ -1,22 +1,21 @@
 package policies_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tollgate/tollgate/policies"
+	"github.com/tollgate/tollgate/test/testenv"
 )
 
 // OPA's plugins log the URLs they fetch, with their query string (a
 // pre-signed URL's signature) and, at debug, their password: tollgate's
 // log shows them redacted, as /readyz does.
 func TestOPALogsShowNoURLSecrets(t *testing.T) {
-	var buf lockedBuffer
+	var buf testenv.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	doc := `services:
   s: {url: "http://user:s3cret@127.0.0.1:1/x"}
@@ -43,22 +42,4 @@ bundles:
 	if !strings.Contains(logged, "http://xxxxx@127.0.0.1:1/x/b.tar.gz?xxxxx") {
 		t.Errorf("the log does not name the URL, redacted:\n%s", logged)
 	}
-}
-
-// lockedBuffer is a log OPA's goroutines write to while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,15 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/test/testenv"
 )
 
 // A test of a policy that reads a field the input does not have fails to
@@ -62,30 +62,12 @@ func TestPolicyTestRejectsBadOptions(t *testing.T) {
 	}
 }
 
-// syncBuffer is written by the watcher and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // --watch runs the tests again when a file changes, and stops when its
 // context ends (Ctrl-C) with status 0, as opa test --watch.
 func TestPolicyTestWatchRerunsOnChange(t *testing.T) {
 	const test = "package registry.authz_test\nimport data.registry.authz\ntest_alice if count(authz.allowed) == %d with input as {\"identity\": {\"subject\": \"alice\"}, \"scopes\": [{\"type\": \"repository\", \"name\": \"a\", \"actions\": [\"pull\"]}]}\n"
 	dir := policyDir(t, map[string]string{"p.rego": tinyPolicy, "p_test.rego": fmt.Sprintf(test, 1)})
-	var out, errOut syncBuffer
+	var out, errOut testenv.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/test/testenv"
 )
 
 func TestDevServeMakesItsStateAndUsesTheDefaultPolicy(t *testing.T) {
@@ -25,7 +27,7 @@ func TestDevServeMakesItsStateAndUsesTheDefaultPolicy(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	app := newApp()
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	app.Writer, app.ErrWriter = io.Discard, &out
 	started := time.Now()
 	go func() {

@@ -48,7 +48,7 @@ func TestServeWritesEveryLogLineBeforeItReturns(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	app := newApp()
-	app.Writer, app.ErrWriter = &syncBuffer{}, logFile
+	app.Writer, app.ErrWriter = &testenv.SyncBuffer{}, logFile
 	done := make(chan error, 1)
 	go func() {
 		done <- app.RunContext(ctx, []string{"tollgate", "serve", "--state-dir", t.TempDir(), "--listen", addr})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tollgate/tollgate/policies"
 	"github.com/tollgate/tollgate/test/opatest"
+	"github.com/tollgate/tollgate/test/testenv"
 )
 
 // An OPA engine stopped with a deadline returns by it, though OPA's
@@ -26,7 +27,7 @@ func TestOPAStopKeepsItsBudgetWhenTheCollectorHangs(t *testing.T) {
   resource: /logs
   reporting: {min_delay_seconds: 1, max_delay_seconds: 1, upload_size_limit_bytes: 4096, trigger: ` + trigger + `}
 `
-			var out lockedBuffer
+			var out testenv.SyncBuffer
 			e, err := policies.OpenOPA([]byte(doc), policies.OPAOptions{ID: "test", Log: slog.New(slog.NewTextHandler(&out, nil))})
 			if err != nil {
 				t.Fatal(err)

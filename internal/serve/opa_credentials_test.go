@@ -180,7 +180,7 @@ func TestOPAOAuth2ClientCredentials(t *testing.T) {
 `, ca, srv.URL, id, secret)) + "status: {service: bundles}\n"
 	}
 
-	log := &lockedBuffer{}
+	log := &testenv.SyncBuffer{}
 	e := openLimitedOPA(t, config(secret), slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	decidesAsOPARun(t, e, config(secret))
 	waitFor(t, "a status report", func() bool { mu.Lock(); defer mu.Unlock(); return len(reports) > 0 })

@@ -52,7 +52,7 @@ func TestDecisionLogFileLineIsOPAsConsoleLine(t *testing.T) {
 	dropped, boom := in, in
 	dropped.Service, boom.Service = "dropped", "boom"
 
-	var ours lockedBuffer
+	var ours testenv.SyncBuffer
 	e, err := policies.OpenOPA(doc, policies.OPAOptions{ID: "test", CacheSize: 100, CacheTTL: time.Minute, DecisionLog: &ours})
 	if err != nil {
 		t.Fatal(err)
@@ -107,11 +107,11 @@ func TestDecisionLogFileLineIsOPAsConsoleLine(t *testing.T) {
 
 // startOPARunLogged is startOPARun with what opa prints readable while it
 // runs.
-func startOPARunLogged(t *testing.T, cfgFile string) (string, *lockedBuffer) {
+func startOPARunLogged(t *testing.T, cfgFile string) (string, *testenv.SyncBuffer) {
 	t.Helper()
 	port := testenv.FreePort(t)
 	cmd := exec.Command(testenv.Tool(t, "opa"), "run", "--server", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "-c", cfgFile)
-	out := &lockedBuffer{}
+	out := &testenv.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

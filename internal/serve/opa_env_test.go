@@ -40,7 +40,7 @@ func TestOPABearerTokenFromTheEnvironment(t *testing.T) {
 		[]byte("opa:\n  "+strings.ReplaceAll(strings.TrimSpace(opa), "\n", "\n  ")+"\n"), 1)
 	os.WriteFile(path, body, 0o600)
 
-	log := &lockedBuffer{}
+	log := &testenv.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg, err := config.Load(path)
 	if err != nil {

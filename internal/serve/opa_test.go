@@ -314,7 +314,7 @@ func TestOPAServiceCredentialsShowNowhere(t *testing.T) {
 	doc := strings.Replace(opaConfig(t, srv.URL, public, t.TempDir()), "    url: "+srv.URL+"\n",
 		"    url: "+srv.URL+"\n    credentials: {bearer: {token: "+token+"}}\n", 1) +
 		"status: {service: bundles}\n"
-	log := &lockedBuffer{}
+	log := &testenv.SyncBuffer{}
 	e := openLimitedOPA(t, doc, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	waitFor(t, "a failed download", func() bool {
 		return strings.Contains(strings.Join(opaStatus(context.Background(), e), "\n"), "last error")
@@ -343,24 +343,6 @@ func TestOPAServiceCredentialsShowNowhere(t *testing.T) {
 	if !strings.Contains(log.String(), "REDACTED") {
 		t.Errorf("the log at debug shows no request, so it proves nothing:\n%s", log.String())
 	}
-}
-
-// lockedBuffer is a log the test reads while OPA's plugins write to it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // bundleAndCollector serves the bundle of signedBundleServer and, at

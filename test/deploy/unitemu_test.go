@@ -10,9 +10,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/tollgate/tollgate/test/testenv"
 )
 
 // A unitEmulation is a service unit's main process started as systemd
@@ -21,7 +22,7 @@ type unitEmulation struct {
 	settings map[string][]string // the [Service] section, in order of appearance
 	cred     *syscall.Credential
 	env      []string
-	log      syncBuffer
+	log      testenv.SyncBuffer
 	pid      int
 	exited   chan struct{}
 	err      error // once exited is closed
@@ -252,23 +253,4 @@ func known(key string) bool {
 		}
 	}
 	return false
-}
-
-// syncBuffer is the unit's journal: written by the process's output
-// copier, read by the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
