@@ -107,8 +107,7 @@ func tarball(t *testing.T, files map[string]string) []byte {
 // revision with the data of another would grant nothing.
 func revisionBundle(t *testing.T, k int) []byte {
 	t.Helper()
-	dir := t.TempDir()
-	files := map[string]string{
+	return buildBundle(t, map[string]string{
 		".manifest": fmt.Sprintf(`{"revision": "r%d"}`, k),
 		"authz.rego": fmt.Sprintf(`package registry.authz
 
@@ -119,19 +118,7 @@ allowed contains {"type": "repository", "name": s.name, "action": "pull"} if {
 }
 `, k, k),
 		"data.json": fmt.Sprintf(`{"rev": %d}`, k),
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	out := filepath.Join(t.TempDir(), "bundle.tar.gz")
-	tollgate(t, "", "bundle", "build", "-o", out, dir)
-	data, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
+	})
 }
 
 func readyz(t *testing.T, b *broker) (int, string) {
