@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -67,14 +66,9 @@ func TestDecisionLogFileLineIsOPAsConsoleLine(t *testing.T) {
 		e.Authorize(ctx, in)
 	}
 
-	base, theirs := startOPARunLogged(t, cfgFile)
+	base, theirs := startOPARun(t, cfgFile)
 	for _, in := range []authz.Input{in, dropped, boom} {
-		body, _ := json.Marshal(map[string]any{"input": in})
-		resp, err := http.Post(base+"/v1/data/registry/authz/allowed", "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		opaRunAllowed(t, base, in) // for the decision it logs
 	}
 	waitFor(t, "opa's console lines", func() bool { return len(consoleEvents(t, theirs.String())) == 2 })
 	got, want := consoleEvents(t, ours.String()), consoleEvents(t, theirs.String())
@@ -103,30 +97,6 @@ func TestDecisionLogFileLineIsOPAsConsoleLine(t *testing.T) {
 		t.Errorf("the mask policy was not applied:\n%s", ours.String())
 	}
 	waitFor(t, "the upload beside the file", func() bool { return decisionEvent(collector, true, "boom") != nil })
-}
-
-// startOPARunLogged is startOPARun with what opa prints readable while it
-// runs.
-func startOPARunLogged(t *testing.T, cfgFile string) (string, *testenv.SyncBuffer) {
-	t.Helper()
-	port := testenv.FreePort(t)
-	cmd := exec.Command(testenv.Tool(t, "opa"), "run", "--server", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "-c", cfgFile)
-	out := &testenv.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitFor(t, "opa to activate the bundle", func() bool {
-		resp, err := http.Get(base + "/health?bundles")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return base, out
 }
 
 // TestShortFormDecisionLogFileReopenedOnReload: a URL policy.source writes

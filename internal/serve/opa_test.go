@@ -164,27 +164,9 @@ func TestOPAConfigDecidesAsOPARunDoes(t *testing.T) {
 		t.Fatal("the second identical decision did not come from the cache")
 	}
 
-	base, out := startOPARun(t, cfgFile)
-	body, _ := json.Marshal(map[string]any{"input": opaTestInput})
-	resp, err := http.Post(base+"/v1/data/registry/authz/allowed", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var got struct {
-		Result []struct{ Type, Name, Action string }
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
-		t.Fatalf("opa answered %s: %v\n%s", resp.Status, err, out.String())
-	}
-	opaAllowed := map[string]bool{}
-	for _, r := range got.Result {
-		if r.Type == "repository" && r.Name == "team/app" {
-			opaAllowed[r.Action] = true
-		}
-	}
-	if fmt.Sprint(opaAllowed) != fmt.Sprint(d.Allowed[0]) {
-		t.Fatalf("opa allowed %v, tollgate %v", opaAllowed, d.Allowed[0])
+	base, _ := startOPARun(t, cfgFile)
+	if theirs := opaRunAllowed(t, base, opaTestInput); fmt.Sprint(theirs) != fmt.Sprint(d.Allowed[0]) {
+		t.Fatalf("opa allowed %v, tollgate %v", theirs, d.Allowed[0])
 	}
 }
 
@@ -405,12 +387,7 @@ func TestOPADecisionLogsAsOPARunUploadsThem(t *testing.T) {
 	}
 	base, _ := startOPARun(t, cfgFile)
 	for _, in := range []authz.Input{in, dropped, boom} { // in the order tollgate decided
-		body, _ := json.Marshal(map[string]any{"input": in})
-		resp, err := http.Post(base+"/v1/data/registry/authz/allowed", "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		opaRunAllowed(t, base, in) // for the decision it logs
 	}
 	waitFor(t, "both uploads", func() bool {
 		return decisionEvent(collector, true, "boom") != nil && decisionEvent(collector, false, "boom") != nil
@@ -469,13 +446,13 @@ func comparableEvent(t *testing.T, ev map[string]any) string {
 
 // startOPARun runs the real `opa run --server -c cfgFile` on a free loopback
 // port until the test ends, waits until its bundles are active, and returns
-// its base URL and what it prints.
-func startOPARun(t *testing.T, cfgFile string) (string, *bytes.Buffer) {
+// its base URL and what it prints, readable while it runs.
+func startOPARun(t *testing.T, cfgFile string) (string, *testenv.SyncBuffer) {
 	t.Helper()
 	port := testenv.FreePort(t)
 	cmd := exec.Command(testenv.Tool(t, "opa"), "run", "--server", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "-c", cfgFile)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &testenv.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -489,5 +466,5 @@ func startOPARun(t *testing.T, cfgFile string) (string, *bytes.Buffer) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return base, &out
+	return base, out
 }
