@@ -64,35 +64,43 @@ func benchInput(user, project int) authz.Input {
 // BenchmarkDefaultPolicy measures one decision of the default policy, from
 // the cache and evaluated, with 100 and 10,000 users over 1,000 projects.
 func BenchmarkDefaultPolicy(b *testing.B) {
-	ctx := context.Background()
 	for _, users := range []int{100, 10_000} {
 		p := defaultPolicyWith(b, users, 1000)
-		b.Run(fmt.Sprintf("users=%d/uncached", users), func(b *testing.B) {
-			e := policies.NewEngine(0, 0)
+		benchCachedAndNot(b, users, func(b *testing.B, cacheSize int, ttl time.Duration) authz.Authorizer {
+			e := policies.NewEngine(cacheSize, ttl)
 			e.Swap(p)
-			in := benchInput(users-1, (users-1)%1000)
-			b.ReportAllocs()
-			for b.Loop() {
-				d, err := e.Authorize(ctx, in)
-				if err != nil || !d.Allowed[0]["push"] {
-					b.Fatalf("decision %+v, %v", d, err)
-				}
-			}
-		})
-		b.Run(fmt.Sprintf("users=%d/cached", users), func(b *testing.B) {
-			e := policies.NewEngine(1000, time.Minute)
-			e.Swap(p)
-			in := benchInput(users-1, (users-1)%1000)
-			_, _ = e.Authorize(ctx, in)
-			b.ReportAllocs()
-			for b.Loop() {
-				d, err := e.Authorize(ctx, in)
-				if err != nil || !d.Cached {
-					b.Fatalf("decision %+v, %v", d, err)
-				}
-			}
+			return e
 		})
 	}
+}
+
+// benchCachedAndNot measures one decision of the engine open returns with
+// no cache (users=N/uncached) and from its cache (users=N/cached), for
+// the last of users.
+func benchCachedAndNot(b *testing.B, users int, open func(b *testing.B, cacheSize int, ttl time.Duration) authz.Authorizer) {
+	ctx := context.Background()
+	in := benchInput(users-1, (users-1)%1000)
+	b.Run(fmt.Sprintf("users=%d/uncached", users), func(b *testing.B) {
+		e := open(b, 0, 0)
+		b.ReportAllocs()
+		for b.Loop() {
+			d, err := e.Authorize(ctx, in)
+			if err != nil || !d.Allowed[0]["push"] {
+				b.Fatalf("decision %+v, %v", d, err)
+			}
+		}
+	})
+	b.Run(fmt.Sprintf("users=%d/cached", users), func(b *testing.B) {
+		e := open(b, 1000, time.Minute)
+		_, _ = e.Authorize(ctx, in)
+		b.ReportAllocs()
+		for b.Loop() {
+			d, err := e.Authorize(ctx, in)
+			if err != nil || !d.Cached {
+				b.Fatalf("decision %+v, %v", d, err)
+			}
+		}
+	})
 }
 
 // BenchmarkDefaultPolicyDistinct measures the evaluated decision when every
@@ -166,31 +174,10 @@ func openDefaultOPA(b *testing.B, bundle *bundles.Bundle, cacheSize int, ttl tim
 // BenchmarkDefaultPolicyOPA is BenchmarkDefaultPolicy on the OPA path: the
 // same policy, data and inputs, served as a local bundle by OPA's plugins.
 func BenchmarkDefaultPolicyOPA(b *testing.B) {
-	ctx := context.Background()
 	for _, users := range []int{100, 10_000} {
 		bundle := defaultBundleWith(b, users, 1000)
-		b.Run(fmt.Sprintf("users=%d/uncached", users), func(b *testing.B) {
-			e := openDefaultOPA(b, bundle, 0, 0)
-			in := benchInput(users-1, (users-1)%1000)
-			b.ReportAllocs()
-			for b.Loop() {
-				d, err := e.Authorize(ctx, in)
-				if err != nil || !d.Allowed[0]["push"] {
-					b.Fatalf("decision %+v, %v", d, err)
-				}
-			}
-		})
-		b.Run(fmt.Sprintf("users=%d/cached", users), func(b *testing.B) {
-			e := openDefaultOPA(b, bundle, 1000, time.Minute)
-			in := benchInput(users-1, (users-1)%1000)
-			_, _ = e.Authorize(ctx, in)
-			b.ReportAllocs()
-			for b.Loop() {
-				d, err := e.Authorize(ctx, in)
-				if err != nil || !d.Cached {
-					b.Fatalf("decision %+v, %v", d, err)
-				}
-			}
+		benchCachedAndNot(b, users, func(b *testing.B, cacheSize int, ttl time.Duration) authz.Authorizer {
+			return openDefaultOPA(b, bundle, cacheSize, ttl)
 		})
 	}
 }
