@@ -65,17 +65,6 @@ func startRegistryAuth(t *testing.T, f flavor, b *broker, auth string, env []str
 		t.Fatal(err)
 	}
 	proc := startProcess(t, f.name, dir, append([]string{"OTEL_TRACES_EXPORTER=none"}, env...), tool(t, f.bin), "serve", cfgFile)
-	want := fmt.Sprintf(`Bearer realm=%q,service=%q`, b.realm(), f.service)
-	waitUntil(t, proc, "401 Bearer challenge on /v2/", func() error {
-		resp, err := http.Get(fmt.Sprintf("http://localhost:%d/v2/", port))
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if got := resp.Header.Get("WWW-Authenticate"); resp.StatusCode != http.StatusUnauthorized || got != want {
-			return fmt.Errorf("GET /v2/: %s, WWW-Authenticate %q, want 401 with %q", resp.Status, got, want)
-		}
-		return nil
-	})
+	awaitChallenge(t, proc, fmt.Sprintf("http://localhost:%d/v2/", port), b, f.service)
 	return port
 }

@@ -300,9 +300,17 @@ auth:
 	// distribution 3 would otherwise try to export traces to a collector.
 	r.proc = startProcess(t, f.name, dir, []string{"OTEL_TRACES_EXPORTER=none"}, bin, "serve", cfgFile)
 
-	want := fmt.Sprintf(`Bearer realm=%q,service=%q`, b.realm(), f.service)
-	waitUntil(t, r.proc, "401 Bearer challenge on /v2/", func() error {
-		resp, err := http.Get(r.url("/v2/"))
+	awaitChallenge(t, r.proc, r.url("/v2/"), b, f.service)
+	return r
+}
+
+// awaitChallenge waits until the registry proc answers GET v2 with 401 and
+// b's Bearer challenge for service: then it trusts b and is ready.
+func awaitChallenge(t testing.TB, proc *process, v2 string, b *broker, service string) {
+	t.Helper()
+	want := fmt.Sprintf(`Bearer realm=%q,service=%q`, b.realm(), service)
+	waitUntil(t, proc, "401 Bearer challenge on /v2/", func() error {
+		resp, err := http.Get(v2)
 		if err != nil {
 			return err
 		}
@@ -312,7 +320,6 @@ auth:
 		}
 		return nil
 	})
-	return r
 }
 
 // env is one test's broker and a registry of each generation trusting it.
