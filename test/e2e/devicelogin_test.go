@@ -184,21 +184,7 @@ func TestDeviceLogin(t *testing.T) {
 		rt, _ := deviceLogin(t, p, b, "finn", "registry-dev")
 		for round := 1; round <= 2; round++ {
 			time.Sleep(1100 * time.Millisecond)
-			var wg sync.WaitGroup
-			statuses := make([]int, 8)
-			for i := range statuses {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					statuses[i], _, _ = b.refreshGrant(t, rt)
-				}()
-			}
-			wg.Wait()
-			for i, s := range statuses {
-				if s != http.StatusOK {
-					t.Fatalf("round %d: refresh %d answered %d", round, i, s)
-				}
-			}
+			refreshTogether(t, round, rt, b)
 			if ok, _ := p.Refreshes("finn"); ok != round {
 				t.Fatalf("round %d: the provider saw %d refreshes, want %d", round, ok, round)
 			}
@@ -332,21 +318,7 @@ func TestDeviceLoginAcrossReplicas(t *testing.T) {
 	}
 	for round := 1; round <= 2; round++ {
 		time.Sleep(1100 * time.Millisecond)
-		var wg sync.WaitGroup
-		statuses := make([]int, 8)
-		for i := range statuses {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				statuses[i], _, _ = []*broker{a, b}[i%2].refreshGrant(t, rt)
-			}()
-		}
-		wg.Wait()
-		for i, s := range statuses {
-			if s != http.StatusOK {
-				t.Fatalf("round %d: refresh %d answered %d", round, i, s)
-			}
-		}
+		refreshTogether(t, round, rt, a, b)
 		if ok, failed := p.Refreshes("ivy"); ok != round || failed != 0 {
 			t.Fatalf("round %d: the provider saw %d refreshes and %d failed ones, want %d and 0", round, ok, failed, round)
 		}
@@ -443,4 +415,25 @@ func TestDeviceLoginGraceServesLastValidatedIdentity(t *testing.T) {
 	}
 	expectAccess(t, body.AccessToken, nil) // not the push nora had at login
 	b.proc.logWith(t, "serving the last validated identity")
+}
+
+// refreshTogether sends 8 refreshes of rt at once, spread over brokers,
+// and requires every one to succeed.
+func refreshTogether(t *testing.T, round int, rt string, brokers ...*broker) {
+	t.Helper()
+	var wg sync.WaitGroup
+	statuses := make([]int, 8)
+	for i := range statuses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i], _, _ = brokers[i%len(brokers)].refreshGrant(t, rt)
+		}()
+	}
+	wg.Wait()
+	for i, s := range statuses {
+		if s != http.StatusOK {
+			t.Fatalf("round %d: refresh %d answered %d", round, i, s)
+		}
+	}
 }
