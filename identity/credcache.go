@@ -18,11 +18,25 @@ import (
 // HMAC of (connector, user, password) under a random per-process key, so a
 // memory dump reveals nothing that can be replayed elsewhere. A nil
 // *CredentialCache is valid and remembers nothing.
+//
+// An entry is kept for a fixed part of ttl between four fifths and all of
+// it, different for each credential: passwords verified together (every
+// client logging in again after a restart) are not all verified again in
+// the same second a ttl later, a wave of bcrypt that would queue every
+// request behind it.
 type CredentialCache struct {
 	key          []byte
 	macs         sync.Pool // of *macState keyed with key
-	lru          *expirable.LRU[[sha256.Size]byte, Identity]
+	lru          *expirable.LRU[[sha256.Size]byte, verified]
+	ttl          time.Duration
+	now          func() time.Time // time.Now; tests move it
 	hits, misses atomic.Int64
+}
+
+// verified is a cached identity and when it must be verified again.
+type verified struct {
+	id      Identity
+	expires time.Time
 }
 
 // Stats returns how many lookups found a verified credential and how many
@@ -44,7 +58,9 @@ func NewCredentialCache(size int, ttl time.Duration) *CredentialCache {
 	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go 1.24+)
 	return &CredentialCache{
 		key: key,
-		lru: expirable.NewLRU[[sha256.Size]byte, Identity](size, nil, ttl),
+		lru: expirable.NewLRU[[sha256.Size]byte, verified](size, nil, ttl),
+		ttl: ttl,
+		now: time.Now,
 	}
 }
 
@@ -84,13 +100,18 @@ func (c *CredentialCache) Get(connector, user, password string) (Identity, bool)
 	if c == nil {
 		return Identity{}, false
 	}
-	id, ok := c.lru.Get(c.mac(connector, user, password))
+	k := c.mac(connector, user, password)
+	v, ok := c.lru.Get(k)
+	if ok && !c.now().Before(v.expires) {
+		c.lru.Remove(k)
+		ok = false
+	}
 	if ok {
 		c.hits.Add(1)
 	} else {
 		c.misses.Add(1)
 	}
-	return id, ok
+	return v.id, ok
 }
 
 // Put remembers that these credentials verified as id.
@@ -98,7 +119,18 @@ func (c *CredentialCache) Put(connector, user, password string, id Identity) {
 	if c == nil {
 		return
 	}
-	c.lru.Add(c.mac(connector, user, password), id)
+	k := c.mac(connector, user, password)
+	c.lru.Add(k, verified{id: id, expires: c.now().Add(c.ttl - spread(k, c.ttl/5))})
+}
+
+// spread is k's part of width: the MAC is uniform, so the credentials'
+// expiries spread evenly over the last fifth of the ttl. The lru's own ttl
+// stays the bound.
+func spread(k [sha256.Size]byte, width time.Duration) time.Duration {
+	if width <= 0 {
+		return 0
+	}
+	return time.Duration(binary.BigEndian.Uint64(k[:8]) % uint64(width))
 }
 
 // Purge forgets everything, for example after the user file changed.
