@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/test/testenv"
 )
 
 // gate is an output whose writes wait while it is held, and which records
@@ -108,7 +110,7 @@ func TestALineLongerThanTheBoundIsWrittenWhole(t *testing.T) {
 // Concurrent writers: every line comes out once, whole, each writer's lines
 // in its order; Close returns when all are out, and later lines follow.
 func TestConcurrentLinesAllComeOutWholeAndInOrder(t *testing.T) {
-	var out lockedBuffer
+	var out testenv.SyncBuffer
 	w := New(&out, 4096)
 	const writers, lines = 8, 2000
 	var wg sync.WaitGroup
@@ -138,21 +140,4 @@ func TestConcurrentLinesAllComeOutWholeAndInOrder(t *testing.T) {
 		}
 		next[g]++
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
