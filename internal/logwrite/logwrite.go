@@ -26,9 +26,8 @@ type Writer struct {
 
 	mu      sync.Mutex
 	more    sync.Cond // pending has bytes, or closing
-	room    sync.Cond // the writer took pending, or went idle
+	room    sync.Cond // the writer took pending, or closing
 	pending []byte
-	writing bool // the writer holds a batch it has not written yet
 	closed  bool
 	done    chan struct{}
 	direct  sync.Mutex // orders the direct writes after Close
@@ -70,18 +69,14 @@ func (l *Writer) run() {
 	l.mu.Lock()
 	for {
 		for len(l.pending) == 0 && !l.closed {
-			l.writing = false
-			l.room.Broadcast()
 			l.more.Wait()
 		}
-		if len(l.pending) == 0 {
-			l.writing = false
-			l.room.Broadcast()
+		if len(l.pending) == 0 { // closed, and everything is out
 			l.mu.Unlock()
 			return
 		}
 		batch := l.pending
-		l.pending, l.writing = spare[:0], true
+		l.pending = spare[:0]
 		l.room.Broadcast()
 		l.mu.Unlock()
 		_, _ = l.w.Write(batch)
@@ -90,15 +85,6 @@ func (l *Writer) run() {
 			spare = nil
 		}
 		l.mu.Lock()
-	}
-}
-
-// Flush returns once every line written before it is out.
-func (l *Writer) Flush() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for (len(l.pending) > 0 || l.writing) && !l.closed {
-		l.room.Wait()
 	}
 }
 

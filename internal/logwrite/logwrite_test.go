@@ -42,7 +42,6 @@ func (g *gate) all() (string, int) {
 func TestLinesWrittenWhileTheOutputIsBusyGoOutInOneWrite(t *testing.T) {
 	g := newGate()
 	w := New(g, 1<<20)
-	defer w.Close()
 	w.Write([]byte("first\n"))
 	<-g.in // the writer is in the output's write with the first line
 	for i := range 100 {
@@ -51,7 +50,7 @@ func TestLinesWrittenWhileTheOutputIsBusyGoOutInOneWrite(t *testing.T) {
 		}
 	}
 	close(g.held)
-	w.Flush()
+	w.Close()
 	out, n := g.all()
 	if n != 2 {
 		t.Errorf("%d writes to the output, want 2 (the first line, then the 100 that waited)", n)
@@ -71,7 +70,6 @@ func TestLinesWrittenWhileTheOutputIsBusyGoOutInOneWrite(t *testing.T) {
 func TestAFullBufferMakesWriteWait(t *testing.T) {
 	g := newGate()
 	w := New(g, 100)
-	defer w.Close()
 	w.Write([]byte("busy\n"))
 	<-g.in
 	w.Write(bytes.Repeat([]byte("a"), 100)) // fills the buffer exactly
@@ -87,7 +85,7 @@ func TestAFullBufferMakesWriteWait(t *testing.T) {
 	}
 	close(g.held)
 	<-returned
-	w.Flush()
+	w.Close()
 	if out, _ := g.all(); out != "busy\n"+strings.Repeat("a", 100)+"b" {
 		t.Errorf("output %q", out)
 	}
