@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -22,12 +21,7 @@ import (
 // buffered when it stops; the pipe is closed as soon as serve returns, as
 // a process's stderr is when it exits.
 func TestServeWritesEveryLogLineBeforeItReturns(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeAddr(t)
 	logRead, logFile, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
